@@ -1,0 +1,3 @@
+from segshield.cli.main import main
+
+main()

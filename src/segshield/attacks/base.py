@@ -1,0 +1,225 @@
+"""The attack base class: input validation and the one sign-gradient step loop all attacks share.
+
+Conventions for every attack:
+
+* ``images``: ``(N, C, H, W)`` floating point, values in [0, 1];
+* ``targets``: what the loss takes - ``(N, 1, H, W)`` {0, 1} for binary models, ``(N, H, W)``
+  class indices for multi-class ones (see :mod:`segshield.attacks.losses`);
+* the result has the dtype, shape and device of ``images``, lies in [0, 1] and within the
+  L-infinity ball of radius ``eps`` around ``images``, and is detached.
+
+Attacks take gradients with respect to the *input only* (``torch.autograd.grad``), so parameter
+``.grad`` fields are never touched, and they leave the model's train/eval mode alone: the caller
+puts the model in eval mode (BatchNorm in train mode would couple the images of a batch).
+They do no I/O and no seeding; random starts draw from an optional ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from segshield.attacks.losses import LossFn, get_loss
+from segshield.errors import ModelOutputError
+
+__all__ = ["Attack"]
+
+
+def _check_eps(eps: float, what: str = "eps") -> float:
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number >= 0, got {eps!r}") from None
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+class Attack(ABC):
+    """Base class of white-box L-infinity attacks on segmentation models.
+
+    Args:
+        model: maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits; used as is (mode kept).
+        loss: per-sample loss ``loss(logits, targets) -> (N,)`` to *increase*, or a loss name
+            for :func:`segshield.attacks.losses.get_loss`.
+        eps: L-infinity budget in image units ([0, 1] scale), ``>= 0``; ``0`` returns a copy of
+            the input.
+        **params: attack-specific options (see the subclass); unknown names raise ``ValueError``.
+    """
+
+    name: ClassVar[str]
+    norm: ClassVar[str] = "Linf"
+    iterative: ClassVar[bool]
+
+    def __init__(self, model: nn.Module, loss: LossFn | str, eps: float, **params: Any) -> None:
+        if params:
+            raise ValueError(
+                f"{type(self).__name__} got unknown parameter(s) {sorted(params)}; "
+                f"valid parameters: {self.param_names() or 'none'}"
+            )
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        self.model = model
+        self.loss: LossFn = get_loss(loss) if isinstance(loss, str) else loss
+        self.eps = _check_eps(eps)
+
+    # ----------------------------------------------------------------------------- public API
+
+    def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Return adversarial images: same shape/dtype/device as ``images``, detached."""
+        self._check_images(images)
+        if self.eps == 0.0:
+            # Empty budget: nothing can move, so skip the model (and any random draw) entirely.
+            return images.detach().clone()
+        with torch.enable_grad():  # the caller may be inside torch.no_grad()
+            adv = self._perturb(images.detach(), targets)
+        return adv.detach()
+
+    def sweep(self, images: Tensor, targets: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
+        """Attack once per budget in ``epsilons``; returns one adversarial batch per ε, in order.
+
+        The default builds one attack per ε with :meth:`with_eps`; single-step attacks override it
+        to share the gradient computation.
+        """
+        return [self.with_eps(eps)(images, targets) for eps in epsilons]
+
+    def with_eps(self, eps: float) -> Attack:
+        """A shallow copy of this attack (same model, loss, options, generator) with budget ``eps``.
+
+        Options derived from ``eps`` (e.g. a default step size) follow the new budget.
+        """
+        clone = copy.copy(self)
+        clone.eps = _check_eps(eps)
+        return clone
+
+    def attack_params(self) -> dict[str, Any]:
+        """JSON-serialisable parameters for reports: eps, steps, alpha, random_start."""
+        return {"eps": self.eps}
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of the attack-specific constructor options, e.g. ``["steps", "alpha"]``."""
+        return [
+            p.name
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.attack_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # ------------------------------------------------------------------------ for subclasses
+
+    @abstractmethod
+    def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Compute the adversarial batch; ``images`` is validated, detached, ``eps > 0``."""
+
+    def _gradient(self, x: Tensor, targets: Tensor) -> Tensor:
+        """∇_x of the summed per-sample loss at ``x``; one forward and one backward pass.
+
+        The batch sum gives every image the gradient of its own loss, since images do not
+        interact (model in eval mode).
+        """
+        x = x.detach().requires_grad_(True)
+        logits = self.model(x)
+        if not isinstance(logits, Tensor):
+            raise ModelOutputError(
+                f"{self.name}: model must return a logits tensor, got {type(logits).__name__}"
+            )
+        if not bool(torch.isfinite(logits).all()):
+            raise ModelOutputError(
+                f"{self.name}: model output contains NaN or Inf "
+                f"(logits shape {tuple(logits.shape)})"
+            )
+        loss = self.loss(logits, targets)
+        if loss.shape != (x.shape[0],):
+            raise ValueError(
+                f"{self.name}: loss must return one value per sample, shape ({x.shape[0]},), "
+                f"got {tuple(loss.shape)}"
+            )
+        # Input-only gradient: parameter .grad fields stay untouched, no graph is retained.
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+        if not bool(torch.isfinite(grad).all()):
+            raise ModelOutputError(f"{self.name}: input gradient contains NaN or Inf")
+        return grad
+
+    @staticmethod
+    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: float, eps: float) -> Tensor:
+        """One signed-gradient ascent step, projected to the ε-ball around ``images`` and [0, 1].
+
+        Shapes: all ``(N, C, H, W)``. Because ``images`` lies in [0, 1], the final clamp keeps the
+        point inside the ball.
+        """
+        x = x + alpha * grad.sign()
+        x = torch.clamp(x, images - eps, images + eps)
+        return x.clamp_(0.0, 1.0)
+
+    def _iterate(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        x_start: Tensor,
+        steps: int,
+        alpha: float,
+        eps: float,
+    ) -> Tensor:
+        """The shared loop: ``steps`` times ``x <- clip_[0,1](Π_ε(x + alpha * sign(∇_x L)))``.
+
+        ``x_start`` must already lie in the ε-ball and [0, 1]; returns a detached tensor.
+        """
+        x = x_start.detach()
+        for _ in range(steps):
+            grad = self._gradient(x, targets)
+            x = self._step(x, images, grad, alpha, eps)
+        return x.detach()
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _check_images(self, images: Tensor) -> None:
+        if not isinstance(images, Tensor):
+            raise TypeError(f"{self.name}: images must be a tensor, got {type(images).__name__}")
+        if images.ndim != 4:
+            raise ValueError(
+                f"{self.name}: images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise ValueError(
+                f"{self.name}: images must be floating point in [0, 1], got dtype {images.dtype}"
+            )
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                f"{self.name}: attacks need autograd; "
+                "do not call them inside torch.inference_mode()"
+            )
+        if images.numel() == 0:
+            return
+        lo, hi = torch.aminmax(images.detach())
+        lo_v, hi_v = float(lo), float(hi)
+        # `not (a <= b)` also catches NaN.
+        if not (lo_v >= 0.0 and hi_v <= 1.0):
+            raise ValueError(
+                f"{self.name}: images must lie in [0, 1], found values in [{lo_v:g}, {hi_v:g}]"
+            )
+
+
+def _check_steps(steps: int, owner: str) -> int:
+    try:
+        value = operator.index(steps)  # ints and NumPy integers, not floats
+    except TypeError:
+        value = None
+    if value is None or isinstance(steps, bool) or value < 1:
+        raise ValueError(f"{owner}: steps must be an integer >= 1, got {steps!r}")
+    return value
+
+
+def _check_alpha(alpha: float | None, owner: str) -> float | None:
+    return None if alpha is None else _check_eps(alpha, f"{owner}: alpha")

@@ -1,0 +1,75 @@
+"""Audit configuration: one frozen object built by the CLI (or by users in Python)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from segshield.models import ModelSpec
+
+DEFAULT_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+# Seed advunet sweeps FGSM over 0.1 .. 0.9; offered with --epsilons advunet.
+ADVUNET_EPSILONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_ATTACKS = ("fgsm", "bim", "pgd")
+DEFAULT_LOSSES = ("bce",)
+ENGINES = ("pytorch", "onnxruntime", "onnxruntime-cuda")
+DEFAULT_ENGINES = ("pytorch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything that decides what an audit measures.
+
+    data: the user's dataset folder, or None for the bundled `dataset`/`split`.
+    epsilons: L-infinity budgets in [0, 1] pixel units. steps/alpha: iterative attacks
+    (alpha None means eps/4). limit: audit only the first `limit` images.
+    """
+
+    out_dir: Path
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: Path | None = None
+    dataset: str = "nuclei"
+    split: str = "test"
+    size: int = 128
+    limit: int | None = None
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    losses: tuple[str, ...] = DEFAULT_LOSSES
+    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
+    steps: int = 10
+    alpha: float | None = None
+    engines: tuple[str, ...] = DEFAULT_ENGINES
+    batch_size: int = 8
+    seed: int = 0
+    threshold: float = 0.5
+    parity_atol: float = 1e-4
+    opset: int = 18
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.attacks:
+            problems.append("at least one attack is needed")
+        if not self.losses:
+            problems.append("at least one loss is needed")
+        if not self.epsilons or any(not 0.0 <= e <= 1.0 for e in self.epsilons):
+            problems.append(f"epsilons must be in [0, 1], got {list(self.epsilons)}")
+        unknown = [e for e in self.engines if e not in ENGINES]
+        if unknown:
+            problems.append(f"unknown engine(s) {unknown}; choose from {list(ENGINES)}")
+        if "pytorch" not in self.engines:
+            problems.append("the pytorch engine (the attacked source model) is always needed")
+        if self.steps < 1 or self.batch_size < 1 or self.size < 8:
+            problems.append("steps and batch_size must be >= 1 and size >= 8")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append(f"threshold must be in (0, 1), got {self.threshold}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        raw = asdict(self)
+        raw["out_dir"] = str(self.out_dir)
+        raw["data"] = None if self.data is None else str(self.data)
+        raw["model"] = {
+            **asdict(self.model),
+            "weights": None if self.model.weights is None else str(self.model.weights),
+        }
+        return raw

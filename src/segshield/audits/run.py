@@ -1,0 +1,361 @@
+"""`run_audit`: craft adversarial images on the PyTorch source model for every
+attack x loss x epsilon, replay them on every engine, and measure what changed.
+
+The adversarial batch is crafted once per cell and replayed on every engine. A failing cell
+(or engine) is recorded with its error; it never loses the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import segshield
+from segshield.attacks import ATTACKS, get_attack, get_loss
+from segshield.data import SegDataset, bundled_dataset, dataset_from_path
+from segshield.engines import OrtRunner, Runner, TorchRunner, infer_batched
+from segshield.errors import EngineUnavailableError, ModelOutputError, SegShieldError
+from segshield.exporters import onnx_from_torch
+from segshield.hashing import sha256_file
+from segshield.metrics import (
+    SegmentationAccumulator,
+    attack_success,
+    disagreement,
+    perturbation_norms,
+    ssim,
+)
+from segshield.models import LoadedModel, load_model
+
+from .config import AuditConfig
+from .results import (
+    SOURCE_ENGINE,
+    AuditCell,
+    AuditReport,
+    EngineEval,
+    EngineRecord,
+)
+
+log = logging.getLogger(__name__)
+
+# progress(stage, done, total): "cells" while attacking; the CLI draws it, the library never.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class _Engine:
+    record: EngineRecord
+    runner: Runner | None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_audit_data(config: AuditConfig) -> SegDataset:
+    size = (config.size, config.size)
+    if config.data is not None:
+        ds = dataset_from_path(config.data, size=size)
+    else:
+        ds = bundled_dataset(config.dataset, config.split, size=size)
+    return ds.subset(config.limit)
+
+
+def _check_source(model: torch.nn.Module, data: SegDataset) -> None:
+    """The source model must map (N, C, H, W) to finite binary logits (N, 1, H, W)."""
+    x = torch.from_numpy(data.images[:1])
+    try:
+        with torch.inference_mode():
+            out = model(x)
+    except Exception as exc:  # the user's model: any failure is an input error
+        raise SegShieldError(
+            f"the model failed on an input of shape {tuple(x.shape)}: {exc}"
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ModelOutputError(f"the model returned {type(out).__name__}, expected a tensor")
+    if out.ndim != 4 or out.shape[0] != 1 or out.shape[2:] != x.shape[2:]:
+        raise ModelOutputError(
+            f"the model maps {tuple(x.shape)} to {tuple(out.shape)}; expected logits "
+            f"(1, 1, {x.shape[2]}, {x.shape[3]})"
+        )
+    if out.shape[1] != 1:
+        raise ModelOutputError(
+            f"the model returns {out.shape[1]} channels; this version audits binary "
+            "segmentation (one logit channel)"
+        )
+    if not torch.isfinite(out).all():
+        raise ModelOutputError("the model returns NaN/Inf logits on a clean image")
+
+
+def _build_engines(
+    config: AuditConfig, loaded: LoadedModel, data: SegDataset
+) -> list[_Engine]:
+    engines = [
+        _Engine(
+            EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", ["torch-cpu"]),
+            TorchRunner(loaded.module),
+        )
+    ]
+    ort_wanted = [e for e in config.engines if e.startswith("onnxruntime")]
+    if not ort_wanted:
+        return engines
+    onnx_path = config.out_dir / "model.onnx"
+    export = None
+    export_error: str | None = None
+    t0 = time.perf_counter()
+    try:
+        sample = torch.from_numpy(data.images[: min(len(data), config.batch_size)])
+        export = onnx_from_torch(
+            loaded.module, sample, onnx_path, opset=config.opset, atol=config.parity_atol
+        )
+    except SegShieldError as exc:
+        export_error = f"ONNX export failed: {exc}"
+        log.error(export_error)
+    build = time.perf_counter() - t0
+    providers = {
+        "onnxruntime": ("CPUExecutionProvider",),
+        "onnxruntime-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    }
+    for name in ort_wanted:
+        record = EngineRecord(name, "onnxruntime", "fp32", build_seconds=round(build, 3))
+        runner = None
+        if export is None:
+            record.status, record.reason = "error", export_error
+        else:
+            record.artifact, record.sha256 = str(onnx_path), export.sha256
+            record.parity = {
+                "max_abs_diff": export.max_abs_diff,
+                "tolerance": export.tolerance,
+                "exporter": export.exporter,
+                "opset": export.opset,
+            }
+            try:
+                runner = OrtRunner(onnx_path, providers=providers[name], name=name)
+                record.providers = list(runner.providers)
+            except EngineUnavailableError as exc:
+                record.status, record.reason = "unavailable", str(exc)
+                log.warning("engine %s unavailable: %s", name, exc)
+        engines.append(_Engine(record, runner))
+    return engines
+
+
+def _evaluate(
+    runner: Runner,
+    images: np.ndarray,
+    masks: np.ndarray,
+    config: AuditConfig,
+) -> tuple[dict, dict, np.ndarray]:
+    """Run one engine over all images: (metrics, per_image, binary predictions (N,1,H,W))."""
+    logits = infer_batched(runner, images, config.batch_size)
+    acc = SegmentationAccumulator(keep_predictions=True)
+    acc.update(logits, masks, threshold=config.threshold)
+    result = acc.result().to_dict()
+    per_image = result.pop("per_image")
+    return result, per_image, acc.predictions()
+
+
+def _eval_engines(
+    engines: list[_Engine],
+    images: np.ndarray,
+    masks: np.ndarray,
+    config: AuditConfig,
+    clean: dict[str, EngineEval] | None,
+) -> dict[str, EngineEval]:
+    """Evaluate every available engine on the same inputs; compare each to the source."""
+    out: dict[str, EngineEval] = {}
+    preds: dict[str, np.ndarray] = {}
+    for eng in engines:
+        name = eng.record.name
+        if eng.runner is None:
+            out[name] = EngineEval(name, "error", f"engine unavailable: {eng.record.reason}")
+            continue
+        try:
+            metrics, per_image, pred = _evaluate(eng.runner, images, masks, config)
+        except Exception as exc:  # one engine failing must not lose the others
+            log.exception("engine %s failed", name)
+            out[name] = EngineEval(name, "error", f"{type(exc).__name__}: {exc}")
+            continue
+        preds[name] = pred
+        ev = EngineEval(name, metrics=metrics, per_image=per_image)
+        if clean is not None and clean.get(name) and clean[name].metrics:
+            ev.attack_success = float(attack_success(clean[name].metrics["dice"], metrics["dice"]))
+        out[name] = ev
+    src = out.get(SOURCE_ENGINE)
+    for name, ev in out.items():
+        if name in preds and SOURCE_ENGINE in preds and src and src.metrics and ev.metrics:
+            ev.disagreement = float(disagreement(preds[name], preds[SOURCE_ENGINE]).mean())
+            ev.dice_gap = float(ev.metrics["dice"] - src.metrics["dice"])
+    return out
+
+
+def _perturbation(clean: np.ndarray, adv: np.ndarray) -> dict:
+    l2, linf = perturbation_norms(clean, adv)
+    s = ssim(clean, adv)
+    return {
+        "l2_mean": float(l2.mean()),
+        "l2_max": float(l2.max()),
+        "linf_max": float(linf.max()),
+        "ssim_mean": float(s.mean()),
+        "ssim_min": float(s.min()),
+        "per_image": {"l2": l2.tolist(), "linf": linf.tolist(), "ssim": s.tolist()},
+    }
+
+
+def _craft(
+    model: torch.nn.Module,
+    attack: str,
+    loss: str,
+    epsilons: tuple[float, ...],
+    data: SegDataset,
+    config: AuditConfig,
+    seed: int,
+) -> list[np.ndarray]:
+    """Adversarial images for every epsilon, crafted batch by batch on the source model."""
+    loss_fn = get_loss(loss)
+    per_eps: list[list[np.ndarray]] = [[] for _ in epsilons]
+    gen = torch.Generator().manual_seed(seed)
+    params: dict = {}
+    if ATTACKS[attack].iterative:
+        params["steps"] = config.steps
+    if attack == "pgd":
+        params["generator"] = gen
+    for i in range(0, len(data), config.batch_size):
+        x = torch.from_numpy(data.images[i : i + config.batch_size])
+        y = torch.from_numpy(data.masks[i : i + config.batch_size].astype(np.float32))
+        if config.alpha is not None and ATTACKS[attack].iterative:
+            advs = [
+                get_attack(attack, model, loss_fn, eps, alpha=config.alpha, **params)(x, y)
+                for eps in epsilons
+            ]
+        else:
+            advs = get_attack(attack, model, loss_fn, epsilons[0], **params).sweep(
+                x, y, list(epsilons)
+            )
+        for k, adv in enumerate(advs):
+            per_eps[k].append(adv.detach().cpu().numpy().astype(np.float32))
+    return [np.concatenate(chunks) for chunks in per_eps]
+
+
+def _attack_params(attack: str, eps: float, config: AuditConfig) -> dict:
+    params: dict = {"eps": eps, "norm": "Linf"}
+    if ATTACKS[attack].iterative:
+        params["steps"] = config.steps
+        params["alpha"] = config.alpha if config.alpha is not None else eps / 4
+    if attack == "pgd":
+        params["random_start"] = True
+    return params
+
+
+def run_audit(
+    config: AuditConfig, progress: ProgressFn | None = None, command: str = ""
+) -> AuditReport:
+    """Audit one model on one dataset. Writes model.onnx into config.out_dir (when an ONNX
+    engine is requested) and returns the report; writing report files is the caller's job."""
+    started = _now()
+    t_start = time.perf_counter()
+    unknown = [a for a in config.attacks if a not in ATTACKS]
+    if unknown:
+        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
+    for loss in config.losses:
+        try:
+            get_loss(loss)
+        except ValueError as exc:
+            raise SegShieldError(str(exc)) from exc
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_audit_data(config)
+    loaded = load_model(config.model)
+    model = loaded.module.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # attacks need input gradients only
+    _check_source(model, data)
+    engines = _build_engines(config, loaded, data)
+    clean = _eval_engines(engines, data.images, data.masks, config, None)
+    if clean[SOURCE_ENGINE].status != "ok":
+        raise ModelOutputError(f"the source model failed on clean images: "
+                               f"{clean[SOURCE_ENGINE].error}")
+
+    cells: list[AuditCell] = []
+    total = len(config.attacks) * len(config.losses) * len(config.epsilons)
+    done = 0
+    for a_idx, attack in enumerate(config.attacks):
+        for l_idx, loss in enumerate(config.losses):
+            t0 = time.perf_counter()
+            group = [
+                AuditCell(AuditCell.make_id(attack, loss, eps), attack, loss, float(eps),
+                          _attack_params(attack, eps, config))
+                for eps in config.epsilons
+            ]
+            try:
+                advs = _craft(model, attack, loss, config.epsilons, data, config,
+                              seed=config.seed * 1000 + a_idx * 10 + l_idx)
+            except Exception as exc:  # record and go on: one failing cell loses nothing else
+                log.exception("crafting %s/%s failed", attack, loss)
+                for cell in group:
+                    cell.status, cell.error = "error", f"{type(exc).__name__}: {exc}"
+                advs = None
+            craft_seconds = (time.perf_counter() - t0) / len(group)
+            for k, cell in enumerate(group):
+                t1 = time.perf_counter()
+                if advs is not None:
+                    try:
+                        cell.perturbation = _perturbation(data.images, advs[k])
+                        cell.engines = _eval_engines(engines, advs[k], data.masks, config, clean)
+                    except Exception as exc:
+                        log.exception("cell %s failed", cell.id)
+                        cell.status, cell.error = "error", f"{type(exc).__name__}: {exc}"
+                cell.seconds = round(craft_seconds + time.perf_counter() - t1, 4)
+                cells.append(cell)
+                done += 1
+                if progress is not None:
+                    progress(cell.id, done, total)
+
+    weights = loaded.description.get("weights")
+    provenance = {
+        "segshield": segshield.__version__,
+        "torch": torch.__version__,
+        "onnxruntime": _ort_version(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "command": command,
+        "seed": config.seed,
+        "started_at": started,
+        "finished_at": _now(),
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else None,
+        "onnx_sha256": next((e.record.sha256 for e in engines if e.record.sha256), None),
+        "data_sha256": data.sha256(),
+    }
+    model_desc = {k: v for k, v in loaded.description.items() if k != "card"}
+    card = loaded.description.get("card")
+    if card:
+        model_desc["name"] = card["name"]
+        model_desc["architecture"] = card["architecture"]
+        model_desc["card_test_metrics"] = card["test_metrics"]
+    model_desc["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return AuditReport(
+        provenance=provenance,
+        config=config.to_dict(),
+        model=model_desc,
+        dataset={k: v for k, v in data.describe().items()},
+        engines=[e.record for e in engines],
+        clean=clean,
+        cells=cells,
+    )
+
+
+def _ort_version() -> str | None:
+    try:
+        import onnxruntime
+
+        return str(onnxruntime.__version__)
+    except ImportError:
+        return None

@@ -1,0 +1,255 @@
+"""`segshield` commands: thin wrappers that parse options, build a frozen config, call one
+library function, render, and set the exit code (0 ok, 1 gate failed, 2 usage/input error)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from segshield.cli.errors import EXIT_GATE_FAILED, EXIT_OK, error_boundary, setup_logging
+
+app = typer.Typer(
+    name="segshield",
+    help="Robustness audits of medical segmentation models and their deployed engines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.callback()
+def root() -> None:
+    """Robustness audits of medical segmentation models and their deployed engines."""
+
+
+def _command_line() -> str:
+    return shlex.join(["segshield", *sys.argv[1:]])
+
+
+def _dataset(data: Path | None, bundled: str, split: str, size: int):
+    from segshield.data import bundled_dataset, dataset_from_path
+
+    if data is not None:
+        return dataset_from_path(data, size=(size, size))
+    return bundled_dataset(bundled, split, size=(size, size))
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Folder for <name>.safetensors and <name>.json.")],
+    name: Annotated[str, typer.Option(help="File name stem of the weights and card.")] = "unet",
+    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
+    data: Annotated[
+        Path | None, typer.Option(help="Your training data (images/+masks/ or BUSI layout).")
+    ] = None,
+    test_data: Annotated[
+        Path | None, typer.Option(help="Your test data (default: the bundled test split).")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Images are resized to size x size.")] = 128,
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    seed: int = 0,
+    base_width: Annotated[int, typer.Option(min=1)] = 16,
+    depth: Annotated[int, typer.Option(min=1, max=6)] = 3,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the seed U-Net (Adam, BCE, flip/rotate/zoom augmentation, seeded)."""
+    setup_logging(verbose)
+    from rich.progress import Progress
+
+    from segshield.training import TrainConfig
+    from segshield.training import train as run_train
+
+    with error_boundary():
+        cfg = TrainConfig(
+            name=name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            base_width=base_width, depth=depth,
+        )
+        train_ds = _dataset(data, dataset, "train", size)
+        test_ds = _dataset(test_data, dataset, "test", size) if data is None or test_data else (
+            train_ds
+        )
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("training", total=epochs)
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                progress.update(task, completed=epoch, description=f"training (bce {loss:.4f})")
+
+            result = run_train(cfg, train_ds, test_ds, out, _command_line(), on_epoch)
+    m = result.test_metrics
+    console.print(
+        f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s; test Dice "
+        f"{m['dice']:.4f}, IoU {m['iou']:.4f}, accuracy {m['accuracy']:.4f}"
+    )
+    raise typer.Exit(EXIT_OK)
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _epsilons(value: str) -> tuple[float, ...]:
+    from segshield.audits import ADVUNET_EPSILONS, DEFAULT_EPSILONS
+    from segshield.errors import SegShieldError
+    from segshield.gate import parse_epsilon
+
+    if value == "default":
+        return DEFAULT_EPSILONS
+    if value == "advunet":
+        return ADVUNET_EPSILONS
+    try:
+        return tuple(parse_epsilon(v) for v in _split_list(value))
+    except Exception as exc:
+        raise SegShieldError(f"--epsilons: {exc}") from exc
+
+
+@app.command()
+def audit(
+    out: Annotated[Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")]
+    = Path("segshield-out"),
+    model: Annotated[
+        str | None,
+        typer.Option(help="Your model factory package.module:callable (default: bundled U-Net)."),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Weights (.safetensors or state dict), a TorchScript file, or a model "
+                     "card .json."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Your dataset: images/+masks/ folders or BUSI layout.")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
+    split: Annotated[str, typer.Option(help="Bundled split: test or train.")] = "test",
+    size: Annotated[int, typer.Option(help="Images are resized to size x size.")] = 128,
+    limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")] = None,
+    attacks: Annotated[str, typer.Option(help="Comma list of attacks.")] = "fgsm,bim,pgd",
+    losses: Annotated[
+        str, typer.Option(help="Comma list of attack losses: bce, dice, focal, dice_focal.")
+    ] = "bce",
+    epsilons: Annotated[
+        str,
+        typer.Option(help="Comma list (0.01 or 4/255), 'default' (1,2,4,8 /255) or 'advunet' "
+                     "(0.1..0.9)."),
+    ] = "default",
+    steps: Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")] = 10,
+    alpha: Annotated[
+        float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
+    ] = None,
+    engines: Annotated[
+        str, typer.Option(help="Comma list: pytorch, onnxruntime, onnxruntime-cuda.")
+    ] = "pytorch,onnxruntime",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    seed: int = 0,
+    policy: Annotated[
+        Path | None, typer.Option(help="Gate policy (TOML): exit 1 when a rule is crossed.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Attack the model on PyTorch, replay on the engines, write report.json and report.md."""
+    setup_logging(verbose)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from segshield.api import audit as run
+    from segshield.audits import AuditConfig
+    from segshield.gate import policy_from_toml
+    from segshield.models import ModelSpec
+
+    from .render import print_engines, print_verdict, summary_table
+
+    with error_boundary():
+        pol = policy_from_toml(policy) if policy is not None else None
+        try:
+            cfg = AuditConfig(
+                out_dir=out,
+                model=ModelSpec(model, weights, allow_pickle=trust_pickle),
+                data=data, dataset=dataset, split=split, size=size, limit=limit,
+                attacks=_split_list(attacks), losses=_split_list(losses),
+                epsilons=_epsilons(epsilons), steps=steps, alpha=alpha,
+                engines=_split_list(engines), batch_size=batch_size, seed=seed,
+            )
+        except ValueError as exc:
+            from segshield.errors import SegShieldError
+
+            raise SegShieldError(f"invalid audit settings: {exc}") from exc
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            console=console, transient=True,
+        ) as progress:
+            task = progress.add_task("preparing (data, model, ONNX export)", total=None)
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=f"attacking: {stage}", completed=done,
+                                total=total)
+
+            outcome = run(cfg, pol, on_progress, _command_line())
+    report = outcome.report
+    print_engines(console, report)
+    console.print(summary_table(report))
+    console.print(f"audit took {report.provenance['seconds']:.1f} s; wrote "
+                  + ", ".join(str(p) for p in outcome.files.values()))
+    failed_cells = [c for c in report.cells if c.status != "ok"]
+    if failed_cells:
+        console.print(f"[yellow]{len(failed_cells)} cell(s) failed; see the report[/]")
+    if outcome.gate is not None:
+        print_verdict(console, outcome.gate)
+        raise typer.Exit(EXIT_OK if outcome.gate.passed else EXIT_GATE_FAILED)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def gate(
+    report: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
+    policy: Annotated[Path, typer.Option(help="Gate policy (TOML).")],
+) -> None:
+    """Check a report against a policy: exit 0 pass, 1 a rule crossed, 2 bad input."""
+    from segshield.api import gate_report
+    from segshield.gate import policy_from_toml
+
+    from .render import print_verdict
+
+    with error_boundary():
+        pol = policy_from_toml(policy)
+        _, result = gate_report(report, pol)
+    print_verdict(console, result)
+    raise typer.Exit(EXIT_OK if result.passed else EXIT_GATE_FAILED)
+
+
+@app.command()
+def report(
+    report_json: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
+    fmt: Annotated[str, typer.Option("--format", help="Output format: md.")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+) -> None:
+    """Re-render a report from report.json without re-running the audit."""
+    from segshield.errors import SegShieldError
+    from segshield.reports import read_report, render_markdown
+
+    with error_boundary():
+        if fmt != "md":
+            raise SegShieldError(f"unknown --format {fmt!r}; available: md")
+        text = render_markdown(read_report(report_json))
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+    raise typer.Exit(EXIT_OK)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

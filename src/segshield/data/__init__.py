@@ -1,0 +1,23 @@
+"""Stage 1 — data: real images and binary masks, preprocessed to [0, 1] at a fixed size."""
+
+from segshield.data.dataset import SegDataset
+from segshield.data.loaders import (
+    BUNDLED,
+    DEFAULT_SIZE,
+    bundled_dataset,
+    bundled_dataset_path,
+    dataset_from_busi,
+    dataset_from_folder,
+    dataset_from_path,
+)
+
+__all__ = [
+    "BUNDLED",
+    "DEFAULT_SIZE",
+    "SegDataset",
+    "bundled_dataset",
+    "bundled_dataset_path",
+    "dataset_from_busi",
+    "dataset_from_folder",
+    "dataset_from_path",
+]

@@ -1,0 +1,207 @@
+"""Evaluate a policy against an audit report: the release verdict.
+
+A rule passes only when it matched at least one measurement, every matched measurement could
+be read, and every one satisfies the bound. Anything the gate cannot verify (a failed cell, an
+unavailable engine, a missing value, a rule whose selectors match nothing) fails the rule: a
+typo or a crash must never pass a release.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from segshield.audits.results import CLEAN, AuditCell, AuditReport, EngineEval
+from segshield.gate.policy import ENGINE_METRICS, Policy, Rule
+
+# At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
+_MAX_REASONS = 5
+
+
+@dataclass
+class RuleOutcome:
+    """What one rule found. `failures` holds one ``{"where", "value"}`` per violating
+    measurement, then one ``{"where", "value": None, "reason"}`` per unverifiable one."""
+
+    rule: str
+    metric: str
+    bound: str  # "min" | "max"
+    threshold: float
+    passed: bool
+    worst_value: float | None
+    worst_where: str | None
+    n_checked: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass
+class GateResult:
+    """The verdict of a policy on a report; `to_dict()` is stored as ``report.verdict``."""
+
+    policy_name: str
+    passed: bool
+    outcomes: list[RuleOutcome]
+
+    def failed_rules(self) -> list[RuleOutcome]:
+        return [o for o in self.outcomes if not o.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(
+            {
+                "policy_name": self.policy_name,
+                "passed": self.passed,
+                "n_rules": len(self.outcomes),
+                "n_failed": len(self.failed_rules()),
+                "outcomes": [asdict(o) for o in self.outcomes],
+            }
+        )
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf -> None recursively, so the verdict is strict JSON like the rest of the report."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _read_eval(ev: EngineEval, metric: str) -> Any:
+    if metric in ENGINE_METRICS:
+        return (ev.metrics or {}).get(metric)
+    return getattr(ev, metric)
+
+
+def _engine_names(report: AuditReport) -> list[str]:
+    """Every engine the report mentions, in record order, then any only seen in evaluations."""
+    names = list(report.engine_names)
+    for evals in [report.clean, *(c.engines for c in report.cells)]:
+        names.extend(n for n in evals if n not in names)
+    return names
+
+
+def _targets(report: AuditReport, rule: Rule) -> list[tuple[str, AuditCell | None]]:
+    """(label, cell) pairs the rule selects; cell None is the clean evaluation."""
+    targets: list[tuple[str, AuditCell | None]] = []
+    if rule.selects_clean and rule.matches_epsilon(0.0):
+        targets.append((CLEAN, None))
+    for cell in report.cells:
+        # "clean" in the attack selector names the clean evaluation, never a cell.
+        if cell.attack.lower() == CLEAN:
+            continue
+        if (
+            rule.matches_attack(cell.attack)
+            and rule.matches_loss(cell.loss)
+            and rule.matches_epsilon(cell.epsilon)
+        ):
+            targets.append((cell.id, cell))
+    return targets
+
+
+def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
+    measured: list[tuple[str, float]] = []
+    unverifiable: list[tuple[str, str]] = []
+    targets = _targets(report, rule)
+
+    engines: list[str] = []
+    if rule.per_engine:
+        records = {e.name: e for e in report.engines}
+        for name in (n for n in _engine_names(report) if rule.matches_engine(n)):
+            record = records.get(name)
+            if record is not None and record.status != "ok":
+                why = f": {record.reason}" if record.reason else ""
+                unverifiable.append((f"engine {name}", f"engine {name} was {record.status}{why}"))
+            else:
+                engines.append(name)
+
+    if not targets or (rule.per_engine and not engines and not unverifiable):
+        known = ", ".join(_engine_names(report)) or "none"
+        return _outcome(rule, [], [], reason=f"matched no audit cell (engines in report: {known})")
+
+    for label, cell in targets:
+        if cell is not None and cell.status != "ok":
+            unverifiable.append((label, f"cell {label} failed: {cell.error or cell.status}"))
+            continue
+        if not rule.per_engine:
+            perturbation = cell.perturbation if cell is not None else None
+            value = _number((perturbation or {}).get(rule.metric))
+            if value is None:
+                unverifiable.append((label, f"cell {label} has no {rule.metric} measured"))
+            else:
+                measured.append((label, value))
+            continue
+        evals = report.clean if cell is None else cell.engines
+        for engine in engines:
+            where = f"{label} on {engine}"
+            ev = evals.get(engine)
+            if ev is None:
+                unverifiable.append((where, f"{label} has no evaluation on engine {engine}"))
+            elif ev.status != "ok":
+                unverifiable.append((where, f"{label} failed on engine {engine}: {ev.error}"))
+            else:
+                value = _number(_read_eval(ev, rule.metric))
+                if value is None:
+                    unverifiable.append((where, f"{rule.metric} was not measured for {where}"))
+                else:
+                    measured.append((where, value))
+    return _outcome(rule, measured, unverifiable)
+
+
+def _outcome(
+    rule: Rule,
+    measured: list[tuple[str, float]],
+    unverifiable: list[tuple[str, str]],
+    reason: str | None = None,
+) -> RuleOutcome:
+    worst_where, worst_value = None, None
+    if measured:
+        pick = min if rule.bound == "min" else max
+        worst_where, worst_value = pick(measured, key=lambda m: m[1])
+    violations = [(w, v) for w, v in measured if not rule.satisfied_by(v)]
+    failures: list[dict[str, Any]] = [{"where": w, "value": v} for w, v in violations]
+    failures += [{"where": w, "value": None, "reason": r} for w, r in unverifiable]
+
+    reasons = [reason] if reason else []
+    if violations:
+        side = "below min" if rule.bound == "min" else "above max"
+        reasons.append(
+            f"{len(violations)} of {len(measured)} measurement(s) {side} {rule.threshold:g} "
+            f"(worst {worst_value:.6g} at {worst_where})"
+        )
+    if unverifiable:
+        listed = "; ".join(r for _, r in unverifiable[:_MAX_REASONS])
+        more = len(unverifiable) - _MAX_REASONS
+        reasons.append(
+            f"cannot be verified: {listed}" + (f" (and {more} more)" if more > 0 else "")
+        )
+    return RuleOutcome(
+        rule=rule.name,
+        metric=rule.metric,
+        bound=rule.bound,
+        threshold=rule.threshold,
+        passed=not reasons,
+        worst_value=worst_value,
+        worst_where=worst_where,
+        n_checked=len(measured),
+        failures=failures,
+        reason="; ".join(reasons) if reasons else None,
+    )
+
+
+def evaluate(report: AuditReport, policy: Policy) -> GateResult:
+    """Check every rule of `policy` against `report`; computes no new measurement."""
+    outcomes = [_evaluate_rule(report, rule) for rule in policy.rules]
+    return GateResult(
+        policy_name=policy.name, passed=all(o.passed for o in outcomes), outcomes=outcomes
+    )

@@ -1,0 +1,60 @@
+"""Metrics that compare two runs: clean vs adversarial scores, and engine vs engine masks."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from segshield.metrics.confusion import check_binary_mask
+from segshield.metrics.segmentation import FloatOrArray
+
+__all__ = ["attack_success", "disagreement"]
+
+
+def attack_success(dice_clean: ArrayLike, dice_adv: ArrayLike) -> FloatOrArray:
+    """Attack success AS = (dice_clean - dice_adv) / dice_clean (the "FGSM on U-Net family" AS).
+
+    At most 1 (adversarial Dice 0), 0 when the attack changed nothing, negative when the attack
+    improved the Dice. NaN where ``dice_clean`` is 0 (or NaN): there was nothing to degrade.
+
+    Args:
+        dice_clean, dice_adv: scalars or broadcastable arrays of Dice scores in [0, 1].
+
+    Returns:
+        float for scalar input, otherwise a float64 array of the broadcast shape.
+    """
+    clean = np.asarray(dice_clean, dtype=np.float64)
+    adv = np.asarray(dice_adv, dtype=np.float64)
+    try:
+        clean, adv = np.broadcast_arrays(clean, adv)
+    except ValueError:
+        raise ValueError(
+            f"dice_clean {clean.shape} and dice_adv {adv.shape} cannot be broadcast together"
+        ) from None
+    undefined = (clean == 0) | np.isnan(clean)
+    out = np.where(undefined, np.nan, (clean - adv) / np.where(undefined, 1.0, clean))
+    return float(out) if out.ndim == 0 else out
+
+
+def disagreement(pred_a: np.ndarray, pred_b: np.ndarray) -> np.ndarray:
+    """Per-image share of pixels where two binary predictions differ, in [0, 1].
+
+    Args:
+        pred_a, pred_b: binary masks of identical shape (N, ...), e.g. (N,1,H,W); bool or 0/1.
+
+    Returns:
+        float64 array of shape (N,).
+
+    Raises:
+        ValueError: shapes differ (both are named), no batch axis, or non-binary values.
+    """
+    a, b = np.asarray(pred_a), np.asarray(pred_b)
+    if a.shape != b.shape:
+        raise ValueError(f"pred_a and pred_b shapes differ: pred_a {a.shape} vs pred_b {b.shape}")
+    if a.ndim < 2:
+        raise ValueError(f"pred_a and pred_b need a batch axis (N, ...), got shape {a.shape}")
+    a = check_binary_mask("pred_a", a).reshape(a.shape[0], -1)
+    b = check_binary_mask("pred_b", b).reshape(b.shape[0], -1)
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    return np.count_nonzero(a != b, axis=1) / a.shape[1]

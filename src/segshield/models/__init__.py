@@ -1,0 +1,33 @@
+"""Stage 2 — models: the seed U-Net and safe loaders for users' models."""
+
+from segshield.models.card import ModelCard
+from segshield.models.loading import (
+    BUNDLED_MODEL,
+    LoadedModel,
+    ModelSpec,
+    bundled_model,
+    bundled_model_dir,
+    load_model,
+    model_from_card,
+    model_from_factory,
+    model_from_file,
+    state_dict_from_file,
+)
+from segshield.models.unet import UNet, UNetConfig, unet
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "LoadedModel",
+    "ModelCard",
+    "ModelSpec",
+    "UNet",
+    "UNetConfig",
+    "bundled_model",
+    "bundled_model_dir",
+    "load_model",
+    "model_from_card",
+    "model_from_factory",
+    "model_from_file",
+    "state_dict_from_file",
+    "unet",
+]

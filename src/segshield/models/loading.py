@@ -1,0 +1,212 @@
+"""Loaders for the source model: `model_from_factory`, `model_from_torchscript`,
+`model_from_file`, `bundled_model`, and `load_model` (the one the audit calls).
+
+Security: a pickled checkpoint can run arbitrary code when loaded. State dicts are loaded with
+`torch.load(weights_only=True)`; a pickled whole-model file is refused unless the caller passes
+`allow_pickle=True` (the CLI's `--trust-pickle`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segshield.errors import ModelLoadError
+from segshield.models.card import ModelCard
+from segshield.models.unet import UNet, UNetConfig
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = "unet_nuclei"
+
+_PICKLE_HELP = (
+    "it is a pickled Python object, and unpickling an untrusted file can run arbitrary code. "
+    "Save a state dict (torch.save(model.state_dict(), path)) or safetensors instead, or pass "
+    "--trust-pickle (allow_pickle=True) if you trust where this file came from"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to obtain the source model.
+
+    factory: "package.module:callable" returning an nn.Module, or None.
+    weights: safetensors / state-dict file for the factory's model, or a TorchScript file
+    (with no factory), or None for the bundled model when factory is also None.
+    """
+
+    factory: str | None = None
+    weights: Path | None = None
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+    allow_pickle: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode plus what the report needs to know about it."""
+
+    module: nn.Module
+    description: dict
+
+
+def _import_factory(spec: str) -> Any:
+    if ":" not in spec:
+        raise ModelLoadError(f"--model must look like package.module:factory, got {spec!r}")
+    mod_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ModelLoadError(f"cannot import {mod_name!r} for model factory {spec!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"{mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelLoadError(f"model factory {spec!r} is not callable")
+    return obj
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+def state_dict_from_file(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a state dict from safetensors or a torch.save file (weights_only unless allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read safetensors file {path}: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not allow_pickle:
+            raise ModelLoadError(f"refusing to load {path}: {_PICKLE_HELP} ({exc})") from exc
+        log.warning("loading %s with full unpickling (allow_pickle=True)", path)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
+    raise ModelLoadError(f"{path} holds no state dict of tensors (found {type(obj).__name__})")
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], origin: Path) -> None:
+    try:
+        result = module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:4]
+        raise ModelLoadError(
+            f"weights {origin} do not fit the model: {' '.join(first)[:600]}"
+        ) from exc
+    del result
+
+
+def model_from_factory(
+    factory: str, weights: Path | None = None, allow_pickle: bool = False, **kwargs: Any
+) -> LoadedModel:
+    """Build `package.module:callable(**kwargs)` and load `weights` into it (strict)."""
+    fn = _import_factory(factory)
+    try:
+        module = fn(**kwargs)
+    except TypeError as exc:
+        raise ModelLoadError(f"model factory {factory!r} failed: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"model factory {factory!r} returned {type(module).__name__}")
+    desc: dict[str, Any] = {"source": "factory", "factory": factory, "factory_kwargs": kwargs}
+    if weights is not None:
+        _load_state(module, state_dict_from_file(Path(weights), allow_pickle), Path(weights))
+        desc["weights"] = str(weights)
+    else:
+        log.warning("model %s built without weights: it is randomly initialised", factory)
+    return LoadedModel(module.eval(), desc)
+
+
+def model_from_file(path: Path, allow_pickle: bool = False) -> LoadedModel:
+    """A TorchScript archive, or (only with allow_pickle) a pickled whole nn.Module."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise ModelLoadError(f"cannot load TorchScript file {path}: {exc}") from exc
+        return LoadedModel(module.eval(), {"source": "torchscript", "weights": str(path)})
+    if path.suffix == ".safetensors":
+        raise ModelLoadError(
+            f"{path} holds weights only: also pass --model package.module:factory to build the "
+            "network they belong to"
+        )
+    if not allow_pickle:
+        raise ModelLoadError(f"refusing to load {path} as a whole model: {_PICKLE_HELP}")
+    log.warning("unpickling whole model %s (allow_pickle=True)", path)
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(obj, nn.Module):
+        raise ModelLoadError(f"{path} unpickled to {type(obj).__name__}, not a torch nn.Module")
+    return LoadedModel(obj.eval(), {"source": "pickle", "weights": str(path)})
+
+
+def bundled_model_dir() -> Path:
+    return Path(str(resources.files("segshield.models") / "resources"))
+
+
+def model_from_card(card_path: Path) -> LoadedModel:
+    """A segshield U-Net from its model card and the safetensors file the card names."""
+    card = ModelCard.read(card_path)
+    arch = {k: v for k, v in card.architecture.items() if k != "architecture"}
+    module = UNet(UNetConfig(**arch))
+    weights = Path(card_path).parent / card.weights_file
+    _load_state(module, state_dict_from_file(weights), weights)
+    return LoadedModel(
+        module.eval(),
+        {"source": "card", "name": card.name, "weights": str(weights), "card": card.to_dict()},
+    )
+
+
+def bundled_model() -> LoadedModel:
+    """The small U-Net shipped with segshield, trained on the bundled nuclei tiles."""
+    card = bundled_model_dir() / f"{BUNDLED_MODEL}.json"
+    if not card.is_file():
+        raise ModelLoadError(f"the bundled model card {card} is missing from this installation")
+    loaded = model_from_card(card)
+    loaded.description["source"] = "bundled"
+    return loaded
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Dispatch on the spec: bundled, factory (+ weights), or a model file."""
+    if spec.factory is None and spec.weights is None:
+        return bundled_model()
+    if spec.factory is not None:
+        return model_from_factory(
+            spec.factory, spec.weights, spec.allow_pickle, **spec.factory_kwargs
+        )
+    assert spec.weights is not None
+    if Path(spec.weights).suffix == ".json":
+        return model_from_card(Path(spec.weights))
+    return model_from_file(Path(spec.weights), spec.allow_pickle)

@@ -1,0 +1,70 @@
+"""Value formatting shared by the renderers and the gate's messages.
+
+Convention: fractions in [0, 1] (Dice, IoU, accuracy, attack success, disagreement, SSIM) are
+shown as percent with two decimals ("84.65%"; a non-zero value under 0.005% as "<0.01%");
+differences of fractions (Dice gap) as signed percentage points ("-0.12 pp"); unbounded values
+(loss, pixel error) as plain floats with four significant digits; epsilon and L∞ in k/255 steps.
+Missing values (None, NaN) are shown as "—".
+"""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "—"
+
+# An epsilon is shown as k/255 when eps * 255 is this close to an integer.
+_EPS_INT_TOL = 1e-6
+
+
+def _number(value: object) -> float | None:
+    """`value` as a finite-or-infinite float, or None when missing, NaN or not a number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def format_epsilon(eps: float | None) -> str:
+    """``4/255`` when ``eps * 255`` is within 1e-6 of an integer, else the float (``0.01``)."""
+    value = _number(eps)
+    if value is None:
+        return MISSING
+    steps = value * 255.0
+    if math.isfinite(steps) and abs(steps - round(steps)) <= _EPS_INT_TOL:
+        k = round(steps)
+        return "0" if k == 0 else f"{k}/255"
+    return f"{value:.6g}"
+
+
+def format_percent(value: float | None) -> str:
+    """A fraction as percent with two decimals: ``0.8465 -> "84.65%"``."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if 0 < abs(number) < 0.00005:
+        # A few differing pixels must not read as exactly zero.
+        return f"{'-' if number < 0 else ''}<0.01%"
+    return f"{number * 100:.2f}%"
+
+
+def format_points(value: float | None) -> str:
+    """A difference of fractions as signed percentage points: ``-0.0012 -> "-0.12 pp"``."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if 0 < abs(number) < 0.00005:
+        return f"{'-' if number < 0 else '+'}<0.01 pp"
+    return f"{number * 100:+.2f} pp"
+
+
+def format_float(value: float | None) -> str:
+    """A plain value with four significant digits."""
+    number = _number(value)
+    return MISSING if number is None else f"{number:.4g}"
+
+
+def format_steps(value: float | None) -> str:
+    """A pixel-unit magnitude in 1/255 steps with two decimals: ``0.0157 -> "4.00/255"``."""
+    number = _number(value)
+    return MISSING if number is None else f"{number * 255:.2f}/255"

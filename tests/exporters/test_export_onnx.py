@@ -1,0 +1,197 @@
+"""onnx_from_torch: single-file export, dynamic batch, real ONNX Runtime parity, failure modes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from segshield.errors import ExportError, ModelOutputError
+from segshield.exporters import OnnxExport, onnx_from_torch, sha256_bytes, sha256_file
+from segshield.exporters import onnx as onnx_exporter
+
+
+def _ort_logits(path, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"images": images})[0]
+
+
+def test_export_single_file_dynamic_batch_and_parity(unet, images, tmp_path):
+    out_dir = tmp_path / "artifacts"
+    path = out_dir / "model.onnx"
+    result = onnx_from_torch(unet, images, path)
+
+    assert isinstance(result, OnnxExport)
+    assert result.path == path
+    assert result.exporter == "dynamo"
+    assert result.opset == 18
+    assert (result.input_name, result.output_name) == ("images", "logits")
+    assert result.parity_batch == 4
+    assert result.tolerance == 1e-4
+    assert 0.0 <= result.max_abs_diff < 1e-4
+    assert result.seconds > 0
+    # One self-contained file: no model.onnx.data, no temp folders left behind.
+    assert sorted(p.name for p in out_dir.iterdir()) == ["model.onnx"]
+
+    proto = onnx.load(str(path))
+    assert [i.name for i in proto.graph.input] == ["images"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"Conv", "MaxPool", "ConvTranspose", "Concat"} <= ops
+
+    # The batch axis really is dynamic: batch sizes never seen at export time run and agree.
+    gen = torch.Generator().manual_seed(7)
+    for n in (1, 5):
+        batch = torch.rand(n, 3, 32, 32, generator=gen)
+        with torch.no_grad():
+            expected = unet(batch).numpy()
+        got = _ort_logits(path, batch.numpy())
+        assert got.shape == (n, 2, 32, 32)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_export_sha256_matches_file(unet, images, tmp_path):
+    path = tmp_path / "m.onnx"
+    result = onnx_from_torch(unet, images, path)
+    assert result.sha256 == sha256_file(path)
+    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    data = result.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["path"] == str(path)
+    assert data["exporter"] == "dynamo"
+
+
+def test_sha256_helpers(tmp_path):
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert sha256_bytes(b"") == empty
+    path = tmp_path / "blob.bin"
+    payload = bytes(range(256)) * 5000  # > 1 MiB: exercises chunked reading
+    path.write_bytes(payload)
+    assert sha256_file(path) == hashlib.sha256(payload).hexdigest() == sha256_bytes(payload)
+    with pytest.raises(FileNotFoundError):
+        sha256_file(tmp_path / "missing.bin")
+
+
+def test_export_restores_training_flags(unet, images, tmp_path):
+    unet.train()
+    unet.enc2.eval()  # mixed modes must survive, not be flattened by model.train(flag)
+    before = {name: m.training for name, m in unet.named_modules()}
+    onnx_from_torch(unet, images, tmp_path / "m.onnx")
+    assert {name: m.training for name, m in unet.named_modules()} == before
+
+
+def test_export_single_image_sample_is_still_dynamic(unet, images, tmp_path):
+    path = tmp_path / "one.onnx"
+    result = onnx_from_torch(unet, images[:1], path)
+    assert result.parity_batch == 1
+    assert result.max_abs_diff < 1e-4
+    assert (
+        _ort_logits(path, np.random.default_rng(0).random((3, 3, 32, 32), np.float32)).shape[0] == 3
+    )
+
+
+def test_export_torchscript_exporter(unet, images, tmp_path):
+    path = tmp_path / "ts.onnx"
+    result = onnx_from_torch(unet, images, path, dynamo=False, opset=17)
+    assert result.exporter == "torchscript"
+    assert result.opset == 17
+    assert result.max_abs_diff < 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ts.onnx"]
+    assert _ort_logits(path, images[:3].numpy()).shape == (3, 2, 32, 32)
+
+
+def test_export_falls_back_to_torchscript(unet, images, tmp_path, monkeypatch, caplog):
+    def broken_dynamo(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::frobnicate")
+
+    monkeypatch.setattr(onnx_exporter, "_export_dynamo", broken_dynamo)
+    with caplog.at_level(logging.WARNING, logger="segshield.exporters.onnx"):
+        result = onnx_from_torch(unet, images, tmp_path / "m.onnx")
+    assert result.exporter == "torchscript"
+    assert result.max_abs_diff < 1e-4
+    assert "falling back" in caplog.text
+    assert "aten::frobnicate" in caplog.text
+
+
+class _DriftingModel(nn.Module):
+    """Adds a Python-side call counter: the exported graph freezes it, eager keeps counting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x) + float(self.calls)
+
+
+def test_export_parity_failure_names_values_and_leaves_no_file(images, tmp_path):
+    path = tmp_path / "drift.onnx"
+    with pytest.raises(ExportError, match=r"exceeds tolerance 0\.0001") as info:
+        onnx_from_torch(_DriftingModel(), images, path)
+    assert "max |onnxruntime - pytorch|" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_failure_of_both_exporters_is_export_error(unet, images, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(onnx_exporter, "_export_dynamo", broken)
+    monkeypatch.setattr(onnx_exporter, "_export_torchscript", broken)
+    with pytest.raises(ExportError, match="dynamo and TorchScript") as info:
+        onnx_from_torch(unet, images, tmp_path / "m.onnx")
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("sample", "match"),
+    [
+        (torch.rand(3, 32, 32), r"\(N,C,H,W\)"),
+        (torch.rand(2, 3, 32, 32, dtype=torch.float64), "float64"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (np.zeros((1, 3, 32, 32), np.float32), "torch.Tensor"),
+    ],
+)
+def test_export_rejects_bad_samples(unet, tmp_path, sample, match):
+    with pytest.raises(ExportError, match=match):
+        onnx_from_torch(unet, sample, tmp_path / "m.onnx")
+
+
+class _TupleModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return y, y
+
+
+class _NaNModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * float("nan")
+
+
+def test_export_rejects_tuple_output(images, tmp_path):
+    with pytest.raises(ExportError, match="one logits tensor"):
+        onnx_from_torch(_TupleModel(), images, tmp_path / "m.onnx")
+
+
+def test_export_rejects_non_finite_model(images, tmp_path):
+    with pytest.raises(ModelOutputError, match="non-finite"):
+        onnx_from_torch(_NaNModel(), images, tmp_path / "m.onnx")

@@ -1,0 +1,58 @@
+"""Attack success and prediction disagreement: golden values and edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from segshield.metrics import attack_success, disagreement
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_attack_success_golden() -> None:
+    assert attack_success(0.8, 0.2) == pytest.approx(0.75, rel=1e-15)  # (0.8-0.2)/0.8
+    assert attack_success(0.5, 0.0) == 1.0  # total success
+    assert attack_success(0.5, 0.5) == 0.0  # no effect
+    assert attack_success(0.5, 0.6) == pytest.approx(-0.2, rel=1e-12)  # attack helped
+    assert isinstance(attack_success(0.8, 0.2), float)
+
+
+def test_attack_success_zero_clean_is_nan() -> None:
+    assert math.isnan(attack_success(0.0, 0.0))
+    assert math.isnan(attack_success(0.0, 0.3))
+    out = attack_success(np.array([0.9, 0.0, 0.6, np.nan]), np.array([0.45, 0.1, 0.6, 0.2]))
+    assert out.shape == (4,)
+    assert out[0] == 0.5
+    assert math.isnan(out[1])
+    assert out[2] == 0.0
+    assert math.isnan(out[3])
+
+
+def test_attack_success_shape_error() -> None:
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        attack_success(np.ones(2), np.ones(3))
+
+
+def test_disagreement_golden() -> None:
+    a = np.zeros((2, 1, 2, 4), dtype=bool)
+    b = np.zeros((2, 1, 2, 4), dtype=bool)
+    # image 0: 2 of 8 pixels differ; image 1: identical
+    a[0, 0, 0, 0] = True
+    b[0, 0, 1, 3] = True
+    a[1, 0, 1, 1] = b[1, 0, 1, 1] = True
+    out = disagreement(a, b)
+    assert out.shape == (2,)
+    np.testing.assert_array_equal(out, [2 / 8, 0.0])
+    np.testing.assert_array_equal(disagreement(a.astype(np.uint8), b.astype(np.uint8)), out)
+    np.testing.assert_array_equal(disagreement(a, ~a), [1.0, 1.0])
+
+
+def test_disagreement_errors_name_shapes() -> None:
+    a = np.zeros((2, 1, 4, 4), dtype=bool)
+    with pytest.raises(ValueError, match=r"\(2, 1, 4, 4\).*\(2, 1, 4, 5\)"):
+        disagreement(a, np.zeros((2, 1, 4, 5), dtype=bool))
+    with pytest.raises(ValueError, match=r"pred_b of shape \(2, 1, 4, 4\) must be binary"):
+        disagreement(a, np.full((2, 1, 4, 4), 2))
