@@ -62,7 +62,12 @@ def make_report() -> AuditReport:
         },
         config={"losses": ["bce"]},
         model={"name": "unet-small", "sha256": "abc123"},
-        dataset={"name": "nuclei", "split": "test", "n_images": 6},
+        dataset={
+            "name": "nuclei",
+            "split": "test",
+            "n_images": 6,
+            "names": [f"img{i}" for i in range(20)],
+        },
         engines=[
             EngineRecord(name="pytorch", kind="torch"),
             EngineRecord(
@@ -227,6 +232,7 @@ def test_provenance() -> None:
         "| `command` | segshield audit --out out |",
         "| `started` | 2026-05-09T07:00:00Z |",
         "| `sha256` | abc123 |",
+        "| `names` | 20 items: img0, img1, img2, img3, img4, img5, img6, img7, … |",
     ):
         assert needle in md, needle
 

@@ -35,6 +35,10 @@ TABLE_I_ROWS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
 )
 
 
+# Provenance lists longer than this are shortened to their length and first items.
+_MAX_LISTED = 8
+
+
 def _text(value: Any) -> str:
     """A table-safe cell: no newlines, no unescaped pipes."""
     if value is None:
@@ -94,8 +98,9 @@ def _default_loss(report: AuditReport) -> str | None:
 
 
 def _section_title(report: AuditReport) -> list[str]:
-    model = report.model.get("name") or report.model.get("id") or "model"
-    dataset = report.dataset.get("name") or report.dataset.get("id") or "dataset"
+    m = report.model
+    model = m.get("name") or m.get("architecture") or m.get("factory") or m.get("source") or "model"
+    dataset = report.dataset.get("name") or report.dataset.get("source") or "dataset"
     split = report.dataset.get("split")
     on = f"{dataset} ({split})" if split else str(dataset)
     return [f"# segshield audit: {_text(model)} on {_text(on)}", ""]
@@ -281,6 +286,10 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
             out += _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
         return out
     if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        if len(value) > _MAX_LISTED:
+            # e.g. every image name of the dataset: the count and a few say enough.
+            shown = ", ".join(_plain(v) for v in value[:_MAX_LISTED])
+            return [(prefix, f"{len(value)} items: {shown}, …")]
         return [(prefix, ", ".join(_plain(v) for v in value) if value else MISSING)]
     if isinstance(value, (dict, list)):
         return [(prefix, json.dumps(value, sort_keys=True, separators=(",", ":")))]

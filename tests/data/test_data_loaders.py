@@ -1,0 +1,161 @@
+"""Loaders: bundled real data, the images/+masks/ and BUSI layouts, and every bad-input error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segshield.data import (
+    bundled_dataset,
+    dataset_from_busi,
+    dataset_from_folder,
+    dataset_from_path,
+)
+from segshield.errors import DataError
+
+
+def _png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _pair(root: Path, stem: str, h: int = 20, w: int = 30, mask_h: int | None = None) -> None:
+    rng = np.random.default_rng(abs(hash(stem)) % 2**32)
+    _png(root / "images" / f"{stem}.png", rng.integers(0, 256, (h, w), dtype=np.uint8))
+    m = np.zeros((mask_h or h, w), dtype=np.uint8)
+    m[2:8, 3:12] = 255
+    _png(root / "masks" / f"{stem}.png", m)
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "n"), [("nuclei", "train", 12), ("nuclei", "test", 4), ("lesions", "test", 6)]
+)
+def test_bundled_real_data(name: str, split: str, n: int) -> None:
+    ds = bundled_dataset(name, split)
+    assert ds.images.shape == (n, 1, 128, 128)
+    assert ds.masks.shape == (n, 1, 128, 128)
+    assert ds.images.dtype == np.float32 and ds.masks.dtype == np.uint8
+    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+    assert set(np.unique(ds.masks)) <= {0, 1}
+    assert ds.masks.any(axis=(1, 2, 3)).all(), "every bundled image has foreground"
+    assert len(ds.sha256()) == 64
+
+
+def test_bundled_splits_do_not_overlap() -> None:
+    train, test = bundled_dataset("lesions", "train"), bundled_dataset("lesions", "test")
+    patients = lambda ds: {n.split("_")[0] for n in ds.names}  # noqa: E731
+    assert patients(train).isdisjoint(patients(test)), "lesion split must be by patient"
+    nt, ne = bundled_dataset("nuclei", "train"), bundled_dataset("nuclei", "test")
+    assert set(nt.names).isdisjoint(ne.names)
+
+
+def test_folder_layout_resizes_and_scales(tmp_path: Path) -> None:
+    for stem in ("b", "a"):
+        _pair(tmp_path, stem)
+    ds = dataset_from_folder(tmp_path, size=(16, 16))
+    assert ds.names == ("a", "b")
+    assert ds.images.shape == (2, 1, 16, 16) and ds.masks.shape == (2, 1, 16, 16)
+    assert ds.images.max() <= 1.0 and ds.masks.max() == 1
+    assert dataset_from_path(tmp_path, size=(16, 16)).sha256() == ds.sha256()
+
+
+def test_sha256_changes_with_content(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    h1 = dataset_from_folder(tmp_path, size=(16, 16)).sha256()
+    _pair(tmp_path, "c")
+    assert dataset_from_folder(tmp_path, size=(16, 16)).sha256() != h1
+
+
+def test_busi_layout_merges_masks(tmp_path: Path) -> None:
+    img = np.full((40, 40), 128, dtype=np.uint8)
+    _png(tmp_path / "benign" / "benign (1).png", img)
+    m0 = np.zeros((40, 40), dtype=np.uint8)
+    m0[0:10, 0:10] = 255
+    m1 = np.zeros((40, 40), dtype=np.uint8)
+    m1[30:40, 30:40] = 255
+    _png(tmp_path / "benign" / "benign (1)_mask.png", m0)
+    _png(tmp_path / "benign" / "benign (1)_mask_1.png", m1)
+    _png(tmp_path / "normal" / "normal (1).png", img)
+    _png(tmp_path / "normal" / "normal (1)_mask.png", np.zeros((40, 40), dtype=np.uint8))
+    ds = dataset_from_busi(tmp_path, size=(40, 40))
+    assert ds.names == ("benign/benign (1)", "normal/normal (1)")
+    # both lesion masks are merged: 2 x 100 foreground pixels
+    assert int(ds.masks[0].sum()) == 200
+    assert int(ds.masks[1].sum()) == 0
+    assert np.allclose(ds.images[0], 128 / 255)
+    assert dataset_from_path(tmp_path, size=(40, 40)).names == ds.names
+
+
+def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    (tmp_path / "images" / "a.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"cannot read image .*a\.png"):
+        dataset_from_folder(tmp_path)
+
+
+def test_image_without_mask(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    _png(tmp_path / "images" / "lonely.png", np.zeros((20, 30), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"lonely\.png has no mask"):
+        dataset_from_folder(tmp_path)
+
+
+def test_busi_image_without_mask(tmp_path: Path) -> None:
+    _png(tmp_path / "benign (2).png", np.zeros((20, 20), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"benign \(2\)\.png has no mask"):
+        dataset_from_busi(tmp_path)
+
+
+def test_mask_of_wrong_size(tmp_path: Path) -> None:
+    _pair(tmp_path, "a", h=20, w=30, mask_h=21)
+    with pytest.raises(DataError, match=r"mask .*a\.png is 30x21 .* image .*a\.png is 30x20"):
+        dataset_from_folder(tmp_path)
+
+
+def test_non_binary_mask(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    soft = np.zeros((20, 30), dtype=np.uint8)
+    soft[0, 0], soft[0, 1] = 128, 255
+    _png(tmp_path / "masks" / "a.png", soft)
+    with pytest.raises(DataError, match=r"a\.png is not binary: it holds 3 values"):
+        dataset_from_folder(tmp_path)
+
+
+def test_mask_values_0_1_are_accepted(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    m = np.zeros((20, 30), dtype=np.uint8)
+    m[:5, :5] = 1
+    _png(tmp_path / "masks" / "a.png", m)
+    assert int(dataset_from_folder(tmp_path, size=(20, 30)).masks.sum()) == 25
+
+
+@pytest.mark.parametrize("layout", ["empty", "no_masks_dir", "missing"])
+def test_empty_or_missing_folder(tmp_path: Path, layout: str) -> None:
+    if layout == "empty":
+        (tmp_path / "images").mkdir()
+        (tmp_path / "masks").mkdir()
+        match = "no images in"
+    elif layout == "no_masks_dir":
+        (tmp_path / "images").mkdir()
+        match = "masks is missing"
+    else:
+        tmp_path = tmp_path / "nope"
+        match = "does not exist"
+    with pytest.raises(DataError, match=match):
+        dataset_from_folder(tmp_path) if layout != "missing" else dataset_from_path(tmp_path)
+
+
+def test_unknown_bundled_dataset() -> None:
+    with pytest.raises(DataError, match="unknown bundled dataset 'busi'"):
+        bundled_dataset("busi")
+
+
+def test_rgb_images_become_gray_or_stay_rgb(tmp_path: Path) -> None:
+    _png(tmp_path / "images" / "a.png", np.full((8, 8, 3), 255, dtype=np.uint8))
+    _png(tmp_path / "masks" / "a.png", np.zeros((8, 8), dtype=np.uint8))
+    assert dataset_from_folder(tmp_path, size=(8, 8)).images.shape == (1, 1, 8, 8)
+    assert dataset_from_folder(tmp_path, size=(8, 8), channels=3).images.shape == (1, 3, 8, 8)
