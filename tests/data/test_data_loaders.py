@@ -39,7 +39,7 @@ def test_bundled_real_data(name: str, split: str, n: int) -> None:
     assert ds.images.shape == (n, 1, 128, 128)
     assert ds.masks.shape == (n, 1, 128, 128)
     assert ds.images.dtype == np.float32 and ds.masks.dtype == np.uint8
-    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+    assert ds.images.min() >= 0.0 and ds.images.max() <= 1.0
     assert set(np.unique(ds.masks)) <= {0, 1}
     assert ds.masks.any(axis=(1, 2, 3)).all(), "every bundled image has foreground"
     assert len(ds.sha256()) == 64

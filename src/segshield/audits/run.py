@@ -95,9 +95,7 @@ def _check_source(model: torch.nn.Module, data: SegDataset) -> None:
         raise ModelOutputError("the model returns NaN/Inf logits on a clean image")
 
 
-def _build_engines(
-    config: AuditConfig, loaded: LoadedModel, data: SegDataset
-) -> list[_Engine]:
+def _build_engines(config: AuditConfig, loaded: LoadedModel, data: SegDataset) -> list[_Engine]:
     engines = [
         _Engine(
             EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", ["torch-cpu"]),
@@ -279,8 +277,9 @@ def run_audit(
     engines = _build_engines(config, loaded, data)
     clean = _eval_engines(engines, data.images, data.masks, config, None)
     if clean[SOURCE_ENGINE].status != "ok":
-        raise ModelOutputError(f"the source model failed on clean images: "
-                               f"{clean[SOURCE_ENGINE].error}")
+        raise ModelOutputError(
+            f"the source model failed on clean images: {clean[SOURCE_ENGINE].error}"
+        )
 
     cells: list[AuditCell] = []
     total = len(config.attacks) * len(config.losses) * len(config.epsilons)
@@ -289,13 +288,25 @@ def run_audit(
         for l_idx, loss in enumerate(config.losses):
             t0 = time.perf_counter()
             group = [
-                AuditCell(AuditCell.make_id(attack, loss, eps), attack, loss, float(eps),
-                          _attack_params(attack, eps, config))
+                AuditCell(
+                    AuditCell.make_id(attack, loss, eps),
+                    attack,
+                    loss,
+                    float(eps),
+                    _attack_params(attack, eps, config),
+                )
                 for eps in config.epsilons
             ]
             try:
-                advs = _craft(model, attack, loss, config.epsilons, data, config,
-                              seed=config.seed * 1000 + a_idx * 10 + l_idx)
+                advs = _craft(
+                    model,
+                    attack,
+                    loss,
+                    config.epsilons,
+                    data,
+                    config,
+                    seed=config.seed * 1000 + a_idx * 10 + l_idx,
+                )
             except Exception as exc:  # record and go on: one failing cell loses nothing else
                 log.exception("crafting %s/%s failed", attack, loss)
                 for cell in group:

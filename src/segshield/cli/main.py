@@ -4,7 +4,6 @@ library function, render, and set the exit code (0 ok, 1 gate failed, 2 usage/in
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +27,24 @@ def root() -> None:
     """Robustness audits of medical segmentation models and their deployed engines."""
 
 
-def _command_line() -> str:
-    return shlex.join(["segshield", *sys.argv[1:]])
+def _command_line(ctx: typer.Context) -> str:
+    """The command as it could be re-typed: its path plus every option not at its default
+    (rebuilt from the parsed options, so it is right under CliRunner and `python -m` too)."""
+    words = ctx.command_path.split()
+    words[0] = "segshield"
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        is_option = getattr(param, "param_type_name", "") == "option"
+        if value is None or value == param.default or not is_option:
+            if not is_option and value is not None:
+                words.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            words.append(flag if value else (param.secondary_opts or [flag])[0])
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _dataset(data: Path | None, bundled: str, split: str, size: int):
@@ -42,6 +57,7 @@ def _dataset(data: Path | None, bundled: str, split: str, size: int):
 
 @app.command()
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Folder for <name>.safetensors and <name>.json.")],
     name: Annotated[str, typer.Option(help="File name stem of the weights and card.")] = "unet",
     dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
@@ -69,12 +85,17 @@ def train(
 
     with error_boundary():
         cfg = TrainConfig(
-            name=name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            base_width=base_width, depth=depth,
+            name=name,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            base_width=base_width,
+            depth=depth,
         )
         train_ds = _dataset(data, dataset, "train", size)
-        test_ds = _dataset(test_data, dataset, "test", size) if data is None or test_data else (
-            train_ds
+        test_ds = (
+            _dataset(test_data, dataset, "test", size) if data is None or test_data else (train_ds)
         )
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("training", total=epochs)
@@ -82,7 +103,7 @@ def train(
             def on_epoch(epoch: int, loss: float) -> None:
                 progress.update(task, completed=epoch, description=f"training (bce {loss:.4f})")
 
-            result = run_train(cfg, train_ds, test_ds, out, _command_line(), on_epoch)
+            result = run_train(cfg, train_ds, test_ds, out, _command_line(ctx), on_epoch)
     m = result.test_metrics
     console.print(
         f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s; test Dice "
@@ -112,16 +133,19 @@ def _epsilons(value: str) -> tuple[float, ...]:
 
 @app.command()
 def audit(
-    out: Annotated[Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")]
-    = Path("segshield-out"),
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")
+    ] = Path("segshield-out"),
     model: Annotated[
         str | None,
         typer.Option(help="Your model factory package.module:callable (default: bundled U-Net)."),
     ] = None,
     weights: Annotated[
         Path | None,
-        typer.Option(help="Weights (.safetensors or state dict), a TorchScript file, or a model "
-                     "card .json."),
+        typer.Option(
+            help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json."
+        ),
     ] = None,
     trust_pickle: Annotated[
         bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
@@ -139,8 +163,9 @@ def audit(
     ] = "bce",
     epsilons: Annotated[
         str,
-        typer.Option(help="Comma list (0.01 or 4/255), 'default' (1,2,4,8 /255) or 'advunet' "
-                     "(0.1..0.9)."),
+        typer.Option(
+            help="Comma list (0.01 or 4/255), 'default' (1,2,4,8 /255) or 'advunet' (0.1..0.9)."
+        ),
     ] = "default",
     steps: Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")] = 10,
     alpha: Annotated[
@@ -173,31 +198,46 @@ def audit(
             cfg = AuditConfig(
                 out_dir=out,
                 model=ModelSpec(model, weights, allow_pickle=trust_pickle),
-                data=data, dataset=dataset, split=split, size=size, limit=limit,
-                attacks=_split_list(attacks), losses=_split_list(losses),
-                epsilons=_epsilons(epsilons), steps=steps, alpha=alpha,
-                engines=_split_list(engines), batch_size=batch_size, seed=seed,
+                data=data,
+                dataset=dataset,
+                split=split,
+                size=size,
+                limit=limit,
+                attacks=_split_list(attacks),
+                losses=_split_list(losses),
+                epsilons=_epsilons(epsilons),
+                steps=steps,
+                alpha=alpha,
+                engines=_split_list(engines),
+                batch_size=batch_size,
+                seed=seed,
             )
         except ValueError as exc:
             from segshield.errors import SegShieldError
 
             raise SegShieldError(f"invalid audit settings: {exc}") from exc
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task("preparing (data, model, ONNX export)", total=None)
 
             def on_progress(stage: str, done: int, total: int) -> None:
-                progress.update(task, description=f"attacking: {stage}", completed=done,
-                                total=total)
+                progress.update(
+                    task, description=f"attacking: {stage}", completed=done, total=total
+                )
 
-            outcome = run(cfg, pol, on_progress, _command_line())
+            outcome = run(cfg, pol, on_progress, _command_line(ctx))
     report = outcome.report
     print_engines(console, report)
     console.print(summary_table(report))
-    console.print(f"audit took {report.provenance['seconds']:.1f} s; wrote "
-                  + ", ".join(str(p) for p in outcome.files.values()))
+    console.print(
+        f"audit took {report.provenance['seconds']:.1f} s; wrote "
+        + ", ".join(str(p) for p in outcome.files.values())
+    )
     failed_cells = [c for c in report.cells if c.status != "ok"]
     if failed_cells:
         console.print(f"[yellow]{len(failed_cells)} cell(s) failed; see the report[/]")

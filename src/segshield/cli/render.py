@@ -34,8 +34,9 @@ def summary_table(report: AuditReport) -> Table:
     table.add_row(*row, style="bold")
     for cell in report.cells:
         if cell.status != "ok":
-            table.add_row(cell.attack, cell.loss, format_epsilon(cell.epsilon),
-                          f"[red]error: {cell.error}[/]")
+            table.add_row(
+                cell.attack, cell.loss, format_epsilon(cell.epsilon), f"[red]error: {cell.error}[/]"
+            )
             continue
         row = [cell.attack, cell.loss, format_epsilon(cell.epsilon)]
         for e in engines:
@@ -43,8 +44,9 @@ def summary_table(report: AuditReport) -> Table:
             row.append(_pct(ev.metrics["dice"]) if ev and ev.metrics else "[red]error[/]")
         src = cell.engines.get(SOURCE_ENGINE)
         row.append(_pct(src.attack_success if src else None))
-        row += [_pct(cell.engines[e].disagreement) if e in cell.engines else MISSING
-                for e in others]
+        row += [
+            _pct(cell.engines[e].disagreement) if e in cell.engines else MISSING for e in others
+        ]
         row.append(_pct(cell.perturbation["ssim_mean"] if cell.perturbation else None))
         table.add_row(*row)
     return table
@@ -53,9 +55,7 @@ def summary_table(report: AuditReport) -> Table:
 def print_engines(console: Console, report: AuditReport) -> None:
     for e in report.engines:
         if e.status == "ok":
-            parity = (
-                f", parity max |Δlogit| {e.parity['max_abs_diff']:.2e}" if e.parity else ""
-            )
+            parity = f", parity max |Δlogit| {e.parity['max_abs_diff']:.2e}" if e.parity else ""
             console.print(f"engine [bold]{e.name}[/]: runs on {', '.join(e.providers)}{parity}")
         else:
             console.print(f"engine [bold]{e.name}[/]: [yellow]{e.status}[/] — {e.reason}")

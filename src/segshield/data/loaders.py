@@ -131,15 +131,11 @@ def _stack(
         masks.append(msk)
         names.append(name)
     log.info("loaded %d images from %s", len(names), source)
-    return SegDataset(
-        np.stack(images).astype(np.float32), np.stack(masks), tuple(names), source
-    )
+    return SegDataset(np.stack(images).astype(np.float32), np.stack(masks), tuple(names), source)
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def dataset_from_folder(
@@ -181,9 +177,7 @@ def dataset_from_busi(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist")
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     images: dict[Path, Path] = {}
     masks: dict[Path, list[Path]] = {}
     for p in files:

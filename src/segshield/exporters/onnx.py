@@ -235,6 +235,20 @@ def _export(
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
     # Positional (tuple) dynamic_shapes: independent of the forward() argument's name.
     batch = torch.export.Dim(BATCH_AXIS_NAME)
+    # torch logs one warning per torchvision op it cannot register ("torchvision is not
+    # installed"): irrelevant to segmentation models, so quiet that logger during export.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        _export_dynamo_quiet(model, example, path, opset, batch)
+    finally:
+        registration.setLevel(level)
+
+
+def _export_dynamo_quiet(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, batch: object
+) -> None:
     with warnings.catch_warnings():
         # torch's own pytree internals emit this deprecation during export; not actionable.
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)

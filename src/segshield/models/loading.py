@@ -64,7 +64,9 @@ def _import_factory(spec: str) -> Any:
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise ModelLoadError(f"cannot import {mod_name!r} for model factory {spec!r}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot import {mod_name!r} for model factory {spec!r}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):

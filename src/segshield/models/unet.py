@@ -89,8 +89,6 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def unet(
-    in_channels: int = 1, out_channels: int = 1, base_width: int = 16, depth: int = 3
-) -> UNet:
+def unet(in_channels: int = 1, out_channels: int = 1, base_width: int = 16, depth: int = 3) -> UNet:
     """Factory usable as `--model segshield.models.unet:unet`."""
     return UNet(UNetConfig(in_channels, out_channels, base_width, depth))

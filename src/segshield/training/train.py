@@ -69,11 +69,13 @@ def augment(
         img, msk = torch.rot90(img, k, (-2, -1)), torch.rot90(msk, k, (-2, -1))
         scale = 1.0 + float(torch.rand((), generator=gen)) * zoom
         if scale > 1.01:
-            ch, cw = int(round(h / scale)), int(round(w / scale))
+            ch, cw = round(h / scale), round(w / scale)
             y0 = int(torch.randint(0, h - ch + 1, (), generator=gen))
             x0 = int(torch.randint(0, w - cw + 1, (), generator=gen))
             img = F.interpolate(
-                img[None, :, y0 : y0 + ch, x0 : x0 + cw], size=(h, w), mode="bilinear",
+                img[None, :, y0 : y0 + ch, x0 : x0 + cw],
+                size=(h, w),
+                mode="bilinear",
                 align_corners=False,
             )[0]
             msk = F.interpolate(msk[None, :, y0 : y0 + ch, x0 : x0 + cw], size=(h, w))[0]

@@ -1,0 +1,136 @@
+"""run_audit: the real pipeline on the bundled model and real data; failure isolation."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segshield.audits import AuditConfig, AuditReport, run_audit
+from segshield.errors import DataError, ModelOutputError
+from segshield.models import ModelSpec
+
+FAST = {"limit": 2, "epsilons": (2 / 255, 8 / 255), "steps": 2, "engines": ("pytorch",)}
+
+
+def test_e2e_report_is_complete(cli_audit) -> None:
+    """The CLI run (conftest) audited PyTorch and a real ONNX Runtime session."""
+    report = AuditReport.from_dict(cli_audit.report)
+    assert report.schema_version == 1
+    assert [c.id for c in report.cells] == [
+        f"{a}/bce/{e:.6g}" for a in ("fgsm", "bim", "pgd") for e in (2 / 255, 8 / 255)
+    ]
+    ort = next(e for e in report.engines if e.name == "onnxruntime")
+    assert ort.status == "ok" and ort.providers == ["CPUExecutionProvider"]
+    assert ort.parity["max_abs_diff"] < 1e-4
+    prov = report.provenance
+    for key in ("weights_sha256", "onnx_sha256", "data_sha256"):
+        assert len(prov[key]) == 64, key
+    assert prov["torch"].startswith("2.13") and prov["onnxruntime"]
+    assert report.dataset["n_images"] == 2
+    for cell in report.cells:
+        assert cell.status == "ok", cell.error
+        assert cell.perturbation["linf_max"] <= cell.epsilon + 1e-6
+        assert 0.0 < cell.perturbation["ssim_mean"] <= 1.0
+        src, eng = cell.engines["pytorch"], cell.engines["onnxruntime"]
+        # FP32 ORT replays the adversarial images almost exactly like the source.
+        assert eng.disagreement < 1e-3
+        assert abs(eng.metrics["dice"] - src.metrics["dice"]) < 1e-2
+        assert len(src.per_image["dice"]) == 2
+    pgd8 = next(c for c in report.cells if c.attack == "pgd" and c.epsilon > 0.03)
+    clean_dice = report.clean["pytorch"].metrics["dice"]
+    assert pgd8.engines["pytorch"].metrics["dice"] < clean_dice
+    assert pgd8.engines["pytorch"].attack_success > 0.0
+
+
+def test_metrics_do_not_depend_on_batch_size(tmp_path: Path) -> None:
+    reports = [
+        run_audit(AuditConfig(tmp_path / str(b), attacks=("fgsm",), batch_size=b, **FAST))
+        for b in (1, 2)
+    ]
+    a, b = (r.cells[1].engines["pytorch"].metrics for r in reports)
+    for key in ("dice", "iou", "accuracy", "tp", "fp", "fn"):
+        assert a[key] == pytest.approx(b[key], abs=1e-9), key
+
+
+def test_a_failing_cell_loses_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    import segshield.audits.run as run_mod
+
+    real = run_mod.get_attack
+
+    def flaky(name, *args, **kwargs):
+        if name == "bim":
+            raise RuntimeError("simulated attack failure")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "get_attack", flaky)
+    report = run_audit(AuditConfig(tmp_path, attacks=("fgsm", "bim", "pgd"), **FAST))
+    status = {c.id: c.status for c in report.cells}
+    assert [s for i, s in status.items() if i.startswith("bim")] == ["error", "error"]
+    assert all(s == "ok" for i, s in status.items() if not i.startswith("bim"))
+    assert "simulated attack failure" in report.cells[2].error
+    AuditReport.from_dict(report.to_dict())  # still a valid report
+
+
+def test_unavailable_engine_is_reported_not_faked(tmp_path: Path) -> None:
+    cfg = AuditConfig(
+        tmp_path, attacks=("fgsm",), **{**FAST, "engines": ("pytorch", "onnxruntime-cuda")}
+    )
+    report = run_audit(cfg)
+    cuda = next(e for e in report.engines if e.name == "onnxruntime-cuda")
+    assert cuda.status == "unavailable"
+    assert "CUDAExecutionProvider" in cuda.reason
+    assert report.clean["onnxruntime-cuda"].status == "error"
+    assert all(c.engines["pytorch"].status == "ok" for c in report.cells)
+
+
+@pytest.fixture
+def nan_factory(tmp_path: Path, monkeypatch) -> str:
+    mod = tmp_path / "nanmodel_pkg.py"
+    mod.write_text(
+        textwrap.dedent(
+            """
+        import torch
+
+        class NaNNet(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(1, 1, 1)
+
+            def forward(self, x):
+                return self.conv(x) * float("nan")
+
+        def make():
+            return NaNNet()
+        """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "nanmodel_pkg:make"
+    sys.modules.pop("nanmodel_pkg", None)
+
+
+def test_model_returning_nan_is_a_clear_error(tmp_path: Path, nan_factory: str) -> None:
+    with pytest.raises(ModelOutputError, match="NaN"):
+        run_audit(AuditConfig(tmp_path / "o", model=ModelSpec(nan_factory), **FAST))
+
+
+def test_bad_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        run_audit(AuditConfig(tmp_path / "o", data=tmp_path / "nothing", **FAST))
+
+
+def test_config_validation_lists_problems(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"epsilons must be in \[0, 1\].*unknown engine"):
+        AuditConfig(tmp_path, epsilons=(2.0,), engines=("pytorch", "tensorflow"))
+
+
+def test_perturbation_is_reproducible_with_the_seed(tmp_path: Path) -> None:
+    cfg = {"attacks": ("pgd",), **FAST}
+    r1 = run_audit(AuditConfig(tmp_path / "a", seed=3, **cfg))
+    r2 = run_audit(AuditConfig(tmp_path / "b", seed=3, **cfg))
+    l2 = [np.asarray(r.cells[0].perturbation["per_image"]["l2"]) for r in (r1, r2)]
+    assert np.array_equal(l2[0], l2[1])
