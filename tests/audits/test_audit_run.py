@@ -41,6 +41,25 @@ def test_e2e_report_is_complete(cli_audit) -> None:
         assert abs(eng.metrics["dice"] - src.metrics["dice"]) < 1e-2
         assert len(src.per_image["dice"]) == 2
     pgd8 = next(c for c in report.cells if c.attack == "pgd" and c.epsilon > 0.03)
+    # bootstrap CIs bracket the point estimate; attack success has a paired CI
+    ev = pgd8.engines["pytorch"]
+    assert ev.ci["dice"]["low"] <= ev.metrics["dice"] + 1e-9 <= ev.ci["dice"]["high"] + 2e-9
+    assert ev.ci["attack_success"]["n_boot"] == 1000
+    assert sum(ev.per_image["tp"]) == ev.metrics["tp"]
+    # image panels of the worst-hit images are written and referenced relative to the report
+    assert len(pgd8.panels) == 2
+    panel = pgd8.panels[0]
+    assert (cli_audit.out_dir / panel["file"]).is_file()
+    assert panel["columns"][:4] == [
+        "clean image",
+        "perturbation (amplified)",
+        "adversarial image",
+        "ground truth",
+    ]
+    assert (
+        panel["dice_clean"] - panel["dice_adv"]
+        >= pgd8.panels[1]["dice_clean"] - pgd8.panels[1]["dice_adv"]
+    )
     clean_dice = report.clean["pytorch"].metrics["dice"]
     assert pgd8.engines["pytorch"].metrics["dice"] < clean_dice
     assert pgd8.engines["pytorch"].attack_success > 0.0

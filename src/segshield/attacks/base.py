@@ -1,12 +1,16 @@
-"""The attack base class: input validation and the one sign-gradient step loop all attacks share.
+"""The attack base class: input validation and the one gradient-step loop all attacks share.
 
 Conventions for every attack:
 
 * ``images``: ``(N, C, H, W)`` floating point, values in [0, 1];
-* ``targets``: what the loss takes - ``(N, 1, H, W)`` {0, 1} for binary models, ``(N, H, W)``
-  class indices for multi-class ones (see :mod:`segshield.attacks.losses`);
-* the result has the dtype, shape and device of ``images``, lies in [0, 1] and within the
-  L-infinity ball of radius ``eps`` around ``images``, and is detached.
+* ``targets``: what the loss takes - ``(N, 1, H, W)`` {0, 1} for binary models, ``(N, C, H, W)``
+  {0, 1} for multi-label ones, ``(N, H, W)`` class indices for multi-class ones, ``(N,)`` class
+  indices for classifiers (see :mod:`segshield.attacks.layout`). They are the *true* labels,
+  except for targeted attacks (``targeted = True``, e.g. ASMA), where they are the labels to
+  reach;
+* the result has the dtype, shape and device of ``images``, lies in [0, 1] and within the ball
+  of radius ``eps`` around ``images`` in the attack's ``norm`` (L-infinity, or per-image L2 for
+  ``norm == "L2"``), and is detached.
 
 Attacks take gradients with respect to the *input only* (``torch.autograd.grad``), so parameter
 ``.grad`` fields are never touched, and they leave the model's train/eval mode alone: the caller
@@ -21,7 +25,7 @@ import inspect
 import math
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -30,7 +34,11 @@ from torch import Tensor, nn
 from segshield.attacks.losses import LossFn, get_loss
 from segshield.errors import ModelOutputError
 
-__all__ = ["Attack"]
+__all__ = ["Attack", "StepLoss"]
+
+StepLoss = Callable[[Tensor, Tensor, int, int], Tensor]
+"""``loss_at_step(logits, targets, step, steps) -> (N,)``: the objective of step ``step``
+(0-based) of ``steps``; see :meth:`Attack._iterate`."""
 
 
 def _check_eps(eps: float, what: str = "eps") -> float:
@@ -44,20 +52,25 @@ def _check_eps(eps: float, what: str = "eps") -> float:
 
 
 class Attack(ABC):
-    """Base class of white-box L-infinity attacks on segmentation models.
+    """Base class of white-box attacks on segmentation (and classification) models.
 
     Args:
-        model: maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits; used as is (mode kept).
+        model: maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` (or ``(N, K)``) logits; used as is
+            (mode kept). Wrap models returning tuples/dicts in
+            :class:`~segshield.attacks.outputs.SelectOutput`.
         loss: per-sample loss ``loss(logits, targets) -> (N,)`` to *increase*, or a loss name
             for :func:`segshield.attacks.losses.get_loss`.
-        eps: L-infinity budget in image units ([0, 1] scale), ``>= 0``; ``0`` returns a copy of
-            the input.
+        eps: budget in image units ([0, 1] scale) in the attack's ``norm``, ``>= 0``; ``0``
+            returns a copy of the input.
         **params: attack-specific options (see the subclass); unknown names raise ``ValueError``.
     """
 
     name: ClassVar[str]
     norm: ClassVar[str] = "Linf"
+    """What ``eps`` bounds: "Linf" (max abs pixel change) or "L2" (per-image Euclidean norm)."""
     iterative: ClassVar[bool]
+    targeted: ClassVar[bool] = False
+    """True when ``targets`` are the labels to *reach* (ASMA), not the true labels to leave."""
 
     def __init__(self, model: nn.Module, loss: LossFn | str, eps: float, **params: Any) -> None:
         if params:
@@ -87,9 +100,10 @@ class Attack(ABC):
         """Attack once per budget in ``epsilons``; returns one adversarial batch per ε, in order.
 
         The default builds one attack per ε with :meth:`with_eps`; single-step attacks override it
-        to share the gradient computation.
+        to share the gradient computation. Every ε is validated before any attack runs.
         """
-        return [self.with_eps(eps)(images, targets) for eps in epsilons]
+        budgets = [_check_eps(eps) for eps in epsilons]
+        return [self.with_eps(eps)(images, targets) for eps in budgets]
 
     def with_eps(self, eps: float) -> Attack:
         """A shallow copy of this attack (same model, loss, options, generator) with budget ``eps``.
@@ -123,31 +137,38 @@ class Attack(ABC):
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
         """Compute the adversarial batch; ``images`` is validated, detached, ``eps > 0``."""
 
-    def _gradient(self, x: Tensor, targets: Tensor) -> Tensor:
-        """∇_x of the summed per-sample loss at ``x``; one forward and one backward pass.
-
-        The batch sum gives every image the gradient of its own loss, since images do not
-        interact (model in eval mode).
-        """
-        x = x.detach().requires_grad_(True)
+    def _forward(self, x: Tensor) -> Tensor:
+        """``model(x)``, checked: a tensor (see :class:`~segshield.attacks.outputs.SelectOutput`
+        for models returning tuples or dicts) with only finite values."""
         logits = self.model(x)
         if not isinstance(logits, Tensor):
             raise ModelOutputError(
-                f"{self.name}: model must return a logits tensor, got {type(logits).__name__}"
+                f"{self.name}: model must return a logits tensor, got {type(logits).__name__} "
+                "(wrap the model in segshield.attacks.SelectOutput to pick one output)"
             )
         if not bool(torch.isfinite(logits).all()):
             raise ModelOutputError(
                 f"{self.name}: model output contains NaN or Inf "
                 f"(logits shape {tuple(logits.shape)})"
             )
-        loss = self.loss(logits, targets)
-        if loss.shape != (x.shape[0],):
+        return logits
+
+    def _gradient(self, x: Tensor, targets: Tensor, loss: LossFn | None = None) -> Tensor:
+        """∇_x of the summed per-sample loss at ``x``; one forward and one backward pass.
+
+        ``loss`` overrides :attr:`loss` (a per-step objective). The batch sum gives every image
+        the gradient of its own loss, since images do not interact (model in eval mode).
+        """
+        x = x.detach().requires_grad_(True)
+        logits = self._forward(x)
+        value = (self.loss if loss is None else loss)(logits, targets)
+        if value.shape != (x.shape[0],):
             raise ValueError(
                 f"{self.name}: loss must return one value per sample, shape ({x.shape[0]},), "
-                f"got {tuple(loss.shape)}"
+                f"got {tuple(value.shape)}"
             )
         # Input-only gradient: parameter .grad fields stay untouched, no graph is retained.
-        (grad,) = torch.autograd.grad(loss.sum(), x)
+        (grad,) = torch.autograd.grad(value.sum(), x)
         if not bool(torch.isfinite(grad).all()):
             raise ModelOutputError(f"{self.name}: input gradient contains NaN or Inf")
         return grad
@@ -157,7 +178,8 @@ class Attack(ABC):
         """One signed-gradient ascent step, projected to the ε-ball around ``images`` and [0, 1].
 
         Shapes: all ``(N, C, H, W)``. Because ``images`` lies in [0, 1], the final clamp keeps the
-        point inside the ball.
+        point inside the ball. Subclasses with another geometry (L2, normalised steps) override
+        it with the same signature.
         """
         x = x + alpha * grad.sign()
         x = torch.clamp(x, images - eps, images + eps)
@@ -171,14 +193,20 @@ class Attack(ABC):
         steps: int,
         alpha: float,
         eps: float,
+        *,
+        loss_at_step: StepLoss | None = None,
     ) -> Tensor:
-        """The shared loop: ``steps`` times ``x <- clip_[0,1](Π_ε(x + alpha * sign(∇_x L)))``.
+        """The shared loop: ``steps`` times ``x <- self._step(x, images, ∇_x L_t, alpha, eps)``.
 
+        With the default :meth:`_step` that is ``x <- clip_[0,1](Π_ε(x + alpha * sign(∇_x L)))``.
+        ``loss_at_step(logits, targets, step, steps) -> (N,)`` replaces :attr:`loss` by a
+        per-step objective (``step`` counts from 0 to ``steps - 1``), e.g. SegPGD's schedule.
         ``x_start`` must already lie in the ε-ball and [0, 1]; returns a detached tensor.
         """
         x = x_start.detach()
-        for _ in range(steps):
-            grad = self._gradient(x, targets)
+        for step in range(steps):
+            loss = None if loss_at_step is None else _bind_step(loss_at_step, step, steps)
+            grad = self._gradient(x, targets, loss)
             x = self._step(x, images, grad, alpha, eps)
         return x.detach()
 
@@ -209,6 +237,13 @@ class Attack(ABC):
             raise ValueError(
                 f"{self.name}: images must lie in [0, 1], found values in [{lo_v:g}, {hi_v:g}]"
             )
+
+
+def _bind_step(loss_at_step: StepLoss, step: int, steps: int) -> LossFn:
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        return loss_at_step(logits, targets, step, steps)
+
+    return loss
 
 
 def _check_steps(steps: int, owner: str) -> int:

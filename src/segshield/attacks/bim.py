@@ -26,6 +26,7 @@ class BIM(Attack):
     """
 
     name: ClassVar[str] = "bim"
+    targeted: ClassVar[bool] = False
     iterative: ClassVar[bool] = True
 
     def __init__(

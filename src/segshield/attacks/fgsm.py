@@ -24,6 +24,7 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
+    targeted: ClassVar[bool] = False
     iterative: ClassVar[bool] = False
 
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:

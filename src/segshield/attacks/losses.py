@@ -1,15 +1,25 @@
-"""Segmentation losses that attacks ascend.
+"""Segmentation (and classification) losses that attacks ascend.
 
-Every loss has the signature ``loss(logits, target) -> Tensor`` of shape ``(N,)``: one value per
-sample, so that an attack can take the gradient of the batch *sum* and still get per-image
-gradients (images in a batch do not interact).
+Every loss has the signature ``loss(logits, target, *, weight=None) -> Tensor`` of shape
+``(N,)``: one value per sample, so that an attack can take the gradient of the batch *sum* and
+still get per-image gradients (images in a batch do not interact).
 
-Two layouts are accepted:
+Layouts (see :mod:`segshield.attacks.layout`):
 
 * binary: ``logits`` ``(N, 1, H, W)`` (any real values), ``target`` ``(N, 1, H, W)`` with values
   in {0, 1} (float, int or bool);
+* multi-label: ``logits`` ``(N, C, H, W)`` with independent sigmoids, ``target`` ``(N, C, H, W)``
+  in {0, 1} (e.g. overlapping organ masks); the binary formulas, per channel;
 * multi-class: ``logits`` ``(N, C, H, W)`` with ``C >= 2``, ``target`` ``(N, H, W)`` integer
-  class indices in ``[0, C)``. Here "bce" is cross-entropy, and Dice/focal use softmax + one-hot.
+  class indices in ``[0, C)``. Here "bce" is cross-entropy, and Dice/focal use softmax + one-hot;
+* classification: ``logits`` ``(N, K)`` with ``target`` ``(N,)`` class indices ("bce" is then
+  cross-entropy) or ``(N, K)`` {0, 1}: handled as ``1 x 1`` images.
+
+``weight`` (optional, keyword-only) re-weights the per-pixel terms; it must broadcast to the
+target's shape (per pixel *and* channel for sigmoid layouts, per pixel for multi-class). The
+weighted pixel-wise losses stay *means over all pixels* (``sum(w * l) / #pixels``, SegPGD's
+normalisation), and the weighted Dice uses ``w`` in its sums. Weights are constants (detached).
+Segmentation-specific attacks (SegPGD, CosPGD) pass it; a custom loss used with them must take it.
 
 Half-precision logits are up-cast to float32 so the log-space arithmetic stays stable.
 """
@@ -19,14 +29,18 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segshield.attacks.layout import Prepared, prepare, prepare_weight
+
 __all__ = [
     "LOSSES",
     "LossFn",
+    "accepts_weight",
     "bce_loss",
     "dice_focal_loss",
     "dice_loss",
@@ -34,62 +48,12 @@ __all__ = [
     "get_loss",
 ]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss(logits, target) -> (N,)`` per-sample loss; see the module docstring for shapes."""
+LossFn = Callable[..., Tensor]
+"""``loss(logits, target) -> (N,)`` per-sample loss (the built-in ones also take ``weight=``)."""
 
 
-def _prepare(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, bool]:
-    """Validate shapes/values; return (float logits, target, is_binary).
-
-    Binary targets come back in the logits' dtype, multi-class targets as int64.
-    """
-    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(
-            f"logits and target must be tensors, got {type(logits).__name__} and "
-            f"{type(target).__name__}"
-        )
-    if logits.ndim != 4:
-        raise ValueError(
-            f"logits must be 4-D (N, C, H, W), got shape {tuple(logits.shape)} "
-            f"(target shape {tuple(target.shape)})"
-        )
-    if not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    # Low-precision logits: do the log-sum-exp arithmetic in float32.
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    n, c, h, w = logits.shape
-    if c == 1:
-        if tuple(target.shape) != (n, 1, h, w):
-            raise ValueError(
-                f"binary logits of shape {tuple(logits.shape)} need a target of the same shape, "
-                f"got target shape {tuple(target.shape)}"
-            )
-        if target.is_complex():
-            raise ValueError(f"binary target must be real, got dtype {target.dtype}")
-        target = target.to(logits.dtype)
-        if target.numel() and bool(((target != 0) & (target != 1)).any()):
-            raise ValueError(
-                f"binary target must contain only 0 and 1, found values in "
-                f"[{target.min().item():g}, {target.max().item():g}]"
-            )
-        return logits, target, True
-    if tuple(target.shape) != (n, h, w):
-        raise ValueError(
-            f"multi-class logits of shape {tuple(logits.shape)} need a target of shape "
-            f"{(n, h, w)} (class indices), got target shape {tuple(target.shape)}"
-        )
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(
-            f"multi-class target must hold integer class indices, got dtype {target.dtype}"
-        )
-    target = target.long()
-    if target.numel() and bool(((target < 0) | (target >= c)).any()):
-        raise ValueError(
-            f"multi-class target must hold class indices in [0, {c}), found values in "
-            f"[{target.min().item()}, {target.max().item()}]"
-        )
-    return logits, target, False
+def _weights(weight: Tensor | None, p: Prepared) -> Tensor | None:
+    return None if weight is None else prepare_weight(weight, p)
 
 
 def _check_gamma(gamma: float) -> float:
@@ -106,34 +70,49 @@ def _check_smooth(smooth: float) -> float:
     return smooth
 
 
-def bce_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Mean binary cross-entropy (binary) or cross-entropy (multi-class) per sample.
+def bce_loss(logits: Tensor, target: Tensor, *, weight: Tensor | None = None) -> Tensor:
+    """Mean binary cross-entropy (sigmoid layouts) or cross-entropy (multi-class,
+    classification) per sample.
 
-    Returns ``(N,)``, computed from logits (log-sum-exp form, stable for any magnitude).
+    Returns ``(N,)``, computed from logits (log-sum-exp form, stable for any magnitude); the mean
+    runs over pixels (and channels for multi-label).
     """
-    logits, target, binary = _prepare(logits, target)
-    if binary:
-        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = prepare(logits, target)
+    if p.sigmoid:
+        per_pixel = F.binary_cross_entropy_with_logits(p.logits, p.target, reduction="none")
     else:
-        per_pixel = F.cross_entropy(logits, target, reduction="none")
+        per_pixel = F.cross_entropy(p.logits, p.target, reduction="none")
+    w = _weights(weight, p)
+    if w is not None:
+        per_pixel = per_pixel * w
     return per_pixel.flatten(1).mean(dim=1)
 
 
-def dice_loss(logits: Tensor, target: Tensor, *, smooth: float = 1.0) -> Tensor:
+def dice_loss(
+    logits: Tensor, target: Tensor, *, smooth: float = 1.0, weight: Tensor | None = None
+) -> Tensor:
     """Soft Dice loss ``1 - (2|P∩T| + s) / (|P| + |T| + s)`` per sample, ``(N,)``, in [0, 1].
 
-    ``P`` is sigmoid (binary) or softmax (multi-class) probabilities; sums run over H, W. In the
-    multi-class case the Dice is computed per class (background included) and averaged.
+    ``P`` is sigmoid (binary / multi-label) or softmax (multi-class) probabilities; sums run over
+    H, W. The Dice is computed per channel (multi-label) or per class (multi-class, background
+    included) and averaged. With ``weight`` every sum is weighted: ``Σ w·p·t``, ``Σ w·p``,
+    ``Σ w·t``.
     """
     smooth = _check_smooth(smooth)
-    logits, target, binary = _prepare(logits, target)
-    if binary:
-        probs, onehot = torch.sigmoid(logits), target
+    p = prepare(logits, target)
+    if p.sigmoid:
+        probs, onehot = torch.sigmoid(p.logits), p.target
     else:
-        probs = torch.softmax(logits, dim=1)
-        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    inter = (probs * onehot).sum(dim=(2, 3))
-    denom = probs.sum(dim=(2, 3)) + onehot.sum(dim=(2, 3))
+        probs = torch.softmax(p.logits, dim=1)
+        onehot = F.one_hot(p.target, p.logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    w = _weights(weight, p)
+    if w is not None:
+        w = w if p.sigmoid else w.unsqueeze(1)
+        probs_w, onehot_w = probs * w, onehot * w
+    else:
+        probs_w, onehot_w = probs, onehot
+    inter = (probs_w * onehot).sum(dim=(2, 3))
+    denom = probs_w.sum(dim=(2, 3)) + onehot_w.sum(dim=(2, 3))
     dice = (2.0 * inter + smooth) / (denom + smooth).clamp_min(torch.finfo(probs.dtype).tiny)
     return 1.0 - dice.mean(dim=1)
 
@@ -144,41 +123,45 @@ def focal_loss(
     *,
     gamma: float = 2.0,
     alpha: float | Sequence[float] | None = None,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Focal loss ``-α_t (1 - p_t)^γ log p_t`` (Lin et al., 2017), mean over pixels, ``(N,)``.
 
-    ``p_t`` is the probability of the true class. ``alpha``: binary - a float in [0, 1], the
-    weight of the positive class (``1 - alpha`` for the negative one); multi-class - one weight
-    per class (a sequence of length C). ``None`` disables weighting. ``gamma=0`` and
+    ``p_t`` is the probability of the true class. ``alpha``: sigmoid layouts - a float in
+    [0, 1], the weight of the positive label (``1 - alpha`` for the negative one); multi-class -
+    one weight per class (a sequence of length C). ``None`` disables weighting. ``gamma=0`` and
     ``alpha=None`` give exactly :func:`bce_loss`.
     """
     gamma = _check_gamma(gamma)
-    logits, target, binary = _prepare(logits, target)
-    if binary:
+    p = prepare(logits, target)
+    if p.sigmoid:
         # z_t = logit of the true class; log p_t = logsigmoid(z_t), log(1-p_t) = logsigmoid(-z_t).
         # Both are exact in log space, so neither p_t -> 1 nor p_t -> 0 produce inf/NaN.
-        z_t = logits * (2.0 * target - 1.0)
+        z_t = p.logits * (2.0 * p.target - 1.0)
         log_p_t = F.logsigmoid(z_t)
         log_1m_p_t = F.logsigmoid(-z_t)
     else:
-        log_probs = torch.log_softmax(logits, dim=1)
-        index = target.unsqueeze(1)
+        log_probs = torch.log_softmax(p.logits, dim=1)
+        index = p.target.unsqueeze(1)
         log_p_t = log_probs.gather(1, index).squeeze(1)
         # log(1 - p_t) = logsumexp over the *other* classes - logsumexp over all; C >= 2 keeps it
         # finite, and it stays exact when p_t rounds to 1 (where log1p(-p_t) would give -inf).
-        others = logits.scatter(1, index, float("-inf"))
-        log_1m_p_t = torch.logsumexp(others, dim=1) - torch.logsumexp(logits, dim=1)
+        others = p.logits.scatter(1, index, float("-inf"))
+        log_1m_p_t = torch.logsumexp(others, dim=1) - torch.logsumexp(p.logits, dim=1)
     per_pixel = -torch.exp(gamma * log_1m_p_t) * log_p_t
     if alpha is not None:
-        per_pixel = per_pixel * _alpha_weights(alpha, target, binary, logits)
+        per_pixel = per_pixel * _alpha_weights(alpha, p.target, p.sigmoid, p.logits)
+    w = _weights(weight, p)
+    if w is not None:
+        per_pixel = per_pixel * w
     return per_pixel.flatten(1).mean(dim=1)
 
 
 def _alpha_weights(
-    alpha: float | Sequence[float], target: Tensor, binary: bool, logits: Tensor
+    alpha: float | Sequence[float], target: Tensor, sigmoid: bool, logits: Tensor
 ) -> Tensor:
     """Per-pixel α_t with the shape of the per-pixel loss."""
-    if binary:
+    if sigmoid:
         if isinstance(alpha, Sequence) or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"binary focal alpha must be a float in [0, 1], got {alpha!r}")
         a = float(alpha)
@@ -202,10 +185,11 @@ def dice_focal_loss(
     smooth: float = 1.0,
     gamma: float = 2.0,
     alpha: float | Sequence[float] | None = None,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """:func:`dice_loss` + :func:`focal_loss`, per sample ``(N,)``."""
-    return dice_loss(logits, target, smooth=smooth) + focal_loss(
-        logits, target, gamma=gamma, alpha=alpha
+    return dice_loss(logits, target, smooth=smooth, weight=weight) + focal_loss(
+        logits, target, gamma=gamma, alpha=alpha, weight=weight
     )
 
 
@@ -232,7 +216,7 @@ def get_loss(name: str, **kwargs: object) -> LossFn:
     options = [
         p.name
         for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "weight"  # weight: per call
     ]
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
@@ -246,3 +230,16 @@ def get_loss(name: str, **kwargs: object) -> LossFn:
     bound = functools.partial(fn, **kwargs)
     functools.update_wrapper(bound, fn)  # keep __name__ for reprs and reports
     return bound
+
+
+def accepts_weight(loss: Callable[..., Any]) -> bool:
+    """Whether ``loss`` can be called with a ``weight=`` keyword (the built-in losses can)."""
+    try:
+        params = inspect.signature(loss).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume the plain form
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "weight" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )

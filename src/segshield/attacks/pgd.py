@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from segshield.attacks.base import Attack, _check_alpha, _check_steps
+from segshield.attacks.base import Attack, StepLoss, _check_alpha, _check_steps
 from segshield.attacks.losses import LossFn
 
 __all__ = ["PGD"]
@@ -33,6 +33,7 @@ class PGD(Attack):
 
     name: ClassVar[str] = "pgd"
     iterative: ClassVar[bool] = True
+    targeted: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -49,11 +50,13 @@ class PGD(Attack):
         super().__init__(model, loss, eps, **params)
         self.steps = _check_steps(steps, type(self).__name__)
         self._alpha = _check_alpha(alpha, type(self).__name__)
+        owner = type(self).__name__
         if not isinstance(random_start, bool):
-            raise ValueError(f"PGD: random_start must be a bool, got {random_start!r}")
+            raise ValueError(f"{owner}: random_start must be a bool, got {random_start!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
-                f"PGD: generator must be a torch.Generator or None, got {type(generator).__name__}"
+                f"{owner}: generator must be a torch.Generator or None, "
+                f"got {type(generator).__name__}"
             )
         self.random_start = random_start
         self.generator = generator
@@ -63,16 +66,35 @@ class PGD(Attack):
         """Step size: the value given, else ``eps / 4``."""
         return self._alpha if self._alpha is not None else self.eps / 4.0
 
+    def _noise_device(self, images: Tensor) -> torch.device:
+        return images.device if self.generator is None else self.generator.device
+
     def _random_start(self, images: Tensor) -> Tensor:
-        """``clip_[0,1](images + U(-eps, eps))``, same shape/dtype/device as ``images``."""
-        device = images.device if self.generator is None else self.generator.device
-        noise = torch.rand(images.shape, generator=self.generator, device=device)
-        noise = noise.to(device=images.device, dtype=images.dtype)
-        return (images + (2.0 * noise - 1.0) * self.eps).clamp_(0.0, 1.0)
+        """``clip_[0,1](images + U(-eps, eps))``, same shape/dtype/device as ``images``.
+
+        The draw is ``torch.empty(...).uniform_(-eps, eps)`` in the images' dtype, so with the
+        global RNG it consumes and yields exactly what torchattacks' PGD draws.
+        """
+        device = self._noise_device(images)
+        noise = torch.empty(images.shape, dtype=images.dtype, device=device)
+        noise.uniform_(-self.eps, self.eps, generator=self.generator)
+        return (images + noise.to(images.device)).clamp_(0.0, 1.0)
+
+    def _loss_schedule(self) -> StepLoss | None:
+        """The per-step objective for :meth:`_iterate`; ``None``: :attr:`loss` at every step."""
+        return None
 
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
         start = self._random_start(images) if self.random_start else images
-        return self._iterate(images, targets, start, self.steps, self.alpha, self.eps)
+        return self._iterate(
+            images,
+            targets,
+            start,
+            self.steps,
+            self.alpha,
+            self.eps,
+            loss_at_step=self._loss_schedule(),
+        )
 
     def attack_params(self) -> dict[str, Any]:
         return {

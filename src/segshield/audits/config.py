@@ -43,6 +43,8 @@ class AuditConfig:
     threshold: float = 0.5
     parity_atol: float = 1e-4
     opset: int = 18
+    n_boot: int = 1000  # bootstrap resamples for confidence intervals (0: none)
+    panels: int = 2  # image panels of the worst-hit images per cell (0: none)
 
     def __post_init__(self) -> None:
         problems = []
@@ -59,6 +61,8 @@ class AuditConfig:
             problems.append("the pytorch engine (the attacked source model) is always needed")
         if self.steps < 1 or self.batch_size < 1 or self.size < 8:
             problems.append("steps and batch_size must be >= 1 and size >= 8")
+        if self.n_boot < 0 or self.panels < 0:
+            problems.append("n_boot and panels must be >= 0")
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must be in (0, 1), got {self.threshold}")
         if problems:

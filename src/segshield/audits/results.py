@@ -69,7 +69,10 @@ class EngineEval:
     """One engine evaluated on one set of inputs (clean, or one cell's adversarial images).
 
     metrics: aggregated over confusion counts (see SEG_METRICS) plus counts and n_images;
-    per_image: lists of per-image dice, iou, pixel_error_l2, loss (in dataset order);
+    per_image: lists of per-image dice, iou, pixel_error_l2, loss and confusion counts
+    tp, fp, fn, tn (in dataset order);
+    ci: bootstrap confidence intervals over images, {metric: {"low", "high", "level",
+    "n_boot"}} for dice, iou and (adversarial cells) attack_success;
     attack_success: (Dice_clean - Dice_adv) / Dice_clean on this engine (None for clean);
     disagreement: share of pixels whose prediction differs from the source engine's on the
     same inputs; dice_gap: this engine's Dice minus the source engine's on the same inputs.
@@ -83,6 +86,7 @@ class EngineEval:
     attack_success: float | None = None
     disagreement: float | None = None
     dice_gap: float | None = None
+    ci: dict | None = None
 
 
 @dataclass
@@ -100,6 +104,9 @@ class AuditCell:
     seconds: float = 0.0
     perturbation: dict | None = None  # l2_mean, linf_max, ssim_mean, ssim_min, per_image
     engines: dict[str, EngineEval] = field(default_factory=dict)
+    # Image panels of the worst-hit images: [{"image": name, "index": i, "file": relative PNG
+    # path, "dice_clean": d0, "dice_adv": d1, "columns": [titles of the panel's tiles]}].
+    panels: list[dict] = field(default_factory=list)
 
     @staticmethod
     def make_id(attack: str, loss: str, epsilon: float) -> str:

@@ -27,15 +27,22 @@ from segshield.errors import EngineUnavailableError, ModelOutputError, SegShield
 from segshield.exporters import onnx_from_torch
 from segshield.hashing import sha256_file
 from segshield.metrics import (
+    ConfusionCounts,
     SegmentationAccumulator,
     attack_success,
+    bootstrap_attack_success_ci,
+    bootstrap_ci,
+    bootstrap_indices,
+    dice,
     disagreement,
+    iou,
     perturbation_norms,
     ssim,
 )
 from segshield.models import LoadedModel, load_model
 
 from .config import AuditConfig
+from .panels import compose_panel, slug, write_panel
 from .results import (
     SOURCE_ENGINE,
     AuditCell,
@@ -145,19 +152,30 @@ def _build_engines(config: AuditConfig, loaded: LoadedModel, data: SegDataset) -
     return engines
 
 
+@dataclass
+class _Outputs:
+    """What an evaluation keeps in memory beyond the report: predictions and counts."""
+
+    preds: dict[str, np.ndarray]
+    counts: dict[str, ConfusionCounts]
+
+
 def _evaluate(
     runner: Runner,
     images: np.ndarray,
     masks: np.ndarray,
     config: AuditConfig,
-) -> tuple[dict, dict, np.ndarray]:
-    """Run one engine over all images: (metrics, per_image, binary predictions (N,1,H,W))."""
+) -> tuple[dict, dict, np.ndarray, ConfusionCounts]:
+    """Run one engine over all images: (metrics, per_image, predictions (N,1,H,W), counts)."""
     logits = infer_batched(runner, images, config.batch_size)
     acc = SegmentationAccumulator(keep_predictions=True)
     acc.update(logits, masks, threshold=config.threshold)
     result = acc.result().to_dict()
     per_image = result.pop("per_image")
-    return result, per_image, acc.predictions()
+    counts = acc.counts()
+    for key in ("tp", "fp", "fn", "tn"):
+        per_image[key] = getattr(counts, key).tolist()
+    return result, per_image, acc.predictions(), counts
 
 
 def _eval_engines(
@@ -166,32 +184,81 @@ def _eval_engines(
     masks: np.ndarray,
     config: AuditConfig,
     clean: dict[str, EngineEval] | None,
-) -> dict[str, EngineEval]:
-    """Evaluate every available engine on the same inputs; compare each to the source."""
+    clean_out: _Outputs | None = None,
+    boot: np.ndarray | None = None,
+) -> tuple[dict[str, EngineEval], _Outputs]:
+    """Evaluate every available engine on the same inputs; compare each to the source.
+
+    boot: shared bootstrap indices (n_boot, N) for confidence intervals over images.
+    """
     out: dict[str, EngineEval] = {}
     preds: dict[str, np.ndarray] = {}
+    all_counts: dict[str, ConfusionCounts] = {}
     for eng in engines:
         name = eng.record.name
         if eng.runner is None:
             out[name] = EngineEval(name, "error", f"engine unavailable: {eng.record.reason}")
             continue
         try:
-            metrics, per_image, pred = _evaluate(eng.runner, images, masks, config)
+            metrics, per_image, pred, counts = _evaluate(eng.runner, images, masks, config)
         except Exception as exc:  # one engine failing must not lose the others
             log.exception("engine %s failed", name)
             out[name] = EngineEval(name, "error", f"{type(exc).__name__}: {exc}")
             continue
-        preds[name] = pred
+        preds[name], all_counts[name] = pred, counts
         ev = EngineEval(name, metrics=metrics, per_image=per_image)
+        if boot is not None:
+            ev.ci = {
+                "dice": bootstrap_ci(counts, dice, indices=boot),
+                "iou": bootstrap_ci(counts, iou, indices=boot),
+            }
         if clean is not None and clean.get(name) and clean[name].metrics:
             ev.attack_success = float(attack_success(clean[name].metrics["dice"], metrics["dice"]))
+            if boot is not None and clean_out is not None and name in clean_out.counts:
+                ev.ci["attack_success"] = bootstrap_attack_success_ci(
+                    clean_out.counts[name], counts, indices=boot
+                )
         out[name] = ev
     src = out.get(SOURCE_ENGINE)
     for name, ev in out.items():
         if name in preds and SOURCE_ENGINE in preds and src and src.metrics and ev.metrics:
             ev.disagreement = float(disagreement(preds[name], preds[SOURCE_ENGINE]).mean())
             ev.dice_gap = float(ev.metrics["dice"] - src.metrics["dice"])
-    return out
+    return out, _Outputs(preds, all_counts)
+
+
+def _panels(
+    cell: AuditCell,
+    data: SegDataset,
+    adv: np.ndarray,
+    outputs: _Outputs,
+    clean: dict[str, EngineEval],
+    config: AuditConfig,
+) -> list[dict]:
+    """Write PNG panels of the `config.panels` images the source model lost most Dice on."""
+    src_clean, src_adv = clean.get(SOURCE_ENGINE), cell.engines.get(SOURCE_ENGINE)
+    if config.panels < 1 or not (src_clean and src_adv and src_adv.per_image):
+        return []
+    d0 = np.asarray(src_clean.per_image["dice"], dtype=np.float64)
+    d1 = np.asarray(src_adv.per_image["dice"], dtype=np.float64)
+    worst = np.argsort(-(d0 - d1), kind="stable")[: config.panels]
+    panels = []
+    for i in worst:
+        preds = {name: p[i] for name, p in outputs.preds.items()}
+        tile, titles = compose_panel(data.images[i], adv[i], data.masks[i], preds, cell.epsilon)
+        rel = Path("panels") / f"{slug(cell.id)}__{slug(data.names[i])}.png"
+        write_panel(config.out_dir / rel, tile)
+        panels.append(
+            {
+                "image": data.names[i],
+                "index": int(i),
+                "file": rel.as_posix(),
+                "dice_clean": float(d0[i]),
+                "dice_adv": float(d1[i]),
+                "columns": titles,
+            }
+        )
+    return panels
 
 
 def _perturbation(clean: np.ndarray, adv: np.ndarray) -> dict:
@@ -275,7 +342,8 @@ def run_audit(
         p.requires_grad_(False)  # attacks need input gradients only
     _check_source(model, data)
     engines = _build_engines(config, loaded, data)
-    clean = _eval_engines(engines, data.images, data.masks, config, None)
+    boot = bootstrap_indices(len(data), config.n_boot, seed=config.seed) if config.n_boot else None
+    clean, clean_out = _eval_engines(engines, data.images, data.masks, config, None, boot=boot)
     if clean[SOURCE_ENGINE].status != "ok":
         raise ModelOutputError(
             f"the source model failed on clean images: {clean[SOURCE_ENGINE].error}"
@@ -318,7 +386,10 @@ def run_audit(
                 if advs is not None:
                     try:
                         cell.perturbation = _perturbation(data.images, advs[k])
-                        cell.engines = _eval_engines(engines, advs[k], data.masks, config, clean)
+                        cell.engines, adv_out = _eval_engines(
+                            engines, advs[k], data.masks, config, clean, clean_out, boot
+                        )
+                        cell.panels = _panels(cell, data, advs[k], adv_out, clean, config)
                     except Exception as exc:
                         log.exception("cell %s failed", cell.id)
                         cell.status, cell.error = "error", f"{type(exc).__name__}: {exc}"

@@ -75,6 +75,8 @@ class OrtRunner:
         session_options: an `onnxruntime.SessionOptions`, passed through.
         name: label for reports; default "onnxruntime-<first provider in use>", e.g.
             "onnxruntime-cpu".
+        precision: label for reports when the graph computes in another precision than its
+            input type says (an FP16 or INT8 graph with FP32 IO); default from the input type.
 
     Raises:
         EngineUnavailableError: onnxruntime missing, or providers unavailable / not used.
@@ -91,6 +93,7 @@ class OrtRunner:
         require: bool = True,
         session_options: Any = None,
         name: str | None = None,
+        precision: str | None = None,
     ) -> None:
         ort = import_onnxruntime()
         self.path = Path(path)
@@ -159,7 +162,8 @@ class OrtRunner:
                 f"{self.path} input {model_input.name!r} has type {model_input.type}; "
                 f"supported: {sorted(_INPUT_TYPES)}"
             )
-        self._feed_dtype, self.precision = _INPUT_TYPES[model_input.type]
+        self._feed_dtype, input_precision = _INPUT_TYPES[model_input.type]
+        self.precision: str = precision or input_precision
         shape = list(model_input.shape) if model_input.shape is not None else None
         if shape is not None and len(shape) != 4:
             raise ModelLoadError(

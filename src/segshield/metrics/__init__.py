@@ -12,6 +12,11 @@ from segshield.metrics.accumulator import (
     SegmentationMetrics,
 )
 from segshield.metrics.attack import attack_success, disagreement
+from segshield.metrics.bootstrap import (
+    bootstrap_attack_success_ci,
+    bootstrap_ci,
+    bootstrap_indices,
+)
 from segshield.metrics.confusion import (
     ConfusionCounts,
     binarize_logits,
@@ -38,6 +43,9 @@ from segshield.metrics.segmentation import (
 )
 
 __all__ = [
+    "bootstrap_attack_success_ci",
+    "bootstrap_ci",
+    "bootstrap_indices",
     "PER_IMAGE_KEYS",
     "SSIM_MIN_SIZE",
     "ConfusionCounts",

@@ -1,0 +1,100 @@
+"""Projected Gradient Descent in an L2 ball."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from segshield.attacks.losses import LossFn
+from segshield.attacks.pgd import PGD
+
+__all__ = ["PGDL2"]
+
+_DIV_EPS = 1e-10  # added to gradient norms before dividing (torchattacks' eps_for_division)
+
+
+def _per_image(values: Tensor, like: Tensor) -> Tensor:
+    """``(N,)`` -> ``(N, 1, ..., 1)`` broadcastable against ``like``."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
+
+
+class PGDL2(PGD):
+    """PGD in an L2 ball, Madry et al., 2018, "Towards Deep Learning Models Resistant to
+    Adversarial Attacks".
+
+    Iterative, L2: ``eps`` is the radius of a Euclidean ball per image (over all ``C·H·W`` values,
+    [0, 1] scale; an L-infinity budget ε corresponds to at most ``ε·sqrt(C·H·W)``). Start at
+    ``x + δ₀`` with ``δ₀`` a uniformly random direction times ``U(0, 1) · eps`` (clipped to
+    [0, 1]; or at ``x`` when ``random_start=False``); then ``steps`` times::
+
+        x <- x + alpha · g / (‖g‖₂ + 1e-10)
+        x <- clip_[0,1](x₀ + δ · min(1, eps / ‖δ‖₂)),   δ = x - x₀
+
+    The steps and the draw of the start follow torchattacks' ``PGDL2`` operation by operation,
+    so with the global RNG seeded alike both give the same points (see the tests).
+
+    Options: ``steps`` (default 10), ``alpha`` L2 step length (default ``2.5 · eps / steps``,
+    the step rule of Madry et al.'s robustness library; torchattacks' default is a fixed 0.2 for
+    its ``eps = 1.0``, i.e. ``2 · eps / steps``), ``random_start`` (default True), ``generator``
+    (``torch.Generator`` for the start; default the global RNG).
+
+    Shapes and ranges: ``images`` ``(N, C, H, W)`` float in [0, 1]; ``targets`` as the loss takes
+    them; result same shape/dtype, in [0, 1], ``‖x_adv - x‖₂ <= eps`` per image (so also
+    ``‖x_adv - x‖∞ <= eps``).
+    """
+
+    name: ClassVar[str] = "pgdl2"
+    norm: ClassVar[str] = "L2"
+    iterative: ClassVar[bool] = True
+    targeted: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: LossFn | str,
+        eps: float,
+        *,
+        steps: int = 10,
+        alpha: float | None = None,
+        random_start: bool = True,
+        generator: torch.Generator | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(
+            model,
+            loss,
+            eps,
+            steps=steps,
+            alpha=alpha,
+            random_start=random_start,
+            generator=generator,
+            **params,
+        )
+
+    @property
+    def alpha(self) -> float:
+        """Step length: the value given, else ``2.5 * eps / steps``."""
+        return self._alpha if self._alpha is not None else 2.5 * self.eps / self.steps
+
+    def _random_start(self, images: Tensor) -> Tensor:
+        """``clip_[0,1](x + u · eps · d / ‖d‖₂)``, ``d ~ N(0, I)``, ``u ~ U(0, 1)`` per image."""
+        device = self._noise_device(images)
+        delta = torch.empty(images.shape, dtype=images.dtype, device=device)
+        delta.normal_(generator=self.generator)
+        norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
+        radius = torch.zeros_like(norms).uniform_(0.0, 1.0, generator=self.generator)
+        delta = delta * (radius / norms * self.eps)
+        return torch.clamp(images + delta.to(images.device), min=0.0, max=1.0)
+
+    @staticmethod
+    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: float, eps: float) -> Tensor:
+        """Normalised-gradient step of length ``alpha``, projected to the L2 ball and [0, 1]."""
+        grad_norms = torch.linalg.vector_norm(grad.flatten(1), dim=1) + _DIV_EPS
+        x = x + alpha * (grad / _per_image(grad_norms, grad))
+        delta = x - images
+        delta_norms = torch.linalg.vector_norm(delta.flatten(1), dim=1)
+        factor = torch.minimum(eps / delta_norms, torch.ones_like(delta_norms))
+        delta = delta * _per_image(factor, delta)
+        return torch.clamp(images + delta, min=0.0, max=1.0)

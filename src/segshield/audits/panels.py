@@ -1,0 +1,59 @@
+"""Image panels like the seeds' figures: clean image, amplified perturbation, adversarial
+image, ground truth, and the prediction of the source and of each engine, side by side."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GAP = 4  # white pixels between tiles
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    arr = img if img.shape[0] == 3 else np.repeat(img[:1], 3, axis=0)
+    return (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def _mask(mask: np.ndarray) -> np.ndarray:
+    """(1, H, W) {0, 1} -> (H, W, 3) uint8, foreground white."""
+    return np.repeat((mask[0] > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
+
+
+def _perturbation(delta: np.ndarray, eps: float) -> np.ndarray:
+    """(C, H, W) delta in [-eps, eps] -> gray (H, W, 3): mid-gray is 0, white +eps, black -eps."""
+    scale = max(float(np.abs(delta).max()), eps, 1e-12)
+    return _gray(0.5 + delta / (2.0 * scale))
+
+
+def compose_panel(
+    clean: np.ndarray,
+    adv: np.ndarray,
+    truth: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    eps: float,
+) -> tuple[np.ndarray, list[str]]:
+    """One row of tiles (H, W * k + gaps, 3) uint8 and the tile titles, left to right."""
+    tiles = [_gray(clean), _perturbation(adv - clean, eps), _gray(adv), _mask(truth)]
+    titles = ["clean image", "perturbation (amplified)", "adversarial image", "ground truth"]
+    for engine, pred in predictions.items():
+        tiles.append(_mask(pred))
+        titles.append(f"prediction: {engine}")
+    h = tiles[0].shape[0]
+    gap = np.full((h, GAP, 3), 255, dtype=np.uint8)
+    row = [tiles[0]]
+    for t in tiles[1:]:
+        row += [gap, t]
+    return np.concatenate(row, axis=1), titles
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def write_panel(path: Path, panel: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(panel).save(path, optimize=True)

@@ -1,0 +1,230 @@
+"""Hand-written inline SVG line charts for the HTML report (no plotting library).
+
+A chart draws stored values as they are: one ``<polyline>`` per series through its points in
+x order, a marker per point with a hover title, axes with ticks, and a legend. Choosing the
+axis range and tick positions is the only arithmetic done here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+# Stroke dash patterns and marker shapes tell series of the same colour apart (e.g. engines).
+DASHES = ("", "7 4", "2 3", "10 3 2 3")
+MARKERS = ("circle", "square", "triangle", "diamond")
+
+_WIDTH = 560
+_PLOT_HEIGHT = 260
+_MARGIN_LEFT = 64
+_MARGIN_RIGHT = 18
+_MARGIN_TOP = 16
+_AXIS_SPACE = 46  # below the plot: x tick labels and x axis title
+_LEGEND_ROW = 18
+_LEGEND_COLUMNS = 2
+_LEGEND_CHARS = 42
+_MIN_LABEL_GAP = 34  # px between x tick labels; closer ticks keep their mark but lose the label
+
+
+@dataclass
+class Series:
+    """One line: its legend label and (x, y) points; points with y None are not drawn."""
+
+    label: str
+    points: list[tuple[float, float | None]] = field(default_factory=list)
+    color: str = PALETTE[0]
+    dash: str = ""
+    marker: str = "circle"
+
+    def drawable(self) -> list[tuple[float, float]]:
+        pts = [(x, y) for x, y in self.points if _finite(x) and _finite(y)]
+        return sorted(pts, key=lambda p: p[0])  # type: ignore[arg-type,return-value]
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def nice_ticks(low: float, high: float, target: int = 5) -> list[float]:
+    """About `target` evenly spaced round tick values covering [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0, 1.0]
+    if high < low:
+        low, high = high, low
+    if high == low:
+        pad = abs(low) * 0.05 or 0.01
+        low, high = low - pad, high + pad
+    raw = (high - low) / max(target, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step + 1e-9) * step
+    stop = math.ceil(high / step - 1e-9) * step
+    count = round((stop - start) / step)
+    return [round(start + i * step, 12) for i in range(count + 1)]
+
+
+def tick_decimals(ticks: Sequence[float], scale: float = 1.0) -> int:
+    """Decimals that tell neighbouring ticks apart once multiplied by `scale`."""
+    if len(ticks) < 2:
+        return 2
+    step = abs(ticks[1] - ticks[0]) * scale
+    return max(0, min(6, -math.floor(math.log10(step) + 1e-9))) if step > 0 else 2
+
+
+def _marker(shape: str, x: float, y: float, color: str, title: str) -> str:
+    tip = f"<title>{escape(title)}</title>"
+    if shape == "square":
+        return (
+            f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="white" '
+            f'stroke="{color}" stroke-width="1.6">{tip}</rect>'
+        )
+    if shape == "triangle":
+        pts = f"{x:.1f},{y - 5:.1f} {x + 4.5:.1f},{y + 3.5:.1f} {x - 4.5:.1f},{y + 3.5:.1f}"
+        return f'<polygon points="{pts}" fill="white" stroke="{color}" stroke-width="1.6">{tip}</polygon>'
+    if shape == "diamond":
+        pts = f"{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}"
+        return f'<polygon points="{pts}" fill="white" stroke="{color}" stroke-width="1.6">{tip}</polygon>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.6" fill="{color}">{tip}</circle>'
+
+
+def _legend_sample(series: Series, x: float, y: float) -> str:
+    dash = f' stroke-dasharray="{series.dash}"' if series.dash else ""
+    line = (
+        f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x + 28:.1f}" y2="{y:.1f}" '
+        f'stroke="{series.color}" stroke-width="2"{dash}/>'
+    )
+    return line + _marker(series.marker, x + 14, y, series.color, series.label)
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    format_x: Callable[[float], str],
+    format_y: Callable[[float], str],
+    x_ticks: Sequence[float] | None = None,
+    y_scale: float = 1.0,
+    y_unit: str = "",
+    y_bounds: tuple[float, float] | None = None,
+) -> str:
+    """An inline ``<svg>`` line chart of `series`.
+
+    x_ticks: tick positions on the x axis (default: round values); format_x/format_y: hover
+    titles of the points; y tick labels show ``value * y_scale`` with just enough decimals,
+    followed by `y_unit`; y_bounds clamps the automatic y range (e.g. (0, 1) for fractions).
+    """
+    drawn = [(s, s.drawable()) for s in series]
+    xs = [x for _, pts in drawn for x, _ in pts]
+    ys = [y for _, pts in drawn for _, y in pts]
+    legend_rows = math.ceil(len(series) / _LEGEND_COLUMNS) if series else 0
+    height = _MARGIN_TOP + _PLOT_HEIGHT + _AXIS_SPACE + 8 + legend_rows * _LEGEND_ROW + 6
+    left, right = _MARGIN_LEFT, _WIDTH - _MARGIN_RIGHT
+    top, bottom = _MARGIN_TOP, _MARGIN_TOP + _PLOT_HEIGHT
+    out = [
+        f'<svg class="chart" viewBox="0 0 {_WIDTH} {height}" '
+        f'width="{_WIDTH}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+        'fill="#fbfbfc" stroke="#c8ccd2"/>',
+    ]
+    if not ys:
+        out.append(
+            f'<text x="{(left + right) / 2:.1f}" y="{(top + bottom) / 2:.1f}" '
+            'text-anchor="middle" class="nodata">no data</text>'
+        )
+        xs, ys = [0.0, 1.0], [0.0, 1.0]
+
+    # x axis: the given ticks (epsilons) when they fit, else round values.
+    x_tick_values = sorted(set(x_ticks)) if x_ticks else nice_ticks(min(xs), max(xs))
+    x_lo = min([*x_tick_values, *xs])
+    x_hi = max([*x_tick_values, *xs])
+    if x_hi == x_lo:
+        x_hi = x_lo + 1.0
+
+    # y axis: round ticks around the values, clamped to y_bounds.
+    y_ticks = nice_ticks(min(ys), max(ys))
+    if y_bounds is not None:
+        y_ticks = [t for t in y_ticks if y_bounds[0] - 1e-12 <= t <= y_bounds[1] + 1e-12]
+        if len(y_ticks) < 2:
+            y_ticks = nice_ticks(*y_bounds)
+    y_lo, y_hi = min([*y_ticks, *ys]), max([*y_ticks, *ys])
+    if y_hi == y_lo:
+        y_hi = y_lo + 1.0
+
+    def px(x: float) -> float:
+        return left + (x - x_lo) / (x_hi - x_lo) * (right - left)
+
+    def py(y: float) -> float:
+        return bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)
+
+    decimals = tick_decimals(y_ticks, y_scale)
+    for t in y_ticks:
+        y = py(t)
+        out.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid" '
+            'stroke="#e3e6ea"/>'
+        )
+        out.append(
+            f'<line x1="{left - 5}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" stroke="#555"/>'
+            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            f"{escape(f'{t * y_scale:.{decimals}f}{y_unit}')}</text>"
+        )
+    last_label = -math.inf
+    for t in x_tick_values:
+        x = px(t)
+        out.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#555"/>')
+        if x - last_label >= _MIN_LABEL_GAP:
+            out.append(
+                f'<text x="{x:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">'
+                f"{escape(format_x(t))}</text>"
+            )
+            last_label = x
+    out += [
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>',
+        f'<text x="{(left + right) / 2:.1f}" y="{bottom + 36}" text-anchor="middle" '
+        f'class="axis-title">{escape(x_label)}</text>',
+        f'<text transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle" class="axis-title">{escape(y_label)}</text>',
+    ]
+
+    for s, pts in drawn:
+        if not pts:
+            continue
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        out.append(
+            f'<polyline class="series" data-series="{escape(s.label)}" points="{coords}" '
+            f'fill="none" stroke="{s.color}" stroke-width="2"{dash}/>'
+        )
+    for s, pts in drawn:
+        for x, y in pts:
+            tip = f"{s.label}: {format_x(x)} → {format_y(y)}"
+            out.append(_marker(s.marker, px(x), py(y), s.color, tip))
+
+    legend_top = bottom + _AXIS_SPACE + 8
+    col_width = (right - left + _MARGIN_LEFT - 10) / _LEGEND_COLUMNS
+    for i, s in enumerate(series):
+        row, col = divmod(i, _LEGEND_COLUMNS)
+        x = 10 + col * col_width
+        y = legend_top + row * _LEGEND_ROW + 6
+        label = s.label if len(s.label) <= _LEGEND_CHARS else s.label[: _LEGEND_CHARS - 1] + "…"
+        if not s.drawable():
+            label += " (no data)"
+        out.append(
+            f'<g class="legend-item">{_legend_sample(s, x, y)}'
+            f'<text x="{x + 36:.1f}" y="{y + 4:.1f}" class="legend">{escape(label)}'
+            f"<title>{escape(s.label)}</title></text></g>"
+        )
+    out.append("</svg>")
+    return "\n".join(out)
