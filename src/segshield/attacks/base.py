@@ -246,13 +246,13 @@ def _bind_step(loss_at_step: StepLoss, step: int, steps: int) -> LossFn:
     return loss
 
 
-def _check_steps(steps: int, owner: str) -> int:
+def _check_steps(steps: int, owner: str, what: str = "steps") -> int:
     try:
         value = operator.index(steps)  # ints and NumPy integers, not floats
     except TypeError:
         value = None
     if value is None or isinstance(steps, bool) or value < 1:
-        raise ValueError(f"{owner}: steps must be an integer >= 1, got {steps!r}")
+        raise ValueError(f"{owner}: {what} must be an integer >= 1, got {steps!r}")
     return value
 
 

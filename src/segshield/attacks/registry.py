@@ -6,21 +6,30 @@ from typing import Any
 
 from torch import nn
 
+from segshield.attacks.asma import ASMA
 from segshield.attacks.base import Attack
 from segshield.attacks.bim import BIM
+from segshield.attacks.cospgd import CosPGD
+from segshield.attacks.dag import DAG
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.losses import LossFn
 from segshield.attacks.pgd import PGD
+from segshield.attacks.pgdl2 import PGDL2
+from segshield.attacks.segpgd import SegPGD
 
 __all__ = ["ATTACKS", "get_attack"]
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, BIM, PGD)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, BIM, PGD, PGDL2, SegPGD, CosPGD, DAG, ASMA)
+}
+"""Every attack by name. ``cls.targeted`` tells whether ``targets`` are the labels to reach
+(ASMA: target masks) or the true labels; ``cls.norm`` what ``eps`` bounds ("Linf" or "L2")."""
 
 
 def get_attack(
     name: str, model: nn.Module, loss: LossFn | str, eps: float, **params: Any
 ) -> Attack:
-    """Build the attack registered as ``name`` ("fgsm", "bim", "pgd"; case-insensitive).
+    """Build the attack registered as ``name`` (a key of :data:`ATTACKS`; case-insensitive).
 
     ``params`` go to the attack's constructor; unknown names or parameters raise ``ValueError``.
     """

@@ -112,6 +112,16 @@ def train(
     raise typer.Exit(EXIT_OK)
 
 
+def _explicit(ctx: typer.Context) -> set[str]:
+    """Names of the options the user actually typed (not left at their defaults)."""
+    explicit = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            explicit.add(name)
+    return explicit
+
+
 def _split_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -179,6 +189,13 @@ def audit(
     policy: Annotated[
         Path | None, typer.Option(help="Gate policy (TOML): exit 1 when a rule is crossed.")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
+            "default: look for either in the current folder. Options given here override it."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Attack the model on PyTorch, replay on the engines, write report.json and report.md."""
@@ -186,35 +203,48 @@ def audit(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from segshield.api import audit as run
-    from segshield.audits import AuditConfig
     from segshield.gate import policy_from_toml
-    from segshield.models import ModelSpec
 
     from .render import print_engines, print_verdict, summary_table
 
     with error_boundary():
-        pol = policy_from_toml(policy) if policy is not None else None
-        try:
-            cfg = AuditConfig(
-                out_dir=out,
-                model=ModelSpec(model, weights, allow_pickle=trust_pickle),
-                data=data,
-                dataset=dataset,
-                split=split,
-                size=size,
-                limit=limit,
-                attacks=_split_list(attacks),
-                losses=_split_list(losses),
-                epsilons=_epsilons(epsilons),
-                steps=steps,
-                alpha=alpha,
-                engines=_split_list(engines),
-                batch_size=batch_size,
-                seed=seed,
-            )
-        except ValueError as exc:
-            from segshield.errors import SegShieldError
+        from segshield.audits.settings import config_from_settings, load_settings
+        from segshield.errors import SegShieldError
+        from segshield.gate import policy_from_dict
 
+        settings = load_settings(config)
+        explicit = _explicit(ctx)
+        given = {
+            "out_dir": out,
+            "model": model,
+            "weights": weights,
+            "trust_pickle": trust_pickle,
+            "data": data,
+            "dataset": dataset,
+            "split": split,
+            "size": size,
+            "limit": limit,
+            "attacks": _split_list(attacks),
+            "losses": _split_list(losses),
+            "epsilons": _epsilons(epsilons),
+            "steps": steps,
+            "alpha": alpha,
+            "engines": _split_list(engines),
+            "batch_size": batch_size,
+            "seed": seed,
+        }
+        cli_name = {"out_dir": "out"}
+        overrides = {k: v for k, v in given.items() if cli_name.get(k, k) in explicit}
+        if policy is not None:
+            pol = policy_from_toml(policy)
+        elif settings.policy is not None:
+            pol = policy_from_dict(settings.policy, origin=str(settings.origin))
+        else:
+            pol = None
+        base = settings.origin.parent if settings.origin else None
+        try:
+            cfg = config_from_settings(settings.audit, overrides, base)
+        except ValueError as exc:
             raise SegShieldError(f"invalid audit settings: {exc}") from exc
         with Progress(
             TextColumn("{task.description}"),

@@ -180,6 +180,7 @@ def onnx_fp16_from_onnx(
                 converted = convert(model, keep_io_types=keep_io_types)
         except Exception as exc:
             raise ExportError(f"FP16 conversion of {src.name} failed ({converter}): {exc}") from exc
+    _toposort(converted.graph)  # the ORT converter appends its IO Casts at the end
     clamped = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
     for message in clamped[:5]:
         logger.debug("fp16 conversion: %s", message)
@@ -585,6 +586,28 @@ def _quiet_ort_quantization() -> Iterator[None]:
         yield
     finally:
         root.removeFilter(chatter)
+
+
+def _toposort(graph: Any) -> None:
+    """Reorder `graph.node` topologically in place (stable); onnx.checker requires it."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or a dangling input: leave it to the checker
+            ordered.extend(rest)
+            break
+        pending = rest
+    copies = [type(n).FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def _op_counts(model: Any) -> dict[str, int]:
