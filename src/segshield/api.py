@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from segshield.audits import AuditConfig, AuditReport, run_audit
-from segshield.audits.run import ProgressFn
+from segshield.audits import AuditReport
 from segshield.gate import GateResult, Policy, evaluate
 from segshield.reports import read_report, render_markdown, write_json
+
+if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
+    from segshield.audits import AuditConfig
+
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -38,6 +44,8 @@ def audit(
     command: str = "",
 ) -> AuditOutcome:
     """Run the audit, gate it when a policy is given, write the reports into config.out_dir."""
+    from segshield.audits import run_audit
+
     report = run_audit(config, progress=progress, command=command)
     verdict = None
     if policy is not None:

@@ -186,3 +186,14 @@ def test_import_segshield_is_light() -> None:
         "assert 'onnxruntime' not in sys.modules and 'tensorrt' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gate_and_report_commands_do_not_load_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, segshield.api, segshield.gate, segshield.reports; "
+        "assert 'torch' not in sys.modules, 'torch loaded'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -112,6 +112,7 @@ def tensorrt_engine_from_onnx(
         n = len(images)
         batch = max(d for d in range(1, min(8, n) + 1) if n % d == 0)  # uses every image
         cache = Path(calibration_cache) if calibration_cache else plan_path.with_suffix(".calib")
+        cache.unlink(missing_ok=True)  # a stale cache would skip calibrating on these images
         calibrator = _entropy_calibrator(trt, torch, images, batch, cache)
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator

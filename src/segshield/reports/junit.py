@@ -1,0 +1,239 @@
+"""JUnit XML rendering of an audit report, for CI test dashboards (Jenkins, GitLab, GitHub).
+
+With a gate verdict: one ``<testsuite>`` of the policy, one ``<testcase>`` per rule, a failed
+rule carrying ``<failure type="GateRuleFailed">`` with the measured worst value, the threshold
+and where it was measured. Without a verdict: one ``<testsuite>`` of the audit itself, one
+``<testcase>`` per clean evaluation and per cell, an errored one carrying ``<error>``. The shape
+is the common Jenkins/Ant ``junit-10.xsd``; values are formatted, never computed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from typing import Any
+
+from segshield.audits.results import AuditCell, AuditReport, EngineEval
+from segshield.reports.format import MISSING, format_percent
+
+GATE_CLASSNAME = "segshield.gate"
+AUDIT_CLASSNAME = "segshield.audit"
+FAILURE_TYPE = "GateRuleFailed"
+ERROR_TYPE = "AuditCellError"
+
+# Characters XML 1.0 cannot hold (control characters other than tab, newline, return).
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_MAX_FAILURES_LISTED = 50
+
+
+def _clean(value: Any) -> str:
+    """Text safe for an XML 1.0 document (ElementTree escapes markup, not control chars)."""
+    return _INVALID_XML.sub("\N{REPLACEMENT CHARACTER}", "" if value is None else str(value))
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return MISSING if value is None else _clean(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return MISSING
+    return f"{value:.6g}"
+
+
+def _seconds(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "0.000"
+    return f"{max(float(value), 0.0):.3f}"
+
+
+def _timestamp(report: AuditReport) -> str | None:
+    """The run's time as ISO 8601 in UTC without offset (the form junit-10.xsd consumers expect)."""
+    prov = report.provenance or {}
+    for key in ("started_at", "finished_at", "started"):
+        raw = prov.get(key)
+        if not isinstance(raw, str):
+            continue
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if when.tzinfo is not None:
+            when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        return when.strftime("%Y-%m-%dT%H:%M:%S")
+    return None
+
+
+def _suite(name: str, report: AuditReport) -> ET.Element:
+    suite = ET.Element("testsuite", {"name": _clean(name)})
+    stamp = _timestamp(report)
+    if stamp is not None:
+        suite.set("timestamp", stamp)
+    suite.set("time", _seconds((report.provenance or {}).get("seconds")))
+    props = ET.SubElement(suite, "properties")
+    prov = report.provenance or {}
+    model = report.model or {}
+    facts = {
+        "segshield": prov.get("segshield") or (prov.get("versions") or {}).get("segshield"),
+        "command": prov.get("command"),
+        "seed": prov.get("seed"),
+        "model": model.get("name") or model.get("source"),
+        "dataset": report.dataset.get("name") or report.dataset.get("source"),
+        "engines": ", ".join(report.engine_names) or None,
+    }
+    for key, value in facts.items():
+        if value is not None:
+            ET.SubElement(props, "property", {"name": key, "value": _clean(value)})
+    if not len(props):
+        suite.remove(props)
+    return suite
+
+
+def _finish(suite: ET.Element, tests: int, failures: int, errors: int, skipped: int) -> str:
+    for key, value in (
+        ("tests", tests),
+        ("failures", failures),
+        ("errors", errors),
+        ("skipped", skipped),
+    ):
+        suite.set(key, str(value))
+    root = ET.Element(
+        "testsuites",
+        {
+            "name": "segshield",
+            "tests": str(tests),
+            "failures": str(failures),
+            "errors": str(errors),
+            "time": suite.get("time", "0.000"),
+        },
+    )
+    root.append(suite)
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def failure_message(outcome: dict) -> str:
+    """One line: what was measured against which bound, and where."""
+    metric = outcome.get("metric") or "value"
+    bound = outcome.get("bound") or "?"
+    threshold = _plain(outcome.get("threshold"))
+    worst = outcome.get("worst_value")
+    where = outcome.get("worst_where")
+    if worst is None:
+        reason = outcome.get("reason") or "no measurement could be read"
+        return f"{metric} could not be verified against threshold {bound} {threshold}: {reason}"
+    return f"{metric} measured {_plain(worst)}, threshold {bound} {threshold} at {_plain(where)}"
+
+
+def _failure_text(outcome: dict) -> str:
+    lines = [
+        f"rule: {_plain(outcome.get('rule'))}",
+        f"metric: {_plain(outcome.get('metric'))}",
+        f"bound: {_plain(outcome.get('bound'))} {_plain(outcome.get('threshold'))}",
+        f"worst: {_plain(outcome.get('worst_value'))} at {_plain(outcome.get('worst_where'))}",
+        f"measurements checked: {_plain(outcome.get('n_checked'))}",
+    ]
+    if outcome.get("reason"):
+        lines.append(f"reason: {_plain(outcome.get('reason'))}")
+    failures = [f for f in outcome.get("failures") or [] if isinstance(f, dict)]
+    if failures:
+        lines.append("failing measurements:")
+        for f in failures[:_MAX_FAILURES_LISTED]:
+            line = f"  {_plain(f.get('where'))}: {_plain(f.get('value'))}"
+            if f.get("reason"):
+                line += f" ({_plain(f.get('reason'))})"
+            lines.append(line)
+        if len(failures) > _MAX_FAILURES_LISTED:
+            lines.append(f"  ... and {len(failures) - _MAX_FAILURES_LISTED} more")
+    return "\n".join(lines)
+
+
+def _render_gate(report: AuditReport, verdict: dict) -> str:
+    suite = _suite(f"segshield gate: {verdict.get('policy_name') or 'policy'}", report)
+    outcomes = [o for o in verdict.get("outcomes") or [] if isinstance(o, dict)]
+    failures = 0
+    for i, o in enumerate(outcomes):
+        name = o.get("rule") or f"rule {i + 1}"
+        case = ET.SubElement(
+            suite, "testcase", {"classname": GATE_CLASSNAME, "name": _clean(name), "time": "0"}
+        )
+        if o.get("passed") is True:
+            out = ET.SubElement(case, "system-out")
+            out.text = (
+                f"{_plain(o.get('metric'))} worst {_plain(o.get('worst_value'))} at "
+                f"{_plain(o.get('worst_where'))}, threshold {_plain(o.get('bound'))} "
+                f"{_plain(o.get('threshold'))}; {_plain(o.get('n_checked'))} checked"
+            )
+            continue
+        failures += 1
+        failure = ET.SubElement(
+            case, "failure", {"message": _clean(failure_message(o)), "type": FAILURE_TYPE}
+        )
+        failure.text = _clean(_failure_text(o))
+    if verdict.get("passed") is not True and failures == 0:
+        # A failed verdict must never read as green in CI, even with no failed rule listed.
+        case = ET.SubElement(
+            suite, "testcase", {"classname": GATE_CLASSNAME, "name": "verdict", "time": "0"}
+        )
+        ET.SubElement(
+            case,
+            "failure",
+            {"message": "the gate verdict is not PASS", "type": FAILURE_TYPE},
+        )
+        failures += 1
+        outcomes.append({})
+    return _finish(suite, len(outcomes), failures, 0, 0)
+
+
+def _eval_summary(evals: dict[str, EngineEval]) -> str:
+    parts = []
+    for name, ev in evals.items():
+        if ev.status == "ok":
+            dice = format_percent((ev.metrics or {}).get("dice"))
+            parts.append(f"{name}: Dice {dice}")
+        else:
+            parts.append(f"{name}: {ev.status}")
+    return "; ".join(parts) or "no engine evaluated"
+
+
+def _eval_errors(evals: dict[str, EngineEval]) -> list[str]:
+    return [f"{n}: {ev.error or ev.status}" for n, ev in evals.items() if ev.status != "ok"]
+
+
+def _render_cells(report: AuditReport) -> str:
+    suite = _suite("segshield audit", report)
+    items: list[tuple[str, dict[str, EngineEval], AuditCell | None]] = [
+        ("clean", report.clean, None)
+    ]
+    items += [(c.id, c.engines, c) for c in report.cells]
+    errors = 0
+    for name, evals, cell in items:
+        time = _seconds(cell.seconds) if cell is not None else "0"
+        case = ET.SubElement(
+            suite, "testcase", {"classname": AUDIT_CLASSNAME, "name": _clean(name), "time": time}
+        )
+        if cell is not None and cell.status != "ok":
+            message = f"cell {name} failed: {cell.error or cell.status}"
+            err = ET.SubElement(case, "error", {"message": _clean(message), "type": ERROR_TYPE})
+            err.text = _clean(cell.error or cell.status)
+            errors += 1
+            continue
+        problems = _eval_errors(evals)
+        if problems:
+            message = f"{name}: evaluation failed on " + "; ".join(problems)
+            err = ET.SubElement(case, "error", {"message": _clean(message), "type": ERROR_TYPE})
+            err.text = _clean("\n".join(problems))
+            errors += 1
+            continue
+        out = ET.SubElement(case, "system-out")
+        out.text = _clean(_eval_summary(evals))
+    return _finish(suite, len(items), 0, errors, 0)
+
+
+def render_junit(report: AuditReport) -> str:
+    """The report as JUnit XML: gate rules as test cases, or the audit cells when the report
+    has no verdict (so CI still shows which cells ran and which errored)."""
+    if isinstance(report.verdict, dict):
+        return _render_gate(report, report.verdict)
+    return _render_cells(report)

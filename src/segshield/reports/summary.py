@@ -1,0 +1,104 @@
+"""A short Markdown summary for a pull-request comment or ``$GITHUB_STEP_SUMMARY``.
+
+Verdict line, failed rules, and Dice per attack at each ε for each engine; no links, no
+images. Values are formatted as in the full report and computed nowhere here.
+"""
+
+from __future__ import annotations
+
+from segshield.audits.results import AuditReport
+from segshield.reports.format import MISSING, format_epsilon, format_percent
+from segshield.reports.markdown import _engines, _metric, _ok, _ordered, _text
+
+_MAX_RULES_LISTED = 10
+
+
+def _md(value: object) -> str:
+    """Table-safe text with markup characters escaped: a PR comment renders HTML."""
+    return _text(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: object) -> str:
+    """A code span: literal inside, so only backticks need removing."""
+    return "`" + _text(value).replace("`", "'") + "`"
+
+
+def _verdict_lines(report: AuditReport) -> list[str]:
+    verdict = report.verdict
+    if not isinstance(verdict, dict):
+        return ["**segshield audit: no verdict** (no gate policy was applied)", ""]
+    outcomes = [o for o in verdict.get("outcomes") or [] if isinstance(o, dict)]
+    failed = [o for o in outcomes if o.get("passed") is not True]
+    passed = verdict.get("passed") is True
+    word = "✅ PASS" if passed else "❌ FAIL"
+    policy = _code(verdict.get("policy_name"))
+    lines = [
+        f"**segshield gate: {word}** (policy {policy}: "
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} rules passed)",
+        "",
+    ]
+    if failed:
+        lines += [
+            "| Failed rule | Measured (worst) | Threshold | Where |",
+            "|---|---|---|---|",
+        ]
+        for o in failed[:_MAX_RULES_LISTED]:
+            op = "≥" if o.get("bound") == "min" else "≤"
+            worst = o.get("worst_value")
+            measured = f"{worst:.4g}" if isinstance(worst, (int, float)) else MISSING
+            where = o.get("worst_where") or o.get("reason")
+            lines.append(
+                f"| {_md(o.get('rule'))} | {measured} | {op} {_md(o.get('threshold'))} "
+                f"| {_md(where)} |"
+            )
+        if len(failed) > _MAX_RULES_LISTED:
+            lines.append(f"| … and {len(failed) - _MAX_RULES_LISTED} more | | | |")
+        lines.append("")
+    return lines
+
+
+def _dice_lines(report: AuditReport) -> list[str]:
+    engines = _engines(report)
+    if not engines or not (report.cells or report.clean):
+        return []
+    epsilons = sorted({c.epsilon for c in report.cells})
+    pairs = _ordered((c.attack, c.loss) for c in report.cells)
+    many_losses = len({loss for _, loss in pairs}) > 1
+    header = ["Attack", "Engine", "clean", *(format_epsilon(e) for e in epsilons)]
+    lines = [
+        "Dice per attack and ε (ε in 1/255 steps):",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---", *("--:" for _ in header[2:])]) + "|",
+    ]
+    for attack, loss in pairs:
+        by_eps = {c.epsilon: c for c in report.cells if c.attack == attack and c.loss == loss}
+        label = attack.upper() + (f" ({loss})" if many_losses else "")
+        for engine in engines:
+            row = [_md(label), _code(engine)]
+            row.append(format_percent(_metric(report.clean.get(engine), "dice")))
+            for eps in epsilons:
+                cell = by_eps.get(eps)
+                if cell is None:
+                    row.append("")
+                elif cell.status != "ok":
+                    row.append("failed")
+                else:
+                    row.append(format_percent(_metric(_ok(cell.engines.get(engine)), "dice")))
+            lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def render_pr_summary(report: AuditReport) -> str:
+    """A compact Markdown summary: verdict, failed rules, Dice per attack x ε x engine."""
+    lines = _verdict_lines(report)
+    lines += _dice_lines(report)
+    n_failed = sum(c.status != "ok" for c in report.cells)
+    if n_failed:
+        lines += [f"{n_failed} of {len(report.cells)} attack cells failed to run.", ""]
+    model = report.model.get("name") or report.model.get("source") or "model"
+    dataset = report.dataset.get("name") or report.dataset.get("source") or "dataset"
+    n_images = report.dataset.get("n_images")
+    images = f", {n_images} images" if n_images is not None else ""
+    lines.append(f"<sub>Model {_code(model)} on {_code(dataset)}{images}.</sub>")
+    return "\n".join(lines).rstrip() + "\n"
