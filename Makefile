@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= segshield-out
 
-.PHONY: venv demo test lint bench data bundled-model clean
+.PHONY: venv browser demo test lint bench data bundled-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/segshield audit --out $(OUT) --policy examples/policy.toml
 
+## Debian's chromium for the HTML report's browser test (skipped, with the reason, without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		>/dev/null 2>&1; } || echo "chromium could not be installed: the browser test will skip"
+
 ## The test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

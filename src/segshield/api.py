@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segshield.audits import AuditReport
+from segshield.errors import ReportError
 from segshield.gate import GateResult, Policy, evaluate
-from segshield.reports import read_report, render_markdown, write_json
+from segshield.reports import (
+    read_report,
+    render_csv,
+    render_html,
+    render_junit,
+    render_markdown,
+    render_pr_summary,
+    write_json,
+)
 
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
     from segshield.audits import AuditConfig
@@ -27,14 +36,50 @@ class AuditOutcome:
     files: dict[str, Path] = field(default_factory=dict)
 
 
+# format name -> (file name in the audit folder, renderer)
+FORMATS = {
+    "md": "report.md",
+    "html": "report.html",
+    "junit": "junit.xml",
+    "csv": "results.csv",
+    "summary": "summary.md",
+}
+
+
+def render(report: AuditReport, fmt: str, base_dir: Path | None = None) -> str:
+    """One format of a report: md, html (images read from base_dir), junit, csv, summary."""
+    if fmt == "md":
+        return render_markdown(report)
+    if fmt == "html":
+        return render_html(report, base_dir=base_dir)
+    if fmt == "junit":
+        return render_junit(report)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "summary":
+        return render_pr_summary(report)
+    raise ReportError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
 def write_reports(report: AuditReport, out_dir: Path) -> dict[str, Path]:
-    """report.json (the source of truth) and report.md rendered from it."""
+    """report.json (the source of truth) and every other format rendered from it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = write_json(report, out_dir / "report.json")
-    md_path = out_dir / "report.md"
-    # Render from what was written, so the Markdown can never show what the JSON lacks.
-    md_path.write_text(render_markdown(read_report(json_path)))
-    return {"json": json_path, "markdown": md_path}
+    # Render from what was written, so no format can show what the JSON lacks.
+    written = read_report(json_path)
+    files = {"json": json_path}
+    for fmt, name in FORMATS.items():
+        path = out_dir / name
+        path.write_text(
+            render(written, fmt, base_dir=out_dir), newline="" if fmt == "csv" else None
+        )
+        files[fmt] = path
+    return files
+
+
+def render_report_file(report_path: Path, fmt: str) -> str:
+    """Re-render a report.json written earlier (no audit is re-run)."""
+    return render(read_report(report_path), fmt, base_dir=Path(report_path).parent)
 
 
 def audit(

@@ -197,3 +197,25 @@ def test_gate_and_report_commands_do_not_load_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [
+        ("html", "report.html"),
+        ("junit", "junit.xml"),
+        ("csv", "results.csv"),
+        ("summary", "summary.md"),
+    ],
+)
+def test_audit_writes_every_format_and_report_rerenders_it(cli_audit, fmt: str, name: str) -> None:
+    written = cli_audit.out_dir / name
+    assert written.is_file() and written.stat().st_size > 0
+    res = runner.invoke(app, ["report", str(cli_audit.out_dir / "report.json"), "--format", fmt])
+    assert res.exit_code == 0, res.output
+    assert res.output == written.read_text()
+
+
+def test_report_unknown_format_exits_2(cli_audit) -> None:
+    res = runner.invoke(app, ["report", str(cli_audit.out_dir / "report.json"), "--format", "pdf"])
+    assert res.exit_code == 2 and "unknown report format 'pdf'" in res.output

@@ -298,21 +298,20 @@ def gate(
 @app.command()
 def report(
     report_json: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
-    fmt: Annotated[str, typer.Option("--format", help="Output format: md.")] = "md",
+    fmt: Annotated[
+        str, typer.Option("--format", help="md, html, junit, csv or summary (PR comment).")
+    ] = "md",
     out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
 ) -> None:
     """Re-render a report from report.json without re-running the audit."""
-    from segshield.errors import SegShieldError
-    from segshield.reports import read_report, render_markdown
+    from segshield.api import render_report_file
 
     with error_boundary():
-        if fmt != "md":
-            raise SegShieldError(f"unknown --format {fmt!r}; available: md")
-        text = render_markdown(read_report(report_json))
+        text = render_report_file(report_json, fmt)
     if out is None:
-        typer.echo(text)
+        typer.echo(text, nl=False)
     else:
-        out.write_text(text)
+        out.write_text(text, newline="" if fmt == "csv" else None)
         console.print(f"wrote {out}")
     raise typer.Exit(EXIT_OK)
 

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from segshield.reports.csvfile import CSV_COLUMNS, render_csv
 from segshield.reports.format import MISSING, format_epsilon
+from segshield.reports.html import SECTION_IDS, render_html
 from segshield.reports.io import read_report, write_json
+from segshield.reports.junit import render_junit
 from segshield.reports.markdown import render_markdown
+from segshield.reports.summary import render_pr_summary
 
-__all__ = ["MISSING", "format_epsilon", "read_report", "render_markdown", "write_json"]
+__all__ = [
+    "CSV_COLUMNS",
+    "MISSING",
+    "SECTION_IDS",
+    "format_epsilon",
+    "read_report",
+    "render_csv",
+    "render_html",
+    "render_junit",
+    "render_markdown",
+    "render_pr_summary",
+    "write_json",
+]

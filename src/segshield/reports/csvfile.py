@@ -1,7 +1,9 @@
 """CSV rendering of an audit report: one row per (clean or cell) x engine, for spreadsheets.
 
 Values are written as stored (fractions in [0, 1], epsilon in pixel units, full precision);
-a missing value is an empty field. The header is always present.
+a missing value is an empty field. The header is always present. The cell's attack loss is
+the column ``attack_loss``: ``loss`` is the evaluation metric of SEG_METRICS, named as in
+gate policies.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from segshield.audits.results import CLEAN, SEG_METRICS, AuditCell, AuditReport,
 CSV_COLUMNS: tuple[str, ...] = (
     "cell_id",
     "attack",
-    "loss",
+    "attack_loss",
     "epsilon",
     "engine",
     "status",
@@ -41,8 +43,6 @@ def _value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ""
-    if isinstance(value, (int, str)):
-        return str(value)
     return str(value)
 
 
@@ -68,7 +68,7 @@ def _eval_fields(ev: EngineEval | None) -> dict[str, Any]:
 
 def _rows(report: AuditReport) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    clean_base = {"cell_id": CLEAN, "attack": CLEAN, "loss": None, "epsilon": 0.0}
+    clean_base = {"cell_id": CLEAN, "attack": CLEAN, "attack_loss": None, "epsilon": 0.0}
     for name, ev in report.clean.items():
         rows.append({**clean_base, **_eval_fields(ev), "engine": name})
     for cell in report.cells:
@@ -81,7 +81,7 @@ def _cell_rows(cell: AuditCell) -> list[dict[str, Any]]:
     base = {
         "cell_id": cell.id,
         "attack": cell.attack,
-        "loss": cell.loss,
+        "attack_loss": cell.loss,
         "epsilon": cell.epsilon,
         "ssim_mean": pert.get("ssim_mean"),
         "linf_max": pert.get("linf_max"),

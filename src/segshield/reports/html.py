@@ -75,7 +75,7 @@ table { border-collapse: collapse; margin: 6px 0 14px; font-size: 0.93em; }
 th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: left; vertical-align: top; }
 th { background: #eef1f4; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.wrap { word-break: break-all; max-width: 620px; }
+td.wrap { overflow-wrap: anywhere; max-width: 620px; }
 tr:nth-child(even) td { background: #fafbfc; }
 .ci { color: var(--muted); font-size: 0.88em; margin-left: 3px; }
 .banner { border-radius: 6px; padding: 14px 18px; margin: 18px 0 12px; border-left: 10px solid; }
@@ -101,9 +101,14 @@ svg.chart .tick { font-size: 11px; fill: #333; }
 svg.chart .axis-title { font-size: 12px; fill: #222; }
 svg.chart .legend { font-size: 11.5px; fill: #222; }
 svg.chart .nodata { font-size: 14px; fill: var(--muted); }
-figure.panel { border: 1px solid #e3e6ea; border-radius: 6px; padding: 8px; margin: 0 0 14px; }
-figure.panel img { display: block; max-width: 100%; height: auto; image-rendering: pixelated;
-  min-width: min(100%, 720px); }
+figure.panel { border: 1px solid #e3e6ea; border-radius: 6px; padding: 8px; margin: 0 0 14px;
+  max-width: 980px; }
+details.panels { margin: 4px 0; }
+details.panels[open] { margin-bottom: 14px; }
+details.panels > summary { font-weight: 600; padding: 3px 0; }
+figure.panel img { display: block; width: 100%; height: auto; image-rendering: pixelated; }
+.tiles { display: grid; gap: 0 0.5%; font-size: 0.85em; color: var(--muted); text-align: center;
+  margin-bottom: 3px; }
 figure.panel figcaption { margin-top: 6px; }
 .missing { border: 2px dashed var(--fail); color: var(--fail); padding: 14px; font-weight: 600;
   background: #fff7f6; }
@@ -217,10 +222,9 @@ def _raw(value: Any) -> str:
 
 
 def _kv_table(data: dict | None) -> str:
-    pairs = _flatten(data or {})
     if not data:
         return '<p class="note">Not recorded.</p>'
-    rows = [[_code(k), _td(escape(v), "wrap")] for k, v in pairs]
+    rows = [[_code(k), _td(escape(v), "wrap")] for k, v in _flatten(data)]
     return _table(["Key", "Value"], rows)
 
 
@@ -361,8 +365,13 @@ def _section_summary(report: AuditReport) -> str:
     engines = _engines(report)
     intro = (
         f'<p class="note">Clean inputs, then each attack at its largest ε with loss '
-        f"<code>{_e(loss)}</code>. Fractions in percent; a bracket is the stored bootstrap "
-        "confidence interval (hover for its level).</p>"
+        f"<code>{_e(loss)}</code>. Fractions in percent"
+        + (
+            "; a bracket is the stored bootstrap confidence interval (hover for its level)"
+            if _has_ci(report)
+            else ""
+        )
+        + ".</p>"
     )
     if not engines:
         return _section("summary", "Summary per engine", intro + "<p>No engine was evaluated.</p>")
@@ -378,22 +387,31 @@ def _section_summary(report: AuditReport) -> str:
         for label, key, fmt in TABLE_I_ROWS:
             row = [escape(label)]
             for ev in columns:
-                row.append(_td(_with_ci(fmt(_metric(ev, key)), _ok(ev), key), "num"))
+                if ev is not None and ev.status != "ok":
+                    # Evaluated but failed on this engine: say so, not just "—".
+                    cell = f'<span class="badge bad" title="{_e(ev.error)}">error</span>'
+                else:
+                    cell = _with_ci(fmt(_metric(ev, key)), _ok(ev), key)
+                row.append(_td(cell, "num"))
             rows.append(row)
         source = " (source)" if engine == SOURCE_ENGINE else ""
         parts.append(
             f'<div class="engine-table"><h3><code>{_e(engine)}</code>{source}</h3>'
-            f'{_table(header, rows, "table-i")}</div>'
+            f"{_table(header, rows, 'table-i')}</div>"
         )
     body = f'{intro}<div class="engine-tables">{"".join(parts[1:])}</div>'
     return _section("summary", "Summary per engine (Table I)", body)
 
 
 def _curve_series(
-    report: AuditReport, value: Callable[[AuditCell | None, str], float | None], per_engine: bool
+    report: AuditReport,
+    value: Callable[[AuditCell | None, str], float | None],
+    per_engine: bool,
+    ci_key: str | None = None,
 ) -> list[Series]:
     """One series per attack x loss (x engine), colour by attack, dash and marker by engine.
-    `value(cell, engine)` reads one stored value; cell None is the clean evaluation."""
+    `value(cell, engine)` reads one stored value (cell None: the clean evaluation); `ci_key`
+    names the stored confidence interval drawn as error bars around it."""
     engines = _engines(report) if per_engine else [""]
     pairs = _ordered((c.attack, c.loss) for c in report.cells)
     many_losses = len({loss for _, loss in pairs}) > 1
@@ -403,12 +421,24 @@ def _curve_series(
             (c for c in report.cells if c.attack == attack and c.loss == loss),
             key=lambda c: c.epsilon,
         )
+        sources: list[AuditCell | None] = [None, *cells]
         for j, engine in enumerate(engines):
             points: list[tuple[float, float | None]] = []
-            clean = value(None, engine)
-            if clean is not None:
-                points.append((0.0, clean))
-            points += [(c.epsilon, value(c, engine)) for c in cells]
+            intervals: list[tuple[float, float, float]] = []
+            for cell in sources:
+                y = value(cell, engine)
+                if y is None:
+                    continue
+                x = 0.0 if cell is None else cell.epsilon
+                points.append((x, y))
+                if ci_key is None:
+                    continue
+                ev = report.clean.get(engine) if cell is None else cell.engines.get(engine)
+                ci = ((ev.ci or {}) if ev is not None else {}).get(ci_key)
+                if isinstance(ci, dict):
+                    low, high = _number(ci.get("low")), _number(ci.get("high"))
+                    if low is not None and high is not None:
+                        intervals.append((x, low, high))
             label = _attack_label(attack) + (f" · {loss}" if many_losses else "")
             if per_engine:
                 label += f" · {engine}"
@@ -416,12 +446,18 @@ def _curve_series(
                 Series(
                     label=label,
                     points=points,
+                    intervals=intervals,
                     color=PALETTE[i % len(PALETTE)],
                     dash=DASHES[j % len(DASHES)],
                     marker=MARKERS[j % len(MARKERS)],
                 )
             )
     return series
+
+
+def _has_ci(report: AuditReport) -> bool:
+    evals = [*report.clean.values(), *(e for c in report.cells for e in c.engines.values())]
+    return any(ev.ci for ev in evals)
 
 
 def _number(value: Any) -> float | None:
@@ -434,10 +470,10 @@ def _section_curves(report: AuditReport) -> str:
     if not report.cells:
         return _section("curves", "ε curves", "<p>No attack cells.</p>")
 
-    def engine_metric(key: str, with_clean: bool) -> Callable[[AuditCell | None, str], Any]:
+    def engine_metric(key: str) -> Callable[[AuditCell | None, str], Any]:
         def read(cell: AuditCell | None, engine: str) -> float | None:
             if cell is None:
-                return _number(_metric(report.clean.get(engine), key)) if with_clean else None
+                return _number(_metric(report.clean.get(engine), key))
             if cell.status != "ok":
                 return None
             return _number(_metric(cell.engines.get(engine), key))
@@ -456,16 +492,18 @@ def _section_curves(report: AuditReport) -> str:
         return _number((cell.perturbation or {}).get("ssim_mean"))
 
     x_ticks = [0.0, *sorted({c.epsilon for c in report.cells})]
+    bars = " Bars: stored bootstrap confidence intervals." if _has_ci(report) else ""
     charts = (
-        ("dice", "Dice", engine_metric("dice", True), True, True, "ε = 0 is the clean Dice."),
-        ("iou", "IoU", engine_metric("iou", True), True, True, "ε = 0 is the clean IoU."),
+        ("dice", "Dice", engine_metric("dice"), True, True, "dice", "ε = 0 is clean." + bars),
+        ("iou", "IoU", engine_metric("iou"), True, True, "iou", "ε = 0 is clean." + bars),
         (
             "attack-success",
             "Attack success",
             attack_success,
             True,
             True,
-            "(Dice clean − Dice adversarial) / Dice clean on each engine.",
+            "attack_success",
+            "(Dice clean − Dice adversarial) / Dice clean on each engine." + bars,
         ),
         (
             "ssim",
@@ -473,20 +511,23 @@ def _section_curves(report: AuditReport) -> str:
             ssim,
             False,
             True,
+            None,
             "Mean SSIM of the perturbed images; one line per attack (engine-independent).",
         ),
         (
             "pixel-error",
             "Pixel error (L2)",
-            engine_metric("pixel_error_l2", True),
+            engine_metric("pixel_error_l2"),
             True,
             False,
-            "L2 norm of the probability error; ε = 0 is clean.",
+            None,
+            "L2 distance between binary label and prediction, √(FP+FN) per image, mean over "
+            "images; ε = 0 is clean.",
         ),
     )
     figures = []
-    for slug, name, read, per_engine, fraction, note in charts:
-        series = _curve_series(report, read, per_engine)
+    for slug, name, read, per_engine, fraction, ci_key, note in charts:
+        series = _curve_series(report, read, per_engine, ci_key)
         svg = line_chart(
             series,
             title=f"{name} vs ε",
@@ -523,7 +564,10 @@ def _panel_image(base_dir: Path | None, file: Any) -> str:
     root = Path(base_dir).resolve()
     path = (root / file).resolve()
     if not path.is_relative_to(root):
-        return f'<div class="missing">image refused: <code>{_e(file)}</code> is outside the report folder</div>'
+        return (
+            f'<div class="missing">image refused: <code>{_e(file)}</code> is outside the '
+            "report folder</div>"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -535,38 +579,55 @@ def _panel_image(base_dir: Path | None, file: Any) -> str:
     return f'<img src="data:image/png;base64,{b64}" alt="{_e(file)}" loading="eager">'
 
 
+def _panel_figure(cell: AuditCell, panel: dict, base_dir: Path | None) -> str:
+    columns = panel.get("columns")
+    titles = ""
+    if isinstance(columns, list) and columns:
+        spans = "".join(f"<span>{_e(c)}</span>" for c in columns)
+        titles = (
+            f'<div class="tiles" style="grid-template-columns: repeat({len(columns)}, 1fr)">'
+            f"{spans}</div>"
+        )
+    caption = (
+        f"<strong>{_e(_attack_label(cell.attack))}</strong> "
+        f"ε={_e(format_epsilon(cell.epsilon))} · image <code>{_e(panel.get('image'))}"
+        f"</code> · Dice {_e(format_percent(panel.get('dice_clean')))} → "
+        f"{_e(format_percent(panel.get('dice_adv')))}"
+    )
+    return (
+        f'<figure class="panel">{titles}{_panel_image(base_dir, panel.get("file"))}'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
 def _section_panels(report: AuditReport, base_dir: Path | None) -> str:
     cells = [c for c in report.cells if c.panels]
     if not cells:
         return _section("panels", "Image panels", "<p>No image panels in this report.</p>")
     parts = [
-        '<p class="note">The most affected images of each cell, as stored by the audit. '
-        "Dice is per image, clean → adversarial.</p>"
+        '<p class="note">The images each cell hit hardest, as stored by the audit; Dice is per '
+        "image (source engine), clean → adversarial. Each attack's largest ε is shown; smaller "
+        "ε are folded (click to open).</p>"
     ]
-    for cell in cells:
-        parts.append(
-            f"<h3>{_e(_attack_label(cell.attack))} ε={_e(format_epsilon(cell.epsilon))}, "
-            f"loss <code>{_e(cell.loss)}</code></h3>"
+    pairs = _ordered((c.attack, c.loss) for c in cells)
+    for attack, loss in pairs:
+        group = sorted(
+            (c for c in cells if (c.attack, c.loss) == (attack, loss)),
+            key=lambda c: -c.epsilon,
         )
-        for panel in cell.panels:
-            if not isinstance(panel, dict):
+        for k, cell in enumerate(group):
+            figures = [_panel_figure(cell, p, base_dir) for p in cell.panels if isinstance(p, dict)]
+            title = (
+                f"{_e(_attack_label(cell.attack))} ε={_e(format_epsilon(cell.epsilon))}, "
+                f"loss <code>{_e(cell.loss)}</code>"
+            )
+            if k == 0:
+                parts += [f"<h3>{title}</h3>", *figures]
                 continue
-            columns = panel.get("columns")
-            tiles = (
-                f"<br><span class='muted'>Tiles, left to right: "
-                f"{_e(' | '.join(str(c) for c in columns))}</span>"
-                if isinstance(columns, list) and columns
-                else ""
-            )
-            caption = (
-                f"<strong>{_e(_attack_label(cell.attack))}</strong> "
-                f"ε={_e(format_epsilon(cell.epsilon))} · image <code>{_e(panel.get('image'))}"
-                f"</code> · Dice {_e(format_percent(panel.get('dice_clean')))} → "
-                f"{_e(format_percent(panel.get('dice_adv')))}{tiles}"
-            )
+            plural = "" if len(figures) == 1 else "s"
             parts.append(
-                f'<figure class="panel">{_panel_image(base_dir, panel.get("file"))}'
-                f"<figcaption>{caption}</figcaption></figure>"
+                f'<details class="panels"><summary>{title} ({len(figures)} panel{plural})'
+                f"</summary>{''.join(figures)}</details>"
             )
     return _section("panels", "Image panels", "\n".join(parts))
 
@@ -618,26 +679,34 @@ def _section_transfer(report: AuditReport) -> str:
         body = "<p>No engine besides the source was evaluated.</p>"
         return _section("transfer", "Engine transfer", body)
     intro = (
-        f'<p class="note">Dice gap: the engine\'s Dice minus <code>{SOURCE_ENGINE}</code>\'s on '
+        f"<p class=\"note\">Dice gap: the engine's Dice minus <code>{SOURCE_ENGINE}</code>'s on "
         "the same inputs, in percentage points; disagreement: share of pixels whose prediction "
         "differs from it.</p>"
     )
-    sources: list[tuple[str, dict[str, EngineEval], bool]] = [("clean", report.clean, True)]
-    sources += [(c.id, c.engines, c.status == "ok") for c in report.cells]
+    sources: list[tuple[AuditCell | None, dict[str, EngineEval], bool]] = [
+        (None, report.clean, True)
+    ]
+    sources += [(c, c.engines, c.status == "ok") for c in report.cells]
     rows = []
-    for label, evals, ok in sources:
+    for cell, evals, ok in sources:
+        where = (
+            ["clean", MISSING, "0"]
+            if cell is None
+            else [_attack_label(cell.attack), cell.loss, format_epsilon(cell.epsilon)]
+        )
         for engine in targets:
             ev = _ok(evals.get(engine)) if ok else None
             rows.append(
                 [
-                    _code(label),
+                    *(_e(w) for w in where),
                     _code(engine),
                     _td(escape(format_percent(_metric(ev, "dice"))), "num"),
                     _td(escape(format_points(ev.dice_gap if ev else None)), "num"),
                     _td(escape(format_percent(ev.disagreement if ev else None)), "num"),
                 ]
             )
-    table = _table(["Cell", "Engine", "Dice", "Dice gap", "Disagreement"], rows)
+    header = ["Attack", "Loss", "ε", "Engine", "Dice", "Dice gap", "Disagreement"]
+    table = _table(header, rows)
     return _section("transfer", "Engine transfer", intro + table)
 
 

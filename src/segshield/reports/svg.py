@@ -32,17 +32,22 @@ _MIN_LABEL_GAP = 34  # px between x tick labels; closer ticks keep their mark bu
 
 @dataclass
 class Series:
-    """One line: its legend label and (x, y) points; points with y None are not drawn."""
+    """One line: its legend label and (x, y) points; points with y None are not drawn.
+    `intervals` are optional (x, low, high) error bars, e.g. stored confidence intervals."""
 
     label: str
     points: list[tuple[float, float | None]] = field(default_factory=list)
+    intervals: list[tuple[float, float, float]] = field(default_factory=list)
     color: str = PALETTE[0]
     dash: str = ""
     marker: str = "circle"
 
+    def drawable_intervals(self) -> list[tuple[float, float, float]]:
+        return [(x, lo, hi) for x, lo, hi in self.intervals if all(map(_finite, (x, lo, hi)))]
+
     def drawable(self) -> list[tuple[float, float]]:
-        pts = [(x, y) for x, y in self.points if _finite(x) and _finite(y)]
-        return sorted(pts, key=lambda p: p[0])  # type: ignore[arg-type,return-value]
+        pts = [(x, y) for x, y in self.points if y is not None and _finite(x) and _finite(y)]
+        return sorted(pts, key=lambda p: p[0])
 
 
 def _finite(value: object) -> bool:
@@ -81,17 +86,15 @@ def tick_decimals(ticks: Sequence[float], scale: float = 1.0) -> int:
 
 def _marker(shape: str, x: float, y: float, color: str, title: str) -> str:
     tip = f"<title>{escape(title)}</title>"
+    outline = f'fill="white" stroke="{color}" stroke-width="1.6"'
     if shape == "square":
-        return (
-            f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="white" '
-            f'stroke="{color}" stroke-width="1.6">{tip}</rect>'
-        )
+        return f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" {outline}>{tip}</rect>'
     if shape == "triangle":
         pts = f"{x:.1f},{y - 5:.1f} {x + 4.5:.1f},{y + 3.5:.1f} {x - 4.5:.1f},{y + 3.5:.1f}"
-        return f'<polygon points="{pts}" fill="white" stroke="{color}" stroke-width="1.6">{tip}</polygon>'
+        return f'<polygon points="{pts}" {outline}>{tip}</polygon>'
     if shape == "diamond":
         pts = f"{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}"
-        return f'<polygon points="{pts}" fill="white" stroke="{color}" stroke-width="1.6">{tip}</polygon>'
+        return f'<polygon points="{pts}" {outline}>{tip}</polygon>'
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.6" fill="{color}">{tip}</circle>'
 
 
@@ -126,6 +129,8 @@ def line_chart(
     drawn = [(s, s.drawable()) for s in series]
     xs = [x for _, pts in drawn for x, _ in pts]
     ys = [y for _, pts in drawn for _, y in pts]
+    if ys:
+        ys += [v for s in series for _, lo, hi in s.drawable_intervals() for v in (lo, hi)]
     legend_rows = math.ceil(len(series) / _LEGEND_COLUMNS) if series else 0
     height = _MARGIN_TOP + _PLOT_HEIGHT + _AXIS_SPACE + 8 + legend_rows * _LEGEND_ROW + 6
     left, right = _MARGIN_LEFT, _WIDTH - _MARGIN_RIGHT
@@ -182,7 +187,9 @@ def line_chart(
     last_label = -math.inf
     for t in x_tick_values:
         x = px(t)
-        out.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#555"/>')
+        out.append(
+            f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#555"/>'
+        )
         if x - last_label >= _MIN_LABEL_GAP:
             out.append(
                 f'<text x="{x:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">'
@@ -198,6 +205,16 @@ def line_chart(
         f'text-anchor="middle" class="axis-title">{escape(y_label)}</text>',
     ]
 
+    for j, s in enumerate(series):
+        # Error bars, nudged sideways per series so that overlapping ones stay visible.
+        shift = (j % 4 - 1.5) * 2.0
+        for x, lo, hi in s.drawable_intervals():
+            cx, y1, y2 = px(x) + shift, py(lo), py(hi)
+            out.append(
+                f'<path class="interval" d="M{cx - 3:.1f},{y1:.1f}H{cx + 3:.1f}M{cx:.1f},'
+                f'{y1:.1f}V{y2:.1f}M{cx - 3:.1f},{y2:.1f}H{cx + 3:.1f}" stroke="{s.color}" '
+                f'stroke-width="1.2" stroke-opacity="0.55" fill="none"/>'
+            )
     for s, pts in drawn:
         if not pts:
             continue

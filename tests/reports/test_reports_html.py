@@ -1,0 +1,224 @@
+"""HTML rendering: one self-contained, escaped page with every section, charts and panels."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from segshield.audits.results import AuditReport
+from segshield.reports.format import format_percent
+from segshield.reports.html import SECTION_IDS, render_html
+
+DATA = Path(__file__).parent / "data"
+HOSTILE = "<script>alert('pwned')</script>"
+
+
+def load(name: str) -> AuditReport:
+    """report_pass.json: a real audit (2 engines, 3 attacks x 4 ε, CIs and 24 panels);
+    report_fail.json: the same with a FAIL verdict, a failed cell with a hostile error, an
+    engine evaluation error, an unavailable engine and a latency table."""
+    return AuditReport.from_dict(json.loads((DATA / f"report_{name}.json").read_text()))
+
+
+def write_panels(report: AuditReport, folder: Path) -> dict[str, bytes]:
+    """A small real PNG for every panel file of `report`, under `folder`."""
+    written = {}
+    for i, panel in enumerate(p for c in report.cells for p in c.panels):
+        path = folder / panel["file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (24, 4), (i * 10 % 256, 80, 160)).save(path)
+        written[panel["file"]] = path.read_bytes()
+    return written
+
+
+def section(html: str, sid: str) -> str:
+    match = re.search(rf'<section id="{sid}">(.*?)</section>', html, re.S)
+    assert match, f"section #{sid} missing"
+    return match.group(1)
+
+
+def chart(html: str, slug: str) -> str:
+    match = re.search(rf'<figure class="chart-box" id="curve-{slug}">(.*?)</figure>', html, re.S)
+    assert match, f"chart {slug} missing"
+    return match.group(1)
+
+
+def strip_ci_and_panels(report: AuditReport) -> AuditReport:
+    """The report as the pipeline wrote it before CIs and panels existed."""
+    report = copy.deepcopy(report)
+    for ev in [*report.clean.values(), *(e for c in report.cells for e in c.engines.values())]:
+        ev.ci = None
+    for cell in report.cells:
+        cell.panels = []
+    return report
+
+
+@pytest.mark.parametrize("name", ["pass", "fail"])
+def test_every_section_in_order_with_verdict_first(name: str) -> None:
+    html = render_html(load(name))
+    ids = re.findall(r'<section id="([^"]+)">', html)
+    assert ids == list(SECTION_IDS)
+    assert ids[0] == "verdict"
+    assert html.startswith("<!DOCTYPE html>")
+
+
+def test_hostile_strings_are_escaped() -> None:
+    html = render_html(load("fail"))
+    assert "<script" not in html.lower()
+    assert "<img src=x" not in html
+    assert "<b>here</b>" not in html
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in section(html, "failed-cells")
+    assert "strict &lt;release&gt;" in section(html, "verdict")
+
+
+def test_self_contained_no_network_references(tmp_path: Path) -> None:
+    report = load("pass")
+    write_panels(report, tmp_path)
+    html = render_html(report, tmp_path)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"@import|url\(", html, re.I)
+    assert all(v.startswith("data:image/png;base64,") for v in re.findall(r'src="([^"]*)"', html))
+    assert all(v.startswith("#") for v in re.findall(r'href="([^"]*)"', html))
+    assert "<link" not in html and "<script" not in html
+    assert "default-src 'none'" in html  # the CSP forbids any fetch even if something slipped
+
+
+def test_panels_are_inlined_as_data_uris(tmp_path: Path) -> None:
+    report = load("pass")
+    written = write_panels(report, tmp_path)
+    html = render_html(report, tmp_path)
+    panels = section(html, "panels")
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', panels)
+    assert len(uris) == len(written) == 24
+    assert {base64.b64decode(u) for u in uris} == set(written.values())
+    assert "missing image" not in panels
+    first = report.cells[0].panels[0]
+    assert first["image"] in panels
+    assert f"{format_percent(first['dice_clean'])} → {format_percent(first['dice_adv'])}" in panels
+    assert "prediction: onnxruntime" in panels  # tile titles
+
+
+def test_missing_panel_files_show_a_note(tmp_path: Path) -> None:
+    report = load("pass")
+    for base in (tmp_path, None):
+        panels = section(render_html(report, base), "panels")
+        assert panels.count('class="missing"') == 24
+        assert "data:image" not in panels
+    # A file outside the report folder is never read, whatever the report says.
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (2, 2)).save(outside)
+    report.cells[0].panels[0]["file"] = "../outside.png"
+    (tmp_path / "report").mkdir()
+    panels = section(render_html(report, tmp_path / "report"), "panels")
+    assert "outside the report folder" in panels
+
+
+def test_report_without_ci_and_panels() -> None:
+    html = render_html(strip_ci_and_panels(load("pass")))
+    assert "No image panels in this report." in section(html, "panels")
+    assert 'class="ci"' not in html
+    assert 'class="interval"' not in html
+
+
+def test_summary_shows_stored_values_and_ci() -> None:
+    report = load("pass")
+    summary = section(render_html(report), "summary")
+    clean = report.clean["pytorch"]
+    ci = clean.ci["dice"]
+    expected = f'{format_percent(clean.metrics["dice"])}<span class="ci"'
+    assert expected in summary
+    assert f"[{ci['low'] * 100:.1f}, {ci['high'] * 100:.1f}]" in summary
+    assert "95% bootstrap confidence interval" in summary
+    for header in ("FGSM ε=8/255", "BIM ε=8/255", "PGD ε=8/255"):
+        assert header in summary
+    for label in ("Accuracy", "Loss", "Dice", "Mean IoU", "IoU", "Precision", "Recall"):
+        assert f"<td>{label}</td>" in summary
+
+
+def test_curves_have_one_polyline_per_series() -> None:
+    html = render_html(load("pass"))
+    for slug, n_series, n_points in (
+        ("dice", 6, 5),  # 3 attacks x 2 engines; clean + 4 epsilons
+        ("iou", 6, 5),
+        ("attack-success", 6, 4),  # no clean point
+        ("ssim", 3, 4),  # one per attack: the perturbation does not depend on the engine
+        ("pixel-error", 6, 5),
+    ):
+        svg = chart(html, slug)
+        assert "<svg" in svg and "</svg>" in svg
+        polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', svg)
+        assert len(polylines) == n_series == svg.count('class="legend-item"')
+        assert all(len(p.split()) == n_points for p in polylines)
+        assert 'class="tick"' in svg and 'class="axis-title"' in svg
+    assert 'data-series="PGD · onnxruntime"' in chart(html, "dice")
+    assert 'class="interval"' in chart(html, "dice")  # stored CIs as error bars
+
+
+def test_failed_cell_leaves_its_line_shorter() -> None:
+    html = render_html(load("fail"))
+    svg = chart(html, "dice")
+    pgd = re.search(r'data-series="PGD · pytorch" points="([^"]+)"', svg)
+    assert pgd and len(pgd.group(1).split()) == 4  # 8/255 failed
+
+
+def test_verdict_fail_lists_failed_rules() -> None:
+    verdict = section(render_html(load("fail")), "verdict")
+    assert 'data-verdict="FAIL"' in verdict
+    failed = re.search(r'<table class="failed-rules">(.*?)</table>', verdict, re.S)
+    assert failed
+    rows = failed.group(1).split("<tr>")[2:]
+    assert len(rows) == 2
+    assert "0.735559" in rows[0] and "≥ 0.8" in rows[0]
+    assert "bim/bce/0.0313725 on pytorch" in rows[0]
+    assert "engine tensorrt was unavailable" in rows[1]
+
+
+def test_verdict_pass_and_absent() -> None:
+    assert 'data-verdict="PASS"' in section(render_html(load("pass")), "verdict")
+    report = load("pass")
+    report.verdict = None
+    assert "NO VERDICT" in section(render_html(report), "verdict")
+
+
+def test_engines_transfer_failures_provenance() -> None:
+    report = load("fail")
+    report.latency = [{"engine": "onnxruntime", "batch": 8, "p50_ms": 9.5}]  # a future field
+    html = render_html(report)
+    engines = section(html, "engines")
+    assert "CPUExecutionProvider" in engines and "unavailable" in engines
+    assert "max_abs_diff" in engines and "5.72205e-06" in engines
+    assert "Latency" in engines and "9.5" in engines
+    transfer = section(html, "transfer")
+    assert transfer.count("<tr>") == 1 + 13  # header + clean and 12 cells, one target engine
+    assert "+0.00 pp" in transfer
+    failures = section(html, "failed-cells")
+    assert "pgd/bce/0.0313725" in failures and "bim/bce/0.0313725" in failures
+    summary = section(html, "summary")
+    assert 'class="badge bad"' in summary  # BIM 8/255 failed on onnxruntime
+    provenance = section(html, "provenance")
+    assert "weights_sha256" in provenance and "Audit configuration" in provenance
+
+
+def test_provenance_latency_is_rendered_generically() -> None:
+    engines = section(render_html(load("fail")), "engines")
+    assert "p95_ms" in engines and "1.87" in engines
+
+
+def test_empty_report_renders_every_section() -> None:
+    report = AuditReport(provenance={}, config={}, model={}, dataset={})
+    html = render_html(report)
+    assert re.findall(r'<section id="([^"]+)">', html) == list(SECTION_IDS)
+    assert "No attack cells." in html
+
+
+def test_render_is_deterministic_and_does_not_mutate(tmp_path: Path) -> None:
+    report = load("fail")
+    before = report.to_dict()
+    assert render_html(report, tmp_path) == render_html(report, tmp_path)
+    assert report.to_dict() == before
