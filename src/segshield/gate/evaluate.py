@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from segshield.audits.results import CLEAN, AuditCell, AuditReport, EngineEval
-from segshield.gate.policy import ENGINE_METRICS, Policy, Rule
+from segshield.gate.policy import CI_METRICS, ENGINE_METRICS, Policy, Rule
 
 # At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
 _MAX_REASONS = 5
@@ -80,6 +80,9 @@ def _number(value: Any) -> float | None:
 def _read_eval(ev: EngineEval, metric: str) -> Any:
     if metric in ENGINE_METRICS:
         return (ev.metrics or {}).get(metric)
+    if metric in CI_METRICS:
+        base, _, side = metric.rpartition("_ci_")
+        return ((ev.ci or {}).get(base) or {}).get(side)
     return getattr(ev, metric)
 
 

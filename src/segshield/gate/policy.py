@@ -20,7 +20,10 @@ Format::
 Metrics: the segmentation metrics of every engine evaluation (``accuracy``, ``loss``, ``dice``,
 ``iou``, ``mean_iou``, ``precision``, ``recall``, ``pixel_error_l2``, ``pixel_error_rms``);
 ``attack_success`` (relative Dice drop on the same engine), ``disagreement`` and ``dice_gap``
-(both against the source engine on the same inputs); and the engine-independent perturbation
+(both against the source engine on the same inputs); bootstrap confidence bounds over images
+``dice_ci_low``/``_high``, ``iou_ci_low``/``_high``, ``attack_success_ci_low``/``_high`` (gate
+on a lower confidence bound: ``metric = "dice_ci_low"``, ``min = 0.7``); and the
+engine-independent perturbation
 metrics ``ssim_mean``, ``ssim_min``, ``linf_max``, ``l2_mean``. Values are fractions, not
 percent.
 
@@ -57,7 +60,11 @@ EPSILON_TOLERANCE = 1e-9
 ENGINE_METRICS = SEG_METRICS
 EVAL_METRICS = ("attack_success", "disagreement", "dice_gap")
 PERTURBATION_METRICS = ("ssim_mean", "ssim_min", "linf_max", "l2_mean")
-METRICS = (*ENGINE_METRICS, *EVAL_METRICS, *PERTURBATION_METRICS)
+# Bootstrap confidence bounds over images (EngineEval.ci): gate on "Dice's lower bound >= x".
+CI_METRICS = tuple(
+    f"{m}_ci_{side}" for m in ("dice", "iou", "attack_success") for side in ("low", "high")
+)
+METRICS = (*ENGINE_METRICS, *EVAL_METRICS, *CI_METRICS, *PERTURBATION_METRICS)
 # Metrics defined against the source engine: meaningless on the source itself.
 SOURCE_RELATIVE_METRICS = ("disagreement", "dice_gap")
 
@@ -267,7 +274,7 @@ def _parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
             )
         if attacks is not None and CLEAN in attacks:
             problems.append(f"{label}: the clean evaluation has no perturbation ({metric!r})")
-    if metric == "attack_success" and only_clean:
+    if metric is not None and metric.startswith("attack_success") and only_clean:
         problems.append(f"{label}: the clean evaluation has no 'attack_success'")
     if metric in SOURCE_RELATIVE_METRICS and engines is not None and SOURCE_ENGINE in engines:
         problems.append(
