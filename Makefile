@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: an unpinned resolve pulls the CUDA build (GBs).
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[dev]"
+	# Reference implementation for the attack tests. --no-deps: it declares torchvision, which
+	# would replace the pinned CPU torch; its attack code never imports torchvision.
+	$(PY) -m pip install -q --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,4 +1,8 @@
-"""Tiny seeded segmentation models and data for the attack tests (16x16, CPU, milliseconds)."""
+"""Tiny seeded models and data for the attack tests (16x16, CPU, milliseconds).
+
+Four kinds of output: "binary" (N, 1, H, W) sigmoid, "multilabel" (N, 3, H, W) independent
+sigmoids, "multiclass" (N, 3, H, W) softmax, "classification" (N, 3) logits of a SmallCNN.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 from torch import Tensor, nn
+
+from segshield.models.classifier import SmallCNN
+
+KINDS = ["binary", "multilabel", "multiclass", "classification"]
 
 
 def tiny_net(out_channels: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -24,14 +32,26 @@ def tiny_net(out_channels: int, *, seed: int = 0, dtype: torch.dtype = torch.flo
     return net.to(dtype).eval()
 
 
+def tiny_classifier(
+    num_classes: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """A narrow SmallCNN (3 -> 4 -> 8 channels, 16 hidden units) with seeded weights."""
+    gen = torch.Generator().manual_seed(seed)
+    net = SmallCNN(in_channels=3, num_classes=num_classes, width=4, hidden=16)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return net.to(dtype).eval()
+
+
 @dataclass
 class Case:
     """A model with a batch of images in [0, 1] and matching targets."""
 
-    kind: str  # "binary" | "multiclass"
+    kind: str  # one of KINDS
     model: nn.Module
     images: Tensor  # (N, 3, 16, 16)
-    targets: Tensor  # (N, 1, 16, 16) float {0,1} or (N, 16, 16) long
+    targets: Tensor  # (N, 1, 16, 16) / (N, 3, 16, 16) float {0,1}, (N, 16, 16) or (N,) long
 
 
 def make_case(kind: str, *, n: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32) -> Case:
@@ -40,16 +60,24 @@ def make_case(kind: str, *, n: int = 4, seed: int = 0, dtype: torch.dtype = torc
     if kind == "binary":
         model = tiny_net(1, seed=seed, dtype=dtype)
         targets = (torch.rand(n, 1, 16, 16, generator=gen) > 0.5).to(dtype)
-    else:
+    elif kind == "multilabel":
+        model = tiny_net(3, seed=seed, dtype=dtype)
+        targets = (torch.rand(n, 3, 16, 16, generator=gen) > 0.5).to(dtype)
+    elif kind == "multiclass":
         model = tiny_net(3, seed=seed, dtype=dtype)
         targets = torch.randint(0, 3, (n, 16, 16), generator=gen)
+    elif kind == "classification":
+        model = tiny_classifier(3, seed=seed, dtype=dtype)
+        targets = torch.randint(0, 3, (n,), generator=gen)
+    else:
+        raise ValueError(f"unknown case kind {kind!r}")
     return Case(kind, model, images, targets)
 
 
 CaseFactory = Callable[..., Case]
 
 
-@pytest.fixture(params=["binary", "multiclass"])
+@pytest.fixture(params=KINDS)
 def case(request: pytest.FixtureRequest) -> Case:
     return make_case(request.param)
 

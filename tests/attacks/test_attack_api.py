@@ -10,7 +10,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from segshield.attacks import ATTACKS, BIM, FGSM, PGD, Attack, dice_loss, get_attack
+from segshield.attacks import (
+    ASMA,
+    ATTACKS,
+    BIM,
+    DAG,
+    FGSM,
+    PGD,
+    PGDL2,
+    Attack,
+    CosPGD,
+    SegPGD,
+    dice_loss,
+    get_attack,
+)
 from segshield.errors import ModelOutputError
 
 if TYPE_CHECKING:  # fixtures' types; conftest is not imported at run time
@@ -20,23 +33,44 @@ ATTACK_NAMES = sorted(ATTACKS)
 
 
 def test_registry_contents() -> None:
-    assert ATTACKS == {"fgsm": FGSM, "bim": BIM, "pgd": PGD}
+    assert {
+        "fgsm": FGSM,
+        "bim": BIM,
+        "pgd": PGD,
+        "pgdl2": PGDL2,
+        "segpgd": SegPGD,
+        "cospgd": CosPGD,
+        "dag": DAG,
+        "asma": ASMA,
+    } == ATTACKS
     for key, cls in ATTACKS.items():
         assert issubclass(cls, Attack)
         assert cls.name == key
-        assert cls.norm == "Linf"
+        assert cls.norm == ("L2" if key == "pgdl2" else "Linf")
+        assert "targeted" in vars(cls), f"{key} must declare targeted explicitly"
+        assert cls.targeted is (key == "asma")
+        assert "iterative" in vars(cls)
     assert FGSM.iterative is False
-    assert BIM.iterative is True and PGD.iterative is True
+    assert all(cls.iterative for key, cls in ATTACKS.items() if key != "fgsm")
 
 
 @pytest.mark.parametrize(
-    ("name", "citation"),
-    [("fgsm", "Goodfellow et al., 2015"), ("bim", "Kurakin et al., 2017"), ("pgd", "Madry")],
+    ("name", "citation", "norm_word"),
+    [
+        ("fgsm", "Goodfellow et al., 2015", "L-infinity"),
+        ("bim", "Kurakin et al., 2017", "L-infinity"),
+        ("pgd", "Madry", "L-infinity"),
+        ("pgdl2", "Madry et al., 2018", "L2"),
+        ("segpgd", "Gu et al., ECCV 2022", "L-infinity"),
+        ("cospgd", "Agnihotri, Jung & Keuper, ICML 2024", "L-infinity"),
+        ("dag", "Xie et al., ICCV 2017", "L-infinity"),
+        ("asma", "Ozbulak et al., MICCAI 2019", "L2"),
+    ],
 )
-def test_docstrings_cite_paper_norm_and_shapes(name: str, citation: str) -> None:
-    doc = ATTACKS[name].__doc__ or ""
+def test_docstrings_cite_paper_norm_and_shapes(name: str, citation: str, norm_word: str) -> None:
+    doc = " ".join((ATTACKS[name].__doc__ or "").split())  # unwrap lines
     assert citation in doc
-    assert "L-infinity" in doc
+    assert norm_word in doc
     assert "(N, C, H, W)" in doc and "[0, 1]" in doc
 
 
@@ -49,7 +83,7 @@ def test_get_attack(binary_case: Case) -> None:
 
 
 def test_unknown_attack_lists_valid_names(binary_case: Case) -> None:
-    with pytest.raises(ValueError, match=r"'cw'.*bim, fgsm, pgd"):
+    with pytest.raises(ValueError, match=r"'cw'.*asma, bim, cospgd, dag, fgsm, pgd, pgdl2, segpgd"):
         get_attack("cw", binary_case.model, "bce", 0.1)
 
 
@@ -64,7 +98,10 @@ def test_unknown_parameter_lists_valid_ones(name: str, binary_case: Case) -> Non
 def test_param_names() -> None:
     assert FGSM.param_names() == []
     assert BIM.param_names() == ["steps", "alpha"]
-    assert PGD.param_names() == ["steps", "alpha", "random_start", "generator"]
+    assert DAG.param_names() == ["steps", "alpha"]
+    for cls in (PGD, PGDL2, SegPGD, CosPGD):
+        assert cls.param_names() == ["steps", "alpha", "random_start", "generator"]
+    assert ASMA.param_names() == ["max_steps", "tau", "beta", "iou_threshold"]
 
 
 @pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf"), "big"])
@@ -79,13 +116,41 @@ def test_bad_eps(name: str, eps: object, binary_case: Case) -> None:
         attack.sweep(binary_case.images, binary_case.targets, [0.1, eps])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("cls", [BIM, PGD])
+@pytest.mark.parametrize("cls", [BIM, PGD, PGDL2, SegPGD, CosPGD, DAG])
 def test_bad_steps_and_alpha(cls: type[Attack], binary_case: Case) -> None:
     for steps in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="steps"):
             cls(binary_case.model, "bce", 0.1, steps=steps)
     with pytest.raises(ValueError, match="alpha"):
         cls(binary_case.model, "bce", 0.1, alpha=-0.01)
+
+
+def test_bad_asma_options(binary_case: Case) -> None:
+    m = binary_case.model
+    for steps in (0, 2.5, True):
+        with pytest.raises(ValueError, match="max_steps"):
+            ASMA(m, "bce", 1.0, max_steps=steps)
+    for name in ("tau", "beta"):
+        for value in (-1e-7, float("nan"), "x"):
+            with pytest.raises(ValueError, match=name):
+                ASMA(m, "bce", 1.0, **{name: value})
+    for value in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="iou_threshold"):
+            ASMA(m, "bce", 1.0, iou_threshold=value)
+
+
+@pytest.mark.parametrize("cls", [SegPGD, CosPGD])
+def test_weighted_attacks_need_a_weight_aware_loss(cls: type[Attack], binary_case: Case) -> None:
+    def plain(logits: Tensor, target: Tensor) -> Tensor:
+        return logits.flatten(1).mean(dim=1)
+
+    def flexible(logits: Tensor, target: Tensor, **kwargs: object) -> Tensor:
+        return logits.flatten(1).mean(dim=1)
+
+    with pytest.raises(ValueError, match="weight="):
+        cls(binary_case.model, plain, 0.1)
+    cls(binary_case.model, flexible, 0.1)  # **kwargs takes weight=
+    cls(binary_case.model, "focal", 0.1)
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)
@@ -124,7 +189,7 @@ def test_model_returning_non_tensor(binary_case: Case) -> None:
         def forward(self, x: Tensor) -> tuple[Tensor]:
             return (x[:, :1],)
 
-    with pytest.raises(ModelOutputError, match=r"bim: .*tuple"):
+    with pytest.raises(ModelOutputError, match=r"bim: .*tuple.*SelectOutput"):
         BIM(TupleModel(), "bce", 0.1)(binary_case.images, binary_case.targets)
 
 
@@ -143,9 +208,22 @@ def test_attack_params_are_json(binary_case: Case) -> None:
         "fgsm": {"eps": 0.25, "steps": 1, "alpha": 0.25, "random_start": False},
         "bim": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": False},
         "pgd": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": True},
+        "segpgd": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": True},
+        "cospgd": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": True},
+        "pgdl2": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": True},  # 2.5 eps/10
+        "dag": {"eps": 0.25, "steps": 10, "alpha": 0.0625, "random_start": False},
+        "asma": {
+            "eps": 0.25,
+            "max_steps": 2500,
+            "tau": 1e-7,
+            "beta": 1e-6,
+            "iou_threshold": 0.97,
+        },
     }
+    assert set(expected) == set(ATTACKS)
     for name, params in expected.items():
-        attack = get_attack(name, m, "bce", 0.25, **({"generator": gen} if name == "pgd" else {}))
+        extra = {"generator": gen} if "generator" in ATTACKS[name].param_names() else {}
+        attack = get_attack(name, m, "bce", 0.25, **extra)
         got = attack.attack_params()
         assert got == params
         assert json.loads(json.dumps(got)) == params
@@ -163,6 +241,9 @@ def test_with_eps_copies_and_rescales_default_alpha(binary_case: Case) -> None:
     assert (pgd.eps, pgd.alpha) == (0.2, 0.05)  # original untouched
     fixed = BIM(binary_case.model, "bce", 0.2, alpha=0.01).with_eps(0.4)
     assert fixed.alpha == 0.01  # an explicit step size is kept
+    l2 = PGDL2(binary_case.model, "bce", 1.0, steps=5)
+    assert l2.alpha == 0.5 and l2.with_eps(2.0).alpha == 1.0  # 2.5 * eps / steps
+    assert DAG(binary_case.model, "bce", 0.2).with_eps(0.4).alpha == 0.1
 
 
 def test_pgd_generator_type(binary_case: Case) -> None:

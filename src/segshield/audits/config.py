@@ -43,6 +43,10 @@ class AuditConfig:
     threshold: float = 0.5
     parity_atol: float = 1e-4
     opset: int = 18
+    target: str = "empty"  # targeted attacks: empty | other | shift:DY,DX | scale:F | file:PATH
+    asma_steps: int = 300
+    asma_tau: float = 1e-5  # ASMA step scale; the paper's 1e-7 needs ~2500 steps here
+    asma_beta: float = 1e-4  # ASMA multiplier growth
     n_boot: int = 1000  # bootstrap resamples for confidence intervals (0: none)
     panels: int = 2  # image panels of the worst-hit images per cell (0: none)
 

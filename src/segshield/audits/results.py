@@ -107,6 +107,10 @@ class AuditCell:
     # Image panels of the worst-hit images: [{"image": name, "index": i, "file": relative PNG
     # path, "dice_clean": d0, "dice_adv": d1, "columns": [titles of the panel's tiles]}].
     panels: list[dict] = field(default_factory=list)
+    # Targeted attacks (ASMA): {"target": spec, "source": asma_report columns (IoU to target,
+    # pixel accuracy to target, L2, Linf per image and mean), "engines": {name:
+    # {"iou_to_target", "pixel_accuracy_to_target", "iou_to_target_per_image"}}}.
+    targeted: dict | None = None
 
     @staticmethod
     def make_id(attack: str, loss: str, epsilon: float) -> str:

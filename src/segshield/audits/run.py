@@ -20,8 +20,17 @@ import numpy as np
 import torch
 
 import segshield
-from segshield.attacks import ATTACKS, get_attack, get_loss
-from segshield.data import SegDataset, bundled_dataset, dataset_from_path
+from segshield.attacks import (
+    ATTACKS,
+    asma_report,
+    empty_target,
+    get_attack,
+    get_loss,
+    other_image_target,
+    scaled_target,
+    shifted_target,
+)
+from segshield.data import SegDataset, bundled_dataset, dataset_from_path, target_mask_from_file
 from segshield.engines import OrtRunner, Runner, TorchRunner, infer_batched
 from segshield.errors import EngineUnavailableError, ModelOutputError, SegShieldError
 from segshield.exporters import onnx_from_torch
@@ -33,10 +42,12 @@ from segshield.metrics import (
     bootstrap_attack_success_ci,
     bootstrap_ci,
     bootstrap_indices,
+    confusion_counts,
     dice,
     disagreement,
     iou,
     perturbation_norms,
+    pixel_accuracy,
     ssim,
 )
 from segshield.models import LoadedModel, load_model
@@ -274,6 +285,60 @@ def _perturbation(clean: np.ndarray, adv: np.ndarray) -> dict:
     }
 
 
+def build_targets(spec: str, masks: np.ndarray, size: int) -> np.ndarray:
+    """Target masks (N, 1, H, W) for targeted attacks (ASMA), built over the whole dataset so
+    they do not depend on the batch size. spec: "empty" (hide the lesion), "other" (another
+    image's mask), "shift:DY,DX", "scale:F", or "file:PATH" (one mask for every image)."""
+    y = torch.from_numpy(masks.astype(np.float32))
+    kind, _, arg = spec.partition(":")
+    try:
+        if kind == "empty":
+            out = empty_target(y)
+        elif kind == "other":
+            out = other_image_target(y)
+        elif kind == "shift":
+            dy, dx = (int(v) for v in arg.split(","))
+            out = shifted_target(y, dy, dx)
+        elif kind == "scale":
+            out = scaled_target(y, float(arg))
+        elif kind == "file":
+            mask = target_mask_from_file(Path(arg), (size, size))
+            out = torch.from_numpy(np.repeat(mask[None].astype(np.float32), len(masks), axis=0))
+        else:
+            raise ValueError("unknown kind")
+    except ValueError as exc:
+        raise SegShieldError(
+            f"target {spec!r}: {exc}; use empty, other, shift:DY,DX, scale:F or file:PATH"
+        ) from exc
+    return out.numpy().astype(np.uint8)
+
+
+def _attack_options(attack: str, config: AuditConfig, gen: torch.Generator) -> dict:
+    """The attack-specific constructor options the audit sets, by what the attack accepts."""
+    names = set(ATTACKS[attack].param_names())
+    opts: dict = {}
+    if "steps" in names:
+        opts["steps"] = config.steps
+    if "alpha" in names and config.alpha is not None:
+        opts["alpha"] = config.alpha
+    if "generator" in names:
+        opts["generator"] = gen
+    if "max_steps" in names:  # ASMA
+        opts.update(max_steps=config.asma_steps, tau=config.asma_tau, beta=config.asma_beta)
+    return opts
+
+
+def attack_budget(attack: str, eps: float, image_shape: tuple[int, int, int]) -> float:
+    """The budget handed to the attack for an audit epsilon (an L-infinity budget in [0, 1]).
+
+    L2 attacks get the L2 radius of the L-infinity ball's corner, eps * sqrt(C*H*W): the
+    largest L2 norm an L-infinity attack of the same epsilon can reach.
+    """
+    if ATTACKS[attack].norm == "L2":
+        return float(eps * np.sqrt(np.prod(image_shape)))
+    return float(eps)
+
+
 def _craft(
     model: torch.nn.Module,
     attack: str,
@@ -282,41 +347,63 @@ def _craft(
     data: SegDataset,
     config: AuditConfig,
     seed: int,
+    targets: np.ndarray | None,
 ) -> list[np.ndarray]:
-    """Adversarial images for every epsilon, crafted batch by batch on the source model."""
+    """Adversarial images for every epsilon, crafted batch by batch on the source model.
+
+    targets: target masks for targeted attacks (else the true masks are used)."""
     loss_fn = get_loss(loss)
     per_eps: list[list[np.ndarray]] = [[] for _ in epsilons]
     gen = torch.Generator().manual_seed(seed)
-    params: dict = {}
-    if ATTACKS[attack].iterative:
-        params["steps"] = config.steps
-    if attack == "pgd":
-        params["generator"] = gen
+    opts = _attack_options(attack, config, gen)
+    budgets = [attack_budget(attack, e, data.image_shape) for e in epsilons]
+    labels = data.masks if targets is None else targets
     for i in range(0, len(data), config.batch_size):
         x = torch.from_numpy(data.images[i : i + config.batch_size])
-        y = torch.from_numpy(data.masks[i : i + config.batch_size].astype(np.float32))
-        if config.alpha is not None and ATTACKS[attack].iterative:
-            advs = [
-                get_attack(attack, model, loss_fn, eps, alpha=config.alpha, **params)(x, y)
-                for eps in epsilons
-            ]
-        else:
-            advs = get_attack(attack, model, loss_fn, epsilons[0], **params).sweep(
-                x, y, list(epsilons)
-            )
+        y = torch.from_numpy(labels[i : i + config.batch_size].astype(np.float32))
+        advs = get_attack(attack, model, loss_fn, budgets[0], **opts).sweep(x, y, budgets)
         for k, adv in enumerate(advs):
             per_eps[k].append(adv.detach().cpu().numpy().astype(np.float32))
     return [np.concatenate(chunks) for chunks in per_eps]
 
 
-def _attack_params(attack: str, eps: float, config: AuditConfig) -> dict:
-    params: dict = {"eps": eps, "norm": "Linf"}
-    if ATTACKS[attack].iterative:
-        params["steps"] = config.steps
-        params["alpha"] = config.alpha if config.alpha is not None else eps / 4
-    if attack == "pgd":
-        params["random_start"] = True
-    return params
+def _attack_params(attack: str, eps: float, config: AuditConfig, model: torch.nn.Module) -> dict:
+    gen = torch.Generator()
+    budget = attack_budget(attack, eps, (1, config.size, config.size))
+    instance = get_attack(attack, model, "bce", budget, **_attack_options(attack, config, gen))
+    params = {k: v for k, v in instance.attack_params().items() if k != "generator"}
+    params.update(norm=ATTACKS[attack].norm, targeted=ATTACKS[attack].targeted)
+    if ATTACKS[attack].norm == "L2":
+        params["eps_linf_equivalent"] = eps
+    if ATTACKS[attack].targeted:
+        params["target"] = config.target
+    return _json_safe(params)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _targeted(spec: str, targets: np.ndarray, outputs: _Outputs, report: dict) -> dict:
+    """How close each engine's prediction on the adversarial images came to the target
+    (seed asma's columns), plus the source-model report of ASMA itself."""
+    engines = {}
+    for name, pred in outputs.preds.items():
+        counts = confusion_counts(pred, targets)
+        per_iou = iou(counts.tp, counts.fp, counts.fn, empty_value=1.0)
+        per_acc = pixel_accuracy(counts.tp, counts.fp, counts.fn, counts.tn)
+        engines[name] = {
+            "iou_to_target": float(np.mean(per_iou)),
+            "pixel_accuracy_to_target": float(np.mean(per_acc)),
+            "iou_to_target_per_image": [float(v) for v in np.atleast_1d(per_iou)],
+        }
+    return {"target": spec, "source": report, "engines": engines}
 
 
 def run_audit(
@@ -349,6 +436,9 @@ def run_audit(
             f"the source model failed on clean images: {clean[SOURCE_ENGINE].error}"
         )
 
+    targets = None
+    if any(ATTACKS[a].targeted for a in config.attacks):
+        targets = build_targets(config.target, data.masks, config.size)
     cells: list[AuditCell] = []
     total = len(config.attacks) * len(config.losses) * len(config.epsilons)
     done = 0
@@ -356,16 +446,13 @@ def run_audit(
         for l_idx, loss in enumerate(config.losses):
             t0 = time.perf_counter()
             group = [
-                AuditCell(
-                    AuditCell.make_id(attack, loss, eps),
-                    attack,
-                    loss,
-                    float(eps),
-                    _attack_params(attack, eps, config),
-                )
+                AuditCell(AuditCell.make_id(attack, loss, eps), attack, loss, float(eps))
                 for eps in config.epsilons
             ]
+            targeted = ATTACKS[attack].targeted
             try:
+                for cell in group:
+                    cell.params = _attack_params(attack, cell.epsilon, config, model)
                 advs = _craft(
                     model,
                     attack,
@@ -374,6 +461,7 @@ def run_audit(
                     data,
                     config,
                     seed=config.seed * 1000 + a_idx * 10 + l_idx,
+                    targets=targets if targeted else None,
                 )
             except Exception as exc:  # record and go on: one failing cell loses nothing else
                 log.exception("crafting %s/%s failed", attack, loss)
@@ -390,6 +478,14 @@ def run_audit(
                             engines, advs[k], data.masks, config, clean, clean_out, boot
                         )
                         cell.panels = _panels(cell, data, advs[k], adv_out, clean, config)
+                        if targeted and targets is not None:
+                            source = asma_report(
+                                model,
+                                torch.from_numpy(advs[k]),
+                                torch.from_numpy(data.images),
+                                torch.from_numpy(targets.astype(np.float32)),
+                            )
+                            cell.targeted = _targeted(config.target, targets, adv_out, source)
                     except Exception as exc:
                         log.exception("cell %s failed", cell.id)
                         cell.status, cell.error = "error", f"{type(exc).__name__}: {exc}"

@@ -37,6 +37,10 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "opset": int,
     "n_boot": int,
     "panels": int,
+    "target": str,
+    "asma_steps": int,
+    "asma_tau": (int, float),
+    "asma_beta": (int, float),
 }
 AUDIT_KEYS = sorted({*LIST_FIELDS, *PATH_FIELDS, *MODEL_FIELDS, *_SCALARS})
 

@@ -9,6 +9,7 @@ from segshield.data.loaders import (
     dataset_from_busi,
     dataset_from_folder,
     dataset_from_path,
+    target_mask_from_file,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "dataset_from_busi",
     "dataset_from_folder",
     "dataset_from_path",
+    "target_mask_from_file",
 ]

@@ -232,3 +232,13 @@ def bundled_dataset(
     return SegDataset(
         ds.images, ds.masks, ds.names, f"bundled:{name}/{split}", {"licence": "BSD-3-Clause"}
     )
+
+
+def target_mask_from_file(path: str | Path, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
+    """A user-drawn target mask for targeted attacks: one binary image -> (1, *size) uint8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"target mask {path} does not exist")
+    mask = _binary_mask(_read_array(path), path)
+    resized = _resize(mask[None].astype(np.float32), size, nearest=True)
+    return (resized > 0.5).astype(np.uint8)

@@ -1,6 +1,7 @@
 """Stage 2 — models: the seed U-Net and safe loaders for users' models."""
 
 from segshield.models.card import ModelCard
+from segshield.models.classifier import SmallCNN
 from segshield.models.loading import (
     BUNDLED_MODEL,
     LoadedModel,
@@ -20,6 +21,7 @@ __all__ = [
     "LoadedModel",
     "ModelCard",
     "ModelSpec",
+    "SmallCNN",
     "UNet",
     "UNetConfig",
     "bundled_model",
