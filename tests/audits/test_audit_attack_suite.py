@@ -79,3 +79,25 @@ def test_targets(tmp_path: Path) -> None:
         build_targets("blob", masks, 8)
     with pytest.raises(SegShieldError, match="shift:DY,DX"):
         build_targets("shift:1", masks, 8)
+
+
+def test_markdown_compares_losses_and_shows_targeted_columns(suite_report, tmp_path) -> None:
+    from segshield.reports import render_markdown
+
+    md = render_markdown(suite_report)
+    assert "## Targeted attacks" in md and "`other`" in md
+    losses = run_audit(
+        AuditConfig(
+            tmp_path,
+            attacks=("fgsm",),
+            losses=("bce", "dice", "focal", "dice_focal"),
+            epsilons=(4 / 255,),
+            limit=1,
+            engines=("pytorch",),
+            n_boot=10,
+            panels=0,
+        )
+    )
+    md = render_markdown(losses)
+    assert "## Attack losses compared" in md
+    assert all(f"AS `{loss}`" in md for loss in ("bce", "dice", "focal", "dice_focal"))

@@ -184,6 +184,13 @@ def audit(
     engines: Annotated[
         str, typer.Option(help="Comma list: pytorch, onnxruntime, onnxruntime-cuda.")
     ] = "pytorch,onnxruntime",
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Target of targeted attacks (asma): empty, other, shift:DY,DX, scale:F, file:PATH."
+        ),
+    ] = "empty",
+    asma_steps: Annotated[int, typer.Option(min=1, help="Step budget of ASMA.")] = 300,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     seed: int = 0,
     policy: Annotated[
@@ -230,6 +237,8 @@ def audit(
             "steps": steps,
             "alpha": alpha,
             "engines": _split_list(engines),
+            "target": target,
+            "asma_steps": asma_steps,
             "batch_size": batch_size,
             "seed": seed,
         }

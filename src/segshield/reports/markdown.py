@@ -315,6 +315,73 @@ def _section_provenance(report: AuditReport) -> list[str]:
     return lines
 
 
+def _section_losses(report: AuditReport) -> list[str]:
+    """Attack losses side by side (seed unet-family): source Dice and attack success per loss."""
+    losses = _ordered(c.loss for c in report.cells)
+    if len(losses) < 2:
+        return []
+    lines = [
+        "## Attack losses compared",
+        "",
+        f"Dice and attack success on the source engine `{SOURCE_ENGINE}` for each attack loss.",
+        "",
+    ]
+    by_key = {(c.attack, c.epsilon, c.loss): c for c in report.cells}
+    header = ["Attack", "ε"]
+    for loss in losses:
+        header += [f"Dice `{loss}`", f"AS `{loss}`"]
+    rows = []
+    for attack in _ordered(c.attack for c in report.cells):
+        for eps in sorted({c.epsilon for c in report.cells if c.attack == attack}):
+            row = [_attack_label(attack), format_epsilon(eps)]
+            for loss in losses:
+                ev = (
+                    _ok(by_key[(attack, eps, loss)].engines.get(SOURCE_ENGINE))
+                    if (attack, eps, loss) in by_key
+                    else None
+                )
+                row += [
+                    format_percent(_metric(ev, "dice")),
+                    format_percent(ev.attack_success if ev else None),
+                ]
+            rows.append(row)
+    return lines + _table(header, rows)
+
+
+def _section_targeted(report: AuditReport) -> list[str]:
+    """Targeted attacks (seed asma's table): IoU and pixel accuracy to the target, L2, L∞."""
+    cells = [c for c in report.cells if c.targeted]
+    if not cells:
+        return []
+    engines = _ordered(e for c in cells for e in c.targeted.get("engines", {}))
+    header = [
+        "Attack",
+        "ε cap",
+        "Target",
+        "IoU to target (clean → adv)",
+        "Pixel acc. to target",
+        "L2 mean",
+        "L∞ mean",
+    ] + [f"IoU to target `{e}`" for e in engines]
+    rows = []
+    for c in cells:
+        src = c.targeted.get("source", {})
+        row = [
+            _attack_label(c.attack),
+            format_epsilon(c.epsilon),
+            f"`{_text(c.targeted.get('target'))}`",
+            f"{format_percent(src.get('clean_iou_mean'))} → {format_percent(src.get('iou_mean'))}",
+            format_percent(src.get("pixel_accuracy_mean")),
+            format_float(src.get("l2_mean")),
+            format_float(src.get("linf_mean")),
+        ]
+        row += [
+            format_percent(c.targeted["engines"].get(e, {}).get("iou_to_target")) for e in engines
+        ]
+        rows.append(row)
+    return ["## Targeted attacks", "", *_table(header, rows)]
+
+
 def render_markdown(report: AuditReport) -> str:
     """The report as Markdown: verdict, engines, Table I, epsilon curves, engine transfer,
     failed cells, provenance. Formats values already in `report` and computes none."""
@@ -329,6 +396,8 @@ def render_markdown(report: AuditReport) -> str:
     lines += _section_engines(report)
     lines += _section_table_i(report)
     lines += _section_curves(report)
+    lines += _section_losses(report)
+    lines += _section_targeted(report)
     lines += _section_transfer(report)
     lines += _section_failures(report)
     lines += _section_provenance(report)
