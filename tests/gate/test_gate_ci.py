@@ -42,3 +42,10 @@ def test_gate_on_the_lower_confidence_bound(cli_audit) -> None:
 def test_attack_success_bound_on_clean_is_rejected() -> None:
     with pytest.raises(PolicyError, match="no 'attack_success'"):
         policy_from_dict(_rule(metric="attack_success_ci_high", attack="clean", max=0.5))
+
+
+@pytest.mark.parametrize(("text", "value"), [("0.3", 0.3), ("1", 1.0), ("4/255", 4 / 255)])
+def test_epsilon_strings(text: str, value: float) -> None:
+    from segshield.gate import parse_epsilon
+
+    assert parse_epsilon(text) == pytest.approx(value)

@@ -148,9 +148,13 @@ def parse_epsilon(value: Any) -> float:
     """A float/int in [0, 1] or a ``"k/255"`` string -> float; ValueError says what is wrong."""
     if isinstance(value, str):
         match = _K255.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a number or a 'k/255' string")
-        eps = float(match.group(1)) / 255.0
+        if match is not None:
+            eps = float(match.group(1)) / 255.0
+        else:
+            try:  # a plain number typed on the command line, e.g. "0.3"
+                eps = float(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not a number or a 'k/255' string") from None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         eps = float(value)
     else:
