@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from segshield.metrics.confusion import ConfusionCounts
-from segshield.metrics.segmentation import dice, iou
+from segshield.metrics.segmentation import dice
 
 
 def _resampled_sums(

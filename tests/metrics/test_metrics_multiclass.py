@@ -1,0 +1,541 @@
+"""Multi-class (softmax) and multi-label (sigmoid) metrics: golden cases counted by hand,
+background handling, empty classes, batch-size independence, errors and JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from segshield.errors import ModelOutputError
+from segshield.metrics import SegmentationAccumulator, confusion_counts, disagreement
+from segshield.metrics.multiclass import (
+    MULTICLASS_PER_IMAGE_KEYS,
+    ClassConfusion,
+    MultiClassAccumulator,
+    check_label_map,
+    label_disagreement,
+    multiclass_confusion_counts,
+    multilabel_confusion_counts,
+)
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+# Golden 3-class 4x4 image, class 0 = background.
+TARGET3 = np.array(
+    [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 0, 0],
+        [2, 2, 0, 0],
+    ]
+)
+PRED3 = np.array(
+    [
+        [0, 1, 1, 1],
+        [0, 0, 1, 0],
+        [2, 0, 0, 0],
+        [2, 2, 1, 0],
+    ]
+)
+# Pixel by pixel (target, pred):
+#   row 0: (0,0) ok   (0,1) fn0+fp1  (1,1) ok       (1,1) ok
+#   row 1: (0,0) ok   (0,0) ok       (1,1) ok       (1,0) fn1+fp0
+#   row 2: (2,2) ok   (2,0) fn2+fp0  (0,0) ok       (0,0) ok
+#   row 3: (2,2) ok   (2,2) ok       (0,1) fn0+fp1  (0,0) ok
+# class 0: tp 6 (r0c0, r1c0, r1c1, r2c2, r2c3, r3c3), fp 2 (r1c3, r2c1), fn 2 (r0c1, r3c2), tn 6
+# class 1: tp 3 (r0c2, r0c3, r1c2),                   fp 2 (r0c1, r3c2), fn 1 (r1c3),       tn 10
+# class 2: tp 3 (r2c0, r3c0, r3c1),                   fp 0,              fn 1 (r2c1),       tn 12
+# correct pixels: 6 + 3 + 3 = 12 of 16
+GOLD3 = {"tp": (6, 3, 3), "fp": (2, 2, 0), "fn": (2, 1, 1), "tn": (6, 10, 12)}
+
+# Softmax logits: 2 on the predicted class, 0 elsewhere; the pixel CE is LSE - 2 when right and
+# LSE - 0 when wrong, with LSE = log(e^2 + (C - 1)).
+LSE3 = math.log(math.exp(2.0) + 2.0)
+
+# BCE of a pixel with logit +-2: right side costs log(1+e^-2), wrong side log(1+e^2).
+RIGHT = math.log1p(math.exp(-2.0))
+WRONG = math.log1p(math.exp(2.0))
+
+
+def _onehot_logits(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,H,W) labels -> (N,C,H,W) float32 logits with 2.0 on the label, 0.0 elsewhere."""
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]  # (N,H,W,C)
+    return np.moveaxis(onehot, -1, 1) * 2.0
+
+
+def _pm2(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, 2.0, -2.0).astype(np.float32)
+
+
+# --- confusion counts -------------------------------------------------------------------------
+
+
+def test_multiclass_confusion_counts_golden() -> None:
+    c = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
+    assert isinstance(c, ClassConfusion)
+    assert (len(c), c.num_classes) == (1, 3)
+    for k, expected in GOLD3.items():
+        assert tuple(getattr(c, k)[0].tolist()) == expected, k
+    assert c.n_pixels.tolist() == [[16, 16, 16]]
+
+
+def test_multiclass_counts_match_binary_one_vs_rest() -> None:
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 4, size=(5, 7, 6))
+    target = rng.integers(0, 4, size=(5, 1, 7, 6))
+    c = multiclass_confusion_counts(pred[:, None], target, 4)
+    for k, binary in enumerate(c.per_class()):
+        assert binary == confusion_counts(pred == k, target[:, 0] == k)
+    assert c.for_class(-1) == c.per_class()[3]
+    t = c.total()
+    assert len(t) == 1
+    assert t.tp[0].tolist() == c.tp.sum(axis=0).tolist()
+    assert ClassConfusion.concat([c, c]).tp.shape == (10, 4)
+
+
+def test_class_confusion_concat_and_validation() -> None:
+    a = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
+    b = multiclass_confusion_counts(TARGET3[None], TARGET3[None], 3)
+    both = ClassConfusion.concat([a, b])
+    assert both.tp.tolist() == [[6, 3, 3], [8, 4, 4]]
+    assert ClassConfusion.concat([], num_classes=3).tp.shape == (0, 3)
+    with pytest.raises(ValueError, match=r"different class counts: \[3, 4\]"):
+        ClassConfusion.concat([a, multiclass_confusion_counts(PRED3[None], TARGET3[None], 4)])
+    with pytest.raises(ValueError, match=r"\(N, C\), got shape \(3,\)"):
+        ClassConfusion(tp=[1, 2, 3], fp=[1, 2, 3], fn=[1, 2, 3], tn=[1, 2, 3])
+    with pytest.raises(ValueError, match="non-negative"):
+        ClassConfusion(tp=[[-1]], fp=[[0]], fn=[[0]], tn=[[0]])
+    with pytest.raises(IndexError, match="class index 3"):
+        a.for_class(3)
+    with pytest.raises(ValueError, match="read-only"):
+        a.tp[0, 0] = 5  # read-only arrays: frozen all the way down
+
+
+def test_multiclass_counts_errors_name_shapes_and_labels() -> None:
+    with pytest.raises(ValueError, match=r"pred \(1, 4, 4\) vs target \(1, 4, 3\)"):
+        multiclass_confusion_counts(PRED3[None], TARGET3[None, :, :3], 3)
+    with pytest.raises(ValueError, match=r"\(N,H,W\) or \(N,1,H,W\).*\(1, 2, 4, 4\)"):
+        multiclass_confusion_counts(np.zeros((1, 2, 4, 4), int), np.zeros((1, 2, 4, 4), int), 3)
+    bad = TARGET3.copy()
+    bad[0, 0] = 7
+    with pytest.raises(ValueError, match=r"target of shape \(1, 4, 4\).*max label found 7"):
+        multiclass_confusion_counts(PRED3[None], bad[None], 3)
+    with pytest.raises(ValueError, match="min label found -1"):
+        multiclass_confusion_counts(PRED3[None] - 1, TARGET3[None], 3)
+    with pytest.raises(ValueError, match="num_classes must be at least 1"):
+        multiclass_confusion_counts(PRED3[None], TARGET3[None], 0)
+
+
+def test_check_label_map_dtypes() -> None:
+    assert check_label_map("t", np.array([0.0, 2.0]), 3).tolist() == [0, 2]
+    assert check_label_map("t", np.array([True, False]), 2).dtype == np.int64
+    with pytest.raises(ValueError, match=r"not whole numbers, e\.g\. \[0\.5\]"):
+        check_label_map("t", np.array([0.5, 1.0]), 3)
+    with pytest.raises(ValueError, match="not whole numbers"):
+        check_label_map("t", np.array([np.nan, 1.0]), 3)
+    with pytest.raises(ValueError, match="dtype <U1"):
+        check_label_map("t", np.array(["a"]), 3)
+
+
+def test_multilabel_confusion_counts() -> None:
+    pred = np.zeros((1, 2, 2, 2), bool)
+    target = np.zeros((1, 2, 2, 2), np.uint8)
+    pred[0, 0, 0, :] = True  # channel 0: predicted top row
+    target[0, 0, :, 0] = 1  # channel 0: labelled left column -> tp 1, fp 1, fn 1, tn 1
+    target[0, 1, 1, 1] = 1  # channel 1: nothing predicted -> tp 0, fp 0, fn 1, tn 3
+    c = multilabel_confusion_counts(pred, target)
+    assert c.tp.tolist() == [[1, 0]]
+    assert c.fp.tolist() == [[1, 0]]
+    assert c.fn.tolist() == [[1, 1]]
+    assert c.tn.tolist() == [[1, 3]]
+    with pytest.raises(ValueError, match=r"pred \(1, 2, 2, 2\) vs target \(1, 1, 2, 2\)"):
+        multilabel_confusion_counts(pred, target[:, :1])
+    with pytest.raises(ValueError, match=r"\(N,C,H,W\).*\(2, 2, 2\)"):
+        multilabel_confusion_counts(pred[0], target[0])
+    with pytest.raises(ValueError, match="must be binary"):
+        multilabel_confusion_counts(pred, target * 2)
+
+
+# --- softmax accumulator ----------------------------------------------------------------------
+
+
+def test_softmax_golden() -> None:
+    acc = MultiClassAccumulator(3)
+    acc.update(_onehot_logits(PRED3[None], 3), TARGET3[None])
+    m = acc.result()
+    assert (m.mode, m.num_classes, m.background, m.foreground) == ("softmax", 3, 0, (1, 2))
+    assert {"tp": m.tp, "fp": m.fp, "fn": m.fn, "tn": m.tn} == GOLD3
+    # Dice 2tp/(2tp+fp+fn): 12/16, 6/9, 6/7; IoU tp/(tp+fp+fn): 6/10, 3/6, 3/4
+    assert m.dice == (12 / 16, 6 / 9, 6 / 7)
+    assert m.iou == (6 / 10, 3 / 6, 3 / 4)
+    assert m.precision == (6 / 8, 3 / 5, 1.0)
+    assert m.recall == (6 / 8, 3 / 4, 3 / 4)
+    # background (class 0) excluded from the means
+    assert m.mean_dice == pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)
+    assert m.mean_iou == pytest.approx((3 / 6 + 3 / 4) / 2, rel=1e-15)
+    assert m.accuracy == 12 / 16
+    assert m.loss == pytest.approx((12 * (LSE3 - 2.0) + 4 * LSE3) / 16, rel=1e-12)
+    assert m.threshold is None
+    assert m.dice_per_image == ((12 / 16,), (6 / 9,), (6 / 7,))
+    assert set(m.per_image) == set(MULTICLASS_PER_IMAGE_KEYS)
+    assert m.per_image["mean_dice"] == [pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)]
+    assert m.per_image["loss"] == [pytest.approx(m.loss, rel=1e-12)]
+    assert m.dice_per_image_mean == pytest.approx(m.mean_dice, rel=1e-15)
+
+
+def test_target_with_channel_axis_and_background_none() -> None:
+    acc = MultiClassAccumulator(3, background=None)
+    acc.update(_onehot_logits(PRED3[None], 3), TARGET3[None, None].astype(np.uint8))
+    m = acc.result()
+    assert m.background is None and m.foreground == (0, 1, 2)
+    assert m.mean_dice == pytest.approx((12 / 16 + 6 / 9 + 6 / 7) / 3, rel=1e-15)
+    other = MultiClassAccumulator(3, background=2)
+    other.update(_onehot_logits(PRED3[None], 3), TARGET3[None])
+    assert other.result().mean_dice == pytest.approx((12 / 16 + 6 / 9) / 2, rel=1e-15)
+
+
+def test_background_excluded_changes_mean() -> None:
+    # Perfect background, terrible foreground: including class 0 would inflate the mean.
+    target = np.zeros((1, 4, 4), int)
+    target[0, 0, 0] = 1
+    pred = np.zeros((1, 4, 4), int)
+    pred[0, 3, 3] = 1
+    acc = MultiClassAccumulator(2)
+    acc.update(_onehot_logits(pred, 2), target)
+    m = acc.result()
+    assert m.dice[1] == 0.0
+    assert m.mean_dice == 0.0
+    assert m.dice[0] == pytest.approx(28 / 30)
+
+
+def test_absent_class_empty_value() -> None:
+    # 4 classes, class 3 neither predicted nor labelled anywhere: denominator 0.
+    logits = _onehot_logits(PRED3[None], 4)
+    acc = MultiClassAccumulator(4)
+    acc.update(logits, TARGET3[None])
+    m = acc.result()
+    assert m.dice[3] == m.iou[3] == m.precision[3] == m.recall[3] == 1.0
+    assert (m.tp[3], m.fp[3], m.fn[3], m.tn[3]) == (0, 0, 0, 16)
+    assert m.mean_dice == pytest.approx((6 / 9 + 6 / 7 + 1.0) / 3, rel=1e-15)
+
+    nan_acc = MultiClassAccumulator(4, empty_value=float("nan"))
+    nan_acc.update(logits, TARGET3[None])
+    n = nan_acc.result()
+    assert math.isnan(n.dice[3]) and math.isnan(n.iou[3])
+    # NaN classes are skipped by the means
+    assert n.mean_dice == pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)
+    assert n.mean_iou == pytest.approx((3 / 6 + 3 / 4) / 2, rel=1e-15)
+    d = n.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["per_class"]["3"]["dice"] is None
+    assert d["per_class"]["3"]["dice_per_image"] == [None]
+    assert d["empty_value"] is None
+
+
+def test_all_classes_undefined_gives_nan_without_warning() -> None:
+    # Only background everywhere, predicted perfectly; NaN empty value: no foreground defined.
+    target = np.zeros((2, 3, 3), int)
+    acc = MultiClassAccumulator(3, empty_value=float("nan"))
+    acc.update(_onehot_logits(target, 3), target)
+    m = acc.result()
+    assert m.dice[0] == 1.0
+    assert math.isnan(m.mean_dice) and math.isnan(m.dice_per_image_mean)
+    d = m.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["mean_dice"] is None and d["per_image"]["mean_dice"] == [None, None]
+
+
+def _random_softmax(seed: int = 0, n: int = 10, c: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, size=(n, c, 8, 6)).astype(np.float32)
+    target = rng.integers(0, c, size=(n, 8, 6))
+    target[n // 2] = 0  # an image with background only
+    return logits, target
+
+
+def _random_sigmoid(seed: int = 0, n: int = 10, c: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, size=(n, c, 8, 6)).astype(np.float32)
+    target = (rng.random((n, c, 8, 6)) < 0.3).astype(np.uint8)
+    target[n // 2, 1] = 0  # channel 1 empty in one image
+    return logits, target
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+def test_batch_size_independence(mode: str) -> None:
+    logits, target = _random_softmax() if mode == "softmax" else _random_sigmoid()
+    c = logits.shape[1]
+    results = []
+    for bs in (1, 2, 5):
+        acc = MultiClassAccumulator(c, mode=mode)  # type: ignore[arg-type]
+        for start in range(0, len(logits), bs):
+            acc.update(logits[start : start + bs], target[start : start + bs])
+        results.append(acc.result().to_dict())
+    assert results[0] == results[1] == results[2]
+    assert results[0]["n_images"] == 10
+
+
+def test_softmax_aggregates_match_direct_computation() -> None:
+    logits, target = _random_softmax(seed=1)
+    acc = MultiClassAccumulator(4)
+    acc.update(logits, target)
+    m = acc.result()
+    pred = logits.argmax(axis=1)
+    assert m.accuracy == np.mean(pred == target)
+    for k in range(4):
+        tp = np.sum((pred == k) & (target == k))
+        fp = np.sum((pred == k) & (target != k))
+        fn = np.sum((pred != k) & (target == k))
+        assert m.dice[k] == 2 * tp / (2 * tp + fp + fn)
+    x = logits.astype(np.float64)
+    p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    ce = -np.log(np.take_along_axis(p, target[:, None], axis=1))
+    assert m.loss == pytest.approx(ce.mean(), rel=1e-9)
+    assert m.per_image["loss"] == pytest.approx(ce.reshape(10, -1).mean(axis=1), rel=1e-9)
+
+
+def test_two_class_softmax_matches_binary_accumulator() -> None:
+    # Logits [0, x] under softmax give p(class 1) = sigmoid(x) and argmax 1 iff x > 0, the
+    # binary rule at threshold 0.5, so every binary score must agree.
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 2, size=(6, 1, 7, 5)).astype(np.float32)
+    target = (rng.random((6, 1, 7, 5)) < 0.4).astype(np.uint8)
+    binary = SegmentationAccumulator()
+    binary.update(x, target)
+    b = binary.result()
+    acc = MultiClassAccumulator(2)
+    acc.update(np.concatenate([np.zeros_like(x), x], axis=1), target)
+    m = acc.result()
+    assert (m.tp[1], m.fp[1], m.fn[1], m.tn[1]) == (b.tp, b.fp, b.fn, b.tn)
+    assert m.mean_dice == m.dice[1] == b.dice
+    assert m.iou[1] == b.iou
+    assert m.accuracy == b.accuracy
+    assert m.loss == pytest.approx(b.loss, rel=1e-12)
+    assert m.dice_per_image[1] == tuple(b.per_image["dice"])
+
+
+# --- sigmoid accumulator ----------------------------------------------------------------------
+
+# Golden 3-channel (e.g. stomach, large bowel, small bowel) 2x3 image.
+SIG_TARGET = np.array(
+    [
+        [[1, 1, 0], [0, 0, 0]],  # ch 0
+        [[0, 0, 0], [0, 0, 0]],  # ch 1: organ absent
+        [[0, 0, 1], [1, 1, 1]],  # ch 2
+    ],
+    dtype=np.uint8,
+)
+SIG_PRED = np.array(
+    [
+        [[1, 0, 0], [0, 0, 0]],  # ch 0: tp 1 (r0c0), fp 0, fn 1 (r0c1), tn 4
+        [[0, 0, 0], [0, 0, 0]],  # ch 1: tp 0, fp 0, fn 0, tn 6 -> empty
+        [[0, 1, 1], [1, 1, 0]],  # ch 2: tp 3 (r0c2, r1c0, r1c1), fp 1 (r0c1), fn 1 (r1c2), tn 1
+    ],
+    dtype=bool,
+)
+# wrong channel-pixels: 1 + 0 + 2 = 3 of 18
+
+
+def test_sigmoid_golden() -> None:
+    acc = MultiClassAccumulator(
+        3, mode="sigmoid", class_names=["stomach", "large_bowel", "small_bowel"]
+    )
+    acc.update(_pm2(SIG_PRED[None]), SIG_TARGET[None])
+    m = acc.result()
+    assert (m.mode, m.background, m.foreground, m.threshold) == ("sigmoid", None, (0, 1, 2), 0.5)
+    assert m.tp == (1, 0, 3) and m.fp == (0, 0, 1) and m.fn == (1, 0, 1) and m.tn == (4, 6, 1)
+    # Dice: 2/3, empty -> 1.0, 6/8
+    assert m.dice == (2 / 3, 1.0, 6 / 8)
+    assert m.iou == (1 / 2, 1.0, 3 / 5)
+    assert m.precision == (1.0, 1.0, 3 / 4)
+    assert m.recall == (1 / 2, 1.0, 3 / 4)
+    assert m.mean_dice == pytest.approx((2 / 3 + 1.0 + 6 / 8) / 3, rel=1e-15)
+    assert m.mean_iou == pytest.approx((1 / 2 + 1.0 + 3 / 5) / 3, rel=1e-15)
+    # mean over channels of per-channel accuracy: (5/6 + 6/6 + 4/6) / 3 = 15/18
+    assert m.accuracy == pytest.approx(15 / 18, rel=1e-15)
+    assert m.loss == pytest.approx((15 * RIGHT + 3 * WRONG) / 18, rel=1e-12)
+    assert m.class_name(2) == "small_bowel"
+    d = m.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["class_names"] == ["stomach", "large_bowel", "small_bowel"]
+    assert d["per_class"]["1"]["name"] == "large_bowel"
+    assert d["per_class"]["2"]["tp"] == 3
+
+
+def test_sigmoid_threshold_and_single_channel_matches_binary() -> None:
+    # logit 2 is sigmoid 0.88: below a 0.9 threshold, so nothing is predicted.
+    acc = MultiClassAccumulator(3, mode="sigmoid", threshold=0.9)
+    acc.update(_pm2(SIG_PRED[None]), SIG_TARGET[None])
+    m = acc.result()
+    assert m.tp == (0, 0, 0) and m.fn == (2, 0, 4) and m.threshold == 0.9
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, size=(4, 1, 5, 5)).astype(np.float32)
+    target = (rng.random((4, 1, 5, 5)) < 0.4).astype(np.uint8)
+    binary = SegmentationAccumulator()
+    binary.update(x, target, threshold=0.3)
+    b = binary.result()
+    one = MultiClassAccumulator(1, mode="sigmoid", threshold=0.3)
+    one.update(x, target)
+    o = one.result()
+    assert (o.dice[0], o.iou[0], o.accuracy) == (b.dice, b.iou, b.accuracy)
+    assert o.loss == pytest.approx(b.loss, rel=1e-12)
+    assert list(o.dice_per_image[0]) == b.per_image["dice"]
+
+
+# --- predictions and disagreement -------------------------------------------------------------
+
+
+def test_softmax_predictions_and_label_disagreement() -> None:
+    logits, target = _random_softmax(seed=4, n=5)
+    acc = MultiClassAccumulator(4, keep_predictions=True)
+    acc.update(logits[:2], target[:2])
+    acc.update(logits[2:], target[2:])
+    pred = acc.predictions()
+    assert pred.shape == (5, 8, 6) and pred.dtype == np.uint8
+    np.testing.assert_array_equal(pred, logits.argmax(axis=1))
+    share = label_disagreement(pred, target)
+    np.testing.assert_allclose(share, 1.0 - (pred == target).reshape(5, -1).mean(axis=1))
+    assert label_disagreement(pred, pred).tolist() == [0.0] * 5
+    # the binary disagreement refuses label maps with more than two classes
+    with pytest.raises(ValueError, match="must be binary"):
+        disagreement(pred, target)
+
+
+def test_sigmoid_predictions_and_label_disagreement() -> None:
+    logits, target = _random_sigmoid(seed=5, n=4)
+    acc = MultiClassAccumulator(3, mode="sigmoid", keep_predictions=True)
+    acc.update(logits, target)
+    pred = acc.predictions()
+    assert pred.shape == (4, 3, 8, 6) and pred.dtype == np.bool_
+    other = pred.copy()
+    other[0, 0, 0, 0] = ~other[0, 0, 0, 0]
+    other[0, 1, 0, 0] = ~other[0, 1, 0, 0]  # same pixel, second channel: still one pixel
+    other[1, 2, 3, 3] = ~other[1, 2, 3, 3]
+    assert label_disagreement(pred, other).tolist() == [1 / 48, 1 / 48, 0.0, 0.0]
+    # the binary disagreement counts channel-pixels instead
+    assert disagreement(pred, other).tolist() == [2 / 144, 1 / 144, 0.0, 0.0]
+    # a single-channel mask gives the same as the binary disagreement
+    np.testing.assert_array_equal(
+        label_disagreement(pred[:, :1], other[:, :1]), disagreement(pred[:, :1], other[:, :1])
+    )
+
+
+def test_predictions_edge_cases() -> None:
+    assert MultiClassAccumulator(3, keep_predictions=True).predictions().shape == (0, 0, 0)
+    empty = MultiClassAccumulator(3, mode="sigmoid", keep_predictions=True).predictions()
+    assert empty.shape == (0, 3, 0, 0) and empty.dtype == np.bool_
+    with pytest.raises(RuntimeError, match="keep_predictions=True"):
+        MultiClassAccumulator(3).predictions()
+    acc = MultiClassAccumulator(3, keep_predictions=True)
+    acc.update(np.zeros((1, 3, 4, 4), np.float32), np.zeros((1, 4, 4), int))
+    acc.update(np.zeros((1, 3, 2, 2), np.float32), np.zeros((1, 2, 2), int))
+    with pytest.raises(ValueError, match="different sizes"):
+        acc.predictions()
+    assert len(acc) == 2
+    acc.reset()
+    assert len(acc) == 0
+
+
+def test_label_disagreement_errors() -> None:
+    a = np.zeros((2, 4, 4), int)
+    with pytest.raises(ValueError, match=r"pred_a \(2, 4, 4\) vs pred_b \(2, 4, 3\)"):
+        label_disagreement(a, a[:, :, :3])
+    with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
+        label_disagreement(a[0], a[0])
+    with pytest.raises(ValueError, match="dtype float64"):
+        label_disagreement(a.astype(float), a.astype(float))
+    assert np.isnan(label_disagreement(np.zeros((2, 0, 4), int), np.zeros((2, 0, 4), int))).all()
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_update_shape_errors_name_shapes() -> None:
+    acc = MultiClassAccumulator(3)
+    with pytest.raises(ValueError, match=r"\(N,3,H,W\).*logits \(1, 2, 4, 4\).*\(1, 4, 4\)"):
+        acc.update(np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 4, 4), int))
+    with pytest.raises(ValueError, match=r"logits \(1, 3, 4, 4\), got target \(1, 4, 3\)"):
+        acc.update(np.zeros((1, 3, 4, 4), np.float32), np.zeros((1, 4, 3), int))
+    with pytest.raises(ValueError, match=r"got target \(1, 3, 4, 4\)"):
+        acc.update(np.zeros((1, 3, 4, 4), np.float32), np.zeros((1, 3, 4, 4), int))
+    with pytest.raises(ValueError, match="dtype int64"):
+        acc.update(np.zeros((1, 3, 4, 4), np.int64), np.zeros((1, 4, 4), int))
+    sig = MultiClassAccumulator(3, mode="sigmoid")
+    with pytest.raises(ValueError, match=r"logits \(1, 3, 4, 4\) vs target \(1, 4, 4\)"):
+        sig.update(np.zeros((1, 3, 4, 4), np.float32), np.zeros((1, 4, 4), int))
+    with pytest.raises(ValueError, match="must be binary"):
+        sig.update(np.zeros((1, 3, 4, 4), np.float32), np.full((1, 3, 4, 4), 2))
+    assert len(acc) == 0 and len(sig) == 0  # failed updates add nothing
+
+
+def test_update_label_out_of_range_names_max_label() -> None:
+    acc = MultiClassAccumulator(3)
+    target = TARGET3[None].copy()
+    target[0, 1, 1] = 5
+    with pytest.raises(
+        ValueError, match=r"target of shape \(1, 4, 4\).*\[0, 3\).*max label found 5"
+    ):
+        acc.update(_onehot_logits(PRED3[None], 3), target)
+    assert len(acc) == 0
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_raise_model_output_error(mode: str, bad: float) -> None:
+    acc = MultiClassAccumulator(3, mode=mode)  # type: ignore[arg-type]
+    logits = np.zeros((2, 3, 4, 4), np.float32)
+    logits[1, 2, 0, 0] = bad
+    target = np.zeros((2, 4, 4), int) if mode == "softmax" else np.zeros((2, 3, 4, 4), int)
+    with pytest.raises(ModelOutputError, match=r"\(2, 3, 4, 4\) has 1 non-finite values"):
+        acc.update(logits, target)
+    assert len(acc) == 0
+
+
+def test_constructor_errors() -> None:
+    with pytest.raises(ValueError, match="mode must be"):
+        MultiClassAccumulator(3, mode="argmax")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 2"):
+        MultiClassAccumulator(1)
+    with pytest.raises(ValueError, match="must be an int"):
+        MultiClassAccumulator(3.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="background 3 out of range for 3 classes"):
+        MultiClassAccumulator(3, background=3)
+    with pytest.raises(ValueError, match="only class"):
+        MultiClassAccumulator(1, mode="sigmoid", background=0)
+    with pytest.raises(ValueError, match="background must be"):
+        MultiClassAccumulator(3, background="bg")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        MultiClassAccumulator(3, mode="sigmoid", threshold=1.0)
+    with pytest.raises(ValueError, match="class_names must be 3 strings"):
+        MultiClassAccumulator(3, class_names=["a", "b"])
+    with pytest.raises(RuntimeError, match="no images accumulated"):
+        MultiClassAccumulator(3).result()
+    # an explicit background in sigmoid mode excludes that channel from the means
+    sig = MultiClassAccumulator(3, mode="sigmoid", background=1)
+    assert sig.foreground == (0, 2)
+
+
+def test_to_dict_is_strict_json() -> None:
+    logits, target = _random_softmax(seed=6, n=3)
+    acc = MultiClassAccumulator(4, class_names=["bg", "a", "b", "c"])
+    acc.update(logits, target)
+    d = acc.result().to_dict()
+    text = json.dumps(d, allow_nan=False)
+    back = json.loads(text)
+    assert back == d
+    assert list(d["per_class"]) == ["0", "1", "2", "3"]
+    assert d["per_class"]["0"]["foreground"] is False and d["per_class"]["1"]["foreground"]
+    assert d["per_class"]["1"]["name"] == "a"
+    assert len(d["per_class"]["2"]["dice_per_image"]) == 3
+    assert set(d["per_image"]) == set(MULTICLASS_PER_IMAGE_KEYS)
+    assert d["mode"] == "softmax" and d["threshold"] is None and d["background"] == 0
+    assert d["foreground"] == [1, 2, 3]
+    for key in ("dice", "iou", "tp", "dice_per_image"):
+        assert key not in d  # per-class values live under per_class only
+    for v in (d["mean_dice"], d["mean_iou"], d["accuracy"], d["loss"]):
+        assert isinstance(v, float)
+    assert isinstance(d["n_images"], int)
