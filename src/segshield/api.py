@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segshield.audits import AuditReport
-from segshield.errors import ReportError
+from segshield.errors import ReportError, SegShieldError
 from segshield.gate import GateResult, Policy, evaluate
 from segshield.reports import (
     read_report,
@@ -22,7 +22,8 @@ from segshield.reports import (
 )
 
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
-    from segshield.audits import AuditConfig
+    from segshield.audits import AuditConfig, ClassifierAuditConfig, ClassifierAuditReport
+    from segshield.data import SegDataset
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -106,3 +107,45 @@ def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateRes
     """Evaluate a policy against a report.json written earlier."""
     report = read_report(report_path)
     return report, evaluate(report, policy)
+
+
+def audit_classifier(
+    config: ClassifierAuditConfig,
+    segmentation_data: SegDataset,
+    out_dir: Path,
+    *,
+    weights: Path | None = None,
+    patch: int = 32,
+    stride: int = 32,
+    limit: int | None = None,
+    command: str = "",
+) -> tuple[ClassifierAuditReport, dict[str, Path]]:
+    """Cut labelled patches from segmentation data, attack the classifier, write the reports
+    (classifier_report.json, .md, .html)."""
+    from segshield.attacks import ATTACKS
+    from segshield.audits import model_info_from_loaded, run_classifier_audit
+    from segshield.data import patch_classification_from_segmentation
+    from segshield.models import ModelSpec, load_model
+    from segshield.reports import render_classifier_html, render_classifier_markdown
+    from segshield.training import bundled_patch_classifier
+
+    unknown = [a for a in config.attacks if a not in ATTACKS]
+    if unknown:
+        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
+    loaded = (
+        bundled_patch_classifier() if weights is None else load_model(ModelSpec(weights=weights))
+    )
+    data = patch_classification_from_segmentation(segmentation_data, patch=patch, stride=stride)
+    data = data.subset(limit)
+    report = run_classifier_audit(
+        loaded.module, data, config, model_info=model_info_from_loaded(loaded), command=command
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"json": write_json(report, out_dir / "classifier_report.json")}
+    for fmt, name, fn in (
+        ("md", "classifier_report.md", render_classifier_markdown),
+        ("html", "classifier_report.html", render_classifier_html),
+    ):
+        files[fmt] = out_dir / name
+        files[fmt].write_text(fn(report))
+    return report, files

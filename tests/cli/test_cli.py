@@ -219,3 +219,28 @@ def test_audit_writes_every_format_and_report_rerenders_it(cli_audit, fmt: str, 
 def test_report_unknown_format_exits_2(cli_audit) -> None:
     res = runner.invoke(app, ["report", str(cli_audit.out_dir / "report.json"), "--format", "pdf"])
     assert res.exit_code == 2 and "unknown report format 'pdf'" in res.output
+
+
+def test_audit_classifier_writes_reports(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "audit-classifier",
+            "--out",
+            str(tmp_path),
+            "--limit",
+            "8",
+            "--attacks",
+            "fgsm",
+            "--epsilons",
+            "0,0.3",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "classifier_report.json").read_text())
+    assert report["kind"] == "segshield.classifier_audit"
+    eps0 = next(c for c in report["cells"] if c["epsilon"] == 0)
+    assert eps0["accuracy"] == report["clean"]["accuracy"]
+    assert (tmp_path / "classifier_report.html").read_text().count("<svg") >= 2
+    bad = runner.invoke(app, ["audit-classifier", "--out", str(tmp_path), "--attacks", "nope"])
+    assert bad.exit_code == 2 and "unknown attack" in bad.output

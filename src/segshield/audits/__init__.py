@@ -19,6 +19,14 @@ from segshield.audits.results import (
 )
 
 _LAZY = {
+    "ClassifierAuditConfig": "classify",
+    "ClassifierAuditReport": "classify",
+    "ClassifierCell": "classify",
+    "run_classifier_audit": "classify",
+    "model_info_from_loaded": "classify",
+    "SEED_CLASSIFIER_EPSILONS": "classify",
+    "DEFAULT_CLASSIFIER_ATTACKS": "classify",
+    "CLASSIFIER_REPORT_KIND": "classify",
     "ADVUNET_EPSILONS": "config",
     "DEFAULT_ATTACKS": "config",
     "DEFAULT_ENGINES": "config",
@@ -39,18 +47,26 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ADVUNET_EPSILONS",
+    "CLASSIFIER_REPORT_KIND",
     "DEFAULT_ATTACKS",
+    "DEFAULT_CLASSIFIER_ATTACKS",
     "DEFAULT_ENGINES",
     "DEFAULT_EPSILONS",
     "DEFAULT_LOSSES",
     "ENGINES",
     "SCHEMA_VERSION",
+    "SEED_CLASSIFIER_EPSILONS",
     "SOURCE_ENGINE",
     "AuditCell",
     "AuditConfig",
     "AuditReport",
+    "ClassifierAuditConfig",
+    "ClassifierAuditReport",
+    "ClassifierCell",
     "EngineEval",
     "EngineRecord",
     "load_audit_data",
+    "model_info_from_loaded",
     "run_audit",
+    "run_classifier_audit",
 ]

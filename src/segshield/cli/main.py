@@ -286,6 +286,64 @@ def audit(
     raise typer.Exit(EXIT_OK)
 
 
+@app.command("audit-classifier")
+def audit_classifier(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("segshield-classifier-out"),
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="A classifier model card .json (default: the bundled patch CNN)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Your segmentation data to cut into labelled patches.")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
+    split: Annotated[str, typer.Option(help="Bundled split: test or train.")] = "test",
+    patch: Annotated[int, typer.Option(min=8, help="Patch side in pixels.")] = 32,
+    stride: Annotated[int, typer.Option(min=1)] = 32,
+    limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N patches.")] = None,
+    attacks: Annotated[str, typer.Option(help="Comma list of attacks.")] = "fgsm,bim,pgd",
+    epsilons: Annotated[
+        str, typer.Option(help="Comma list, or 'seed' (0 .. 8/255 and 0.05 .. 0.3).")
+    ] = "seed",
+    steps: Annotated[int, typer.Option(min=1)] = 10,
+    seed: int = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε."""
+    setup_logging(verbose)
+    from segshield.api import audit_classifier as run
+
+    with error_boundary():
+        from segshield.audits import SEED_CLASSIFIER_EPSILONS, ClassifierAuditConfig
+
+        eps = SEED_CLASSIFIER_EPSILONS if epsilons == "seed" else _epsilons(epsilons)
+        cfg = ClassifierAuditConfig(
+            attacks=_split_list(attacks), epsilons=eps, steps=steps, seed=seed
+        )
+        ds = _dataset(data, dataset, split, 128)
+        report, files = run(
+            cfg,
+            ds,
+            out,
+            weights=weights,
+            patch=patch,
+            stride=stride,
+            limit=limit,
+            command=_command_line(ctx),
+        )
+    clean = report.clean.get("accuracy") if isinstance(report.clean, dict) else None
+    console.print(
+        f"classifier audit: {report.dataset.get('n_images')} patches, clean accuracy "
+        f"{clean if clean is None else f'{100 * clean:.2f}%'}; wrote "
+        + ", ".join(str(p) for p in files.values())
+    )
+    for cell in report.cells:
+        if cell.status != "ok":
+            console.print(f"[red]{cell.attack} ε={cell.epsilon:g}: {cell.error}[/]")
+    raise typer.Exit(EXIT_OK)
+
+
 @app.command()
 def gate(
     report: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],

@@ -21,6 +21,7 @@ from torch import nn
 
 from segshield.errors import ModelLoadError
 from segshield.models.card import ModelCard
+from segshield.models.classifier import SmallCNN
 from segshield.models.unet import UNet, UNetConfig
 
 log = logging.getLogger(__name__)
@@ -178,10 +179,20 @@ def bundled_model_dir() -> Path:
 
 
 def model_from_card(card_path: Path) -> LoadedModel:
-    """A segshield U-Net from its model card and the safetensors file the card names."""
+    """A segshield model (U-Net or SmallCNN classifier) from its model card and the
+    safetensors file the card names."""
     card = ModelCard.read(card_path)
+    kind = card.architecture.get("architecture", "unet")
     arch = {k: v for k, v in card.architecture.items() if k != "architecture"}
-    module = UNet(UNetConfig(**arch))
+    try:
+        if kind == "unet":
+            module: nn.Module = UNet(UNetConfig(**arch))
+        elif kind == "small_cnn":
+            module = SmallCNN(**arch)
+        else:
+            raise ModelLoadError(f"{card_path}: unknown architecture {kind!r}")
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{card_path}: bad architecture {card.architecture!r}: {exc}") from exc
     weights = Path(card_path).parent / card.weights_file
     _load_state(module, state_dict_from_file(weights), weights)
     return LoadedModel(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from segshield.reports.classify import (
+    CLASSIFIER_SECTION_IDS,
+    render_classifier_html,
+    render_classifier_markdown,
+)
 from segshield.reports.csvfile import CSV_COLUMNS, render_csv
 from segshield.reports.format import MISSING, format_epsilon
 from segshield.reports.html import SECTION_IDS, render_html
@@ -11,11 +16,14 @@ from segshield.reports.markdown import render_markdown
 from segshield.reports.summary import render_pr_summary
 
 __all__ = [
+    "CLASSIFIER_SECTION_IDS",
     "CSV_COLUMNS",
     "MISSING",
     "SECTION_IDS",
     "format_epsilon",
     "read_report",
+    "render_classifier_html",
+    "render_classifier_markdown",
     "render_csv",
     "render_html",
     "render_junit",

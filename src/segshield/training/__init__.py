@@ -1,6 +1,29 @@
-"""Training workflow (beside the audit pipeline): fit the seed U-Net on a dataset, write
-safetensors weights and a JSON model card."""
+"""Training workflows (beside the audit pipeline): the seed U-Net and the patch classifier;
+each writes safetensors weights and a JSON model card."""
 
+from segshield.training.classifier import (
+    BUNDLED_CLASSIFIER,
+    ClassifierTrainConfig,
+    ClassifierTrainResult,
+    bundled_patch_classifier,
+    classifier_from_card,
+    evaluate_classifier,
+    train_nuclei_patch_classifier,
+    train_patch_classifier,
+)
 from segshield.training.train import TrainConfig, TrainResult, augment, train
 
-__all__ = ["TrainConfig", "TrainResult", "augment", "train"]
+__all__ = [
+    "BUNDLED_CLASSIFIER",
+    "ClassifierTrainConfig",
+    "ClassifierTrainResult",
+    "TrainConfig",
+    "TrainResult",
+    "augment",
+    "bundled_patch_classifier",
+    "classifier_from_card",
+    "evaluate_classifier",
+    "train",
+    "train_nuclei_patch_classifier",
+    "train_patch_classifier",
+]
