@@ -24,6 +24,7 @@ from segshield.reports import (
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
     from segshield.audits import AuditConfig, ClassifierAuditConfig, ClassifierAuditReport
     from segshield.data import SegDataset
+    from segshield.models import ModelSpec
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -98,8 +99,9 @@ def audit(
         verdict = evaluate(report, policy)
         report.verdict = verdict.to_dict()
     files = write_reports(report, config.out_dir)
-    if "onnxruntime" in config.engines and (config.out_dir / "model.onnx").is_file():
-        files["onnx"] = config.out_dir / "model.onnx"
+    manifest = config.out_dir / "engines" / "manifest.json"
+    if manifest.is_file():
+        files["engines"] = manifest
     return AuditOutcome(report, verdict, files)
 
 
@@ -149,3 +151,117 @@ def audit_classifier(
         files[fmt] = out_dir / name
         files[fmt].write_text(fn(report))
     return report, files
+
+
+def export_engines(
+    spec: ModelSpec,
+    engines: tuple[str, ...],
+    out_dir: Path,
+    *,
+    data: Path | None = None,
+    calibration_data: Path | None = None,
+    calibration_method: str = "minmax",
+    size: int = 128,
+) -> tuple[list, Path]:
+    """Build engines from the source model into `out_dir` and write manifest.json."""
+    from segshield.data import bundled_dataset, dataset_from_path
+    from segshield.engines import BuildOptions, build_engines, write_manifest
+    from segshield.models import load_model
+
+    loaded = load_model(spec)
+    sz = (size, size)
+    sample = dataset_from_path(data, size=sz) if data else bundled_dataset("nuclei", "test", sz)
+    calib = (
+        dataset_from_path(calibration_data, size=sz)
+        if calibration_data
+        else bundled_dataset("nuclei", "train", sz)
+    )
+    try:
+        options = BuildOptions(
+            calibration_method=calibration_method, calibration_source=calib.source
+        )
+        built = build_engines(
+            list(engines),
+            loaded.module,
+            calib.images,
+            out_dir,
+            sample=sample.images,
+            options=options,
+        )
+    except ValueError as exc:
+        raise SegShieldError(str(exc)) from exc
+    return built, write_manifest(built, out_dir)
+
+
+def run_bench(
+    out_dir: Path,
+    *,
+    engines: tuple[str, ...],
+    engines_dir: Path | None,
+    batch_sizes: tuple[int, ...],
+    attacks: tuple[str, ...],
+    steps: int,
+    warmup_s: float,
+    min_iters: int,
+    min_duration_s: float,
+) -> tuple[dict, dict[str, Path]]:
+    """Latency of each engine at each batch size and attack throughput; bench.json + .md."""
+    import json
+
+    from segshield.attacks import ATTACKS, get_attack
+    from segshield.bench import (
+        attack_throughput_table,
+        bench_engines,
+        latency_table,
+        measure_attack_throughput,
+    )
+    from segshield.data import bundled_dataset
+    from segshield.engines import runners_from_manifest
+    from segshield.models import ModelSpec, bundled_model
+
+    loaded = bundled_model()
+    test = bundled_dataset("nuclei", "test")
+    if engines_dir is not None:
+        built = runners_from_manifest(engines_dir, loaded.module)
+    else:
+        built, _ = export_engines(ModelSpec(), engines, out_dir / "engines")
+    runners = [b.runner for b in built if b.ok]
+    latency = bench_engines(
+        runners,
+        test.images,
+        batch_sizes,
+        warmup_s=warmup_s,
+        min_iters=min_iters,
+        min_duration_s=min_duration_s,
+    )
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
+    masks = test.masks.astype("float32")
+    throughput = []
+    for name in attacks:
+        opts = {"steps": steps} if "steps" in ATTACKS[name].param_names() else {}
+
+        def factory(m, name=name, opts=opts):
+            return get_attack(name, m, "bce", 4 / 255, **opts)
+
+        throughput.append(measure_attack_throughput(loaded.module, factory, test.images, masks))
+    result = {
+        "schema_version": 1,
+        "kind": "segshield.bench",
+        "engines": [b.record.to_dict() for b in built],
+        "latency": latency,
+        "attack_throughput": throughput,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "bench.json"
+    json_path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    md_path = out_dir / "bench.md"
+    md_path.write_text(
+        "# segshield bench\n\n## Engine latency\n\n"
+        + latency_table(latency)
+        + "\n\n## Attack throughput\n\n"
+        + attack_throughput_table(throughput)
+        + "\n"
+    )
+    return result, {"json": json_path, "markdown": md_path}

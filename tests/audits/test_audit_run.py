@@ -13,19 +13,40 @@ from segshield.audits import AuditConfig, AuditReport, run_audit
 from segshield.errors import DataError, ModelOutputError
 from segshield.models import ModelSpec
 
-FAST = {"limit": 2, "epsilons": (2 / 255, 8 / 255), "steps": 2, "engines": ("pytorch",)}
+FAST = {
+    "limit": 2,
+    "epsilons": (2 / 255, 8 / 255),
+    "steps": 2,
+    "engines": ("pytorch",),
+    "bench": False,
+}
 
 
 def test_e2e_report_is_complete(cli_audit) -> None:
-    """The CLI run (conftest) audited PyTorch and a real ONNX Runtime session."""
+    """The CLI run (conftest) audited PyTorch and the real CPU engine matrix."""
     report = AuditReport.from_dict(cli_audit.report)
     assert report.schema_version == 1
     assert [c.id for c in report.cells] == [
         f"{a}/bce/{e:.6g}" for a in ("fgsm", "bim", "pgd") for e in (2 / 255, 8 / 255)
     ]
-    ort = next(e for e in report.engines if e.name == "onnxruntime")
-    assert ort.status == "ok" and ort.providers == ["CPUExecutionProvider"]
-    assert ort.parity["max_abs_diff"] < 1e-4
+    engines = {e.name: e for e in report.engines}
+    assert list(engines) == ["pytorch", "ort-fp32", "ort-fp16", "ort-int8", "aoti-fp32"]
+    assert all(e.status == "ok" for e in engines.values()), [e.reason for e in engines.values()]
+    for name in ("ort-fp32", "ort-fp16", "ort-int8"):
+        assert engines[name].providers == ["CPUExecutionProvider"]
+        assert engines[name].notes and len(engines[name].sha256) == 64
+    # clean parity with the source, per precision
+    assert engines["ort-fp32"].parity["prob_max_abs_err"] < 1e-5
+    assert engines["aoti-fp32"].parity["prob_max_abs_err"] < 1e-5
+    assert engines["ort-fp16"].parity["flip_share"] < 1e-3
+    assert engines["ort-int8"].parity["flip_share"] < 0.02
+    assert any("FP32" in n or "fp32" in n.lower() for n in engines["ort-fp16"].notes)
+    assert report.build["calibration"]["source"] == "bundled:nuclei/train"
+    # latency of every engine at batch 1 and 8
+    assert {(r["engine"], r["batch_size"]) for r in report.latency} == {
+        (e, b) for e in engines for b in (1, 8)
+    }
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in report.latency)
     prov = report.provenance
     for key in ("weights_sha256", "onnx_sha256", "data_sha256"):
         assert len(prov[key]) == 64, key
@@ -35,10 +56,14 @@ def test_e2e_report_is_complete(cli_audit) -> None:
         assert cell.status == "ok", cell.error
         assert cell.perturbation["linf_max"] <= cell.epsilon + 1e-6
         assert 0.0 < cell.perturbation["ssim_mean"] <= 1.0
-        src, eng = cell.engines["pytorch"], cell.engines["onnxruntime"]
+        src, eng = cell.engines["pytorch"], cell.engines["ort-fp32"]
         # FP32 ORT replays the adversarial images almost exactly like the source.
         assert eng.disagreement < 1e-3
         assert abs(eng.metrics["dice"] - src.metrics["dice"]) < 1e-2
+        for name in ("ort-fp16", "ort-int8", "aoti-fp32"):
+            ev = cell.engines[name]
+            assert ev.status == "ok" and 0.0 <= ev.fooled_source_only <= 1.0
+            assert 0.0 <= ev.fooled_engine_only <= 1.0
         assert len(src.per_image["dice"]) == 2
     pgd8 = next(c for c in report.cells if c.attack == "pgd" and c.epsilon > 0.03)
     # bootstrap CIs bracket the point estimate; attack success has a paired CI
@@ -63,6 +88,9 @@ def test_e2e_report_is_complete(cli_audit) -> None:
     clean_dice = report.clean["pytorch"].metrics["dice"]
     assert pgd8.engines["pytorch"].metrics["dice"] < clean_dice
     assert pgd8.engines["pytorch"].attack_success > 0.0
+    # transfer ratio = engine AS / source AS; FP32 engines transfer the attack fully
+    assert pgd8.engines["ort-fp32"].transfer_ratio == pytest.approx(1.0, abs=0.01)
+    assert pgd8.engines["ort-int8"].transfer_ratio is not None
 
 
 def test_metrics_do_not_depend_on_batch_size(tmp_path: Path) -> None:
@@ -96,13 +124,17 @@ def test_a_failing_cell_loses_nothing_else(tmp_path: Path, monkeypatch) -> None:
 
 def test_unavailable_engine_is_reported_not_faked(tmp_path: Path) -> None:
     cfg = AuditConfig(
-        tmp_path, attacks=("fgsm",), **{**FAST, "engines": ("pytorch", "onnxruntime-cuda")}
+        tmp_path,
+        attacks=("fgsm",),
+        **{**FAST, "engines": ("pytorch", "onnxruntime-cuda", "tensorrt-fp16")},
     )
     report = run_audit(cfg)
-    cuda = next(e for e in report.engines if e.name == "onnxruntime-cuda")
+    cuda = next(e for e in report.engines if e.name == "ort-cuda")  # alias resolved
+    trt = next(e for e in report.engines if e.name == "tensorrt-fp16")
+    assert trt.status == "unavailable" and "tensorrt" in trt.reason.lower()
     assert cuda.status == "unavailable"
     assert "CUDAExecutionProvider" in cuda.reason
-    assert report.clean["onnxruntime-cuda"].status == "error"
+    assert report.clean["ort-cuda"].status == "error"
     assert all(c.engines["pytorch"].status == "ok" for c in report.cells)
 
 

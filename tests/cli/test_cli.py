@@ -21,11 +21,11 @@ def _policy(tmp_path: Path, body: str) -> Path:
 
 def test_audit_prints_summary_and_writes_reports(cli_audit) -> None:
     assert cli_audit.exit_code == 0, cli_audit.output
-    assert "engine onnxruntime: runs on CPUExecutionProvider" in cli_audit.output
-    assert "segshield audit" in cli_audit.output and "pgd" in cli_audit.output
-    for name in ("report.json", "report.md", "model.onnx"):
+    assert "engine ort-int8: runs on CPUExecutionProvider" in cli_audit.output
+    assert "Dice (%) of unet_nuclei" in cli_audit.output and "pgd" in cli_audit.output
+    for name in ("report.json", "report.md", "engines/model.onnx", "engines/manifest.json"):
         assert (cli_audit.out_dir / name).is_file(), name
-    assert not (cli_audit.out_dir / "model.onnx.data").exists()
+    assert not (cli_audit.out_dir / "engines" / "model.onnx.data").exists()
     md = (cli_audit.out_dir / "report.md").read_text()
     assert "8/255" in md and "Dice" in md
     assert cli_audit.report["provenance"]["command"].startswith("segshield audit")

@@ -32,6 +32,7 @@ def test_workflow_commands_run(tmp_path: Path, monkeypatch) -> None:
     # A settings file keeps the audit small; the commands themselves are the workflow's.
     (tmp_path / "segshield.toml").write_text(
         '[audit]\nlimit = 1\nepsilons = ["2/255", "8/255"]\nsteps = 2\nn_boot = 50\n'
+        'engines = ["pytorch", "ort-fp32"]\nbench = false\n'
     )
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

@@ -59,3 +59,48 @@ def unet_onnx(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
 def batch() -> np.ndarray:
     """Six seeded float32 images (6,3,32,32) in [0,1]."""
     return np.random.default_rng(3).random((6, 3, 32, 32), dtype=np.float32)
+
+
+# ----------------------------------------------------------- bundled model and real images
+
+
+@pytest.fixture(scope="session")
+def bundled_unet() -> nn.Module:
+    """The bundled 481k-parameter nuclei U-Net (1x128x128 -> 1 logit channel), eval mode."""
+    from segshield.models import bundled_model
+
+    return bundled_model().module.eval()
+
+
+@pytest.fixture(scope="session")
+def nuclei_train():
+    """Real nuclei training tiles: calibration images (12, 1, 128, 128) in [0,1]."""
+    from segshield.data import bundled_dataset
+
+    return bundled_dataset("nuclei", "train")
+
+
+@pytest.fixture(scope="session")
+def nuclei_test():
+    """Real nuclei test tiles: parity images (4, 1, 128, 128) in [0,1] and masks."""
+    from segshield.data import bundled_dataset
+
+    return bundled_dataset("nuclei", "test")
+
+
+@pytest.fixture(scope="session")
+def cpu_engines(tmp_path_factory: pytest.TempPathFactory, bundled_unet, nuclei_train, nuclei_test):
+    """Every CPU engine built once per session on the bundled model (AOTInductor compile
+    included: ~15-35 s on a 2-core machine). Returns (out_dir, list[BuiltEngine])."""
+    from segshield.engines import CPU_ENGINES, BuildOptions, build_engines
+
+    out = tmp_path_factory.mktemp("engines")
+    built = build_engines(
+        list(CPU_ENGINES),
+        bundled_unet,
+        nuclei_train.images,
+        out,
+        sample=nuclei_test.images,
+        options=BuildOptions(calibration_source="bundled:nuclei/train"),
+    )
+    return out, built

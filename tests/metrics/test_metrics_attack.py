@@ -56,3 +56,15 @@ def test_disagreement_errors_name_shapes() -> None:
         disagreement(a, np.zeros((2, 1, 4, 5), dtype=bool))
     with pytest.raises(ValueError, match=r"pred_b of shape \(2, 1, 4, 4\) must be binary"):
         disagreement(a, np.full((2, 1, 4, 4), 2))
+
+
+def test_fooled_shares_golden() -> None:
+    from segshield.metrics import fooled_shares
+
+    # per-image AS on the source: 0.5, 0.0, 0.3, nan(clean 0); on the engine: 0.1, 0.4, 0.3, 0.9
+    src_clean, src_adv = [1.0, 0.8, 1.0, 0.0], [0.5, 0.8, 0.7, 0.0]
+    eng_clean, eng_adv = [1.0, 1.0, 1.0, 1.0], [0.9, 0.6, 0.7, 0.1]
+    only_src, only_eng = fooled_shares(src_clean, src_adv, eng_clean, eng_adv, threshold=0.2)
+    # image 0: source only; image 1: engine only; image 2: both; image 3: engine only (source
+    # undefined counts as not fooled)
+    assert only_src == 0.25 and only_eng == 0.5

@@ -60,8 +60,13 @@ class EngineRecord:
     reason: str | None = None
     artifact: str | None = None
     sha256: str | None = None
-    parity: dict | None = None  # e.g. {"max_abs_diff": 4e-8, "tolerance": 1e-4}
+    # clean parity against the source on the audited images: max/median/p99 absolute error of
+    # the probabilities, share of mask pixels that flip; plus export parity where there is one
+    parity: dict | None = None
     build_seconds: float | None = None
+    device: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. what FP16 on a CPU really computes
+    artifacts: list[dict] = field(default_factory=list)  # {role, path, sha256, bytes}
 
 
 @dataclass
@@ -87,6 +92,11 @@ class EngineEval:
     disagreement: float | None = None
     dice_gap: float | None = None
     ci: dict | None = None
+    # transfer (adversarial cells, non-source engines): engine AS / source AS, and the shares
+    # of images fooled (per-image AS >= the audit's fooled_threshold) on one side only
+    transfer_ratio: float | None = None
+    fooled_source_only: float | None = None
+    fooled_engine_only: float | None = None
 
 
 @dataclass
@@ -129,6 +139,9 @@ class AuditReport:
     clean: dict[str, EngineEval] = field(default_factory=dict)
     cells: list[AuditCell] = field(default_factory=list)
     verdict: dict | None = None
+    # engine latency rows (segshield.bench.bench_engines): engine, batch_size, median_ms, ...
+    latency: list[dict] | None = None
+    build: dict | None = None  # engine build facts: calibration source/digest, ONNX export
     schema_version: int = SCHEMA_VERSION
     kind: str = REPORT_KIND
 
@@ -160,6 +173,8 @@ class AuditReport:
                 clean={k: _from(EngineEval, v) for k, v in raw.get("clean", {}).items()},
                 cells=cells,
                 verdict=raw.get("verdict"),
+                latency=raw.get("latency"),
+                build=raw.get("build"),
             )
         except (KeyError, TypeError) as exc:
             raise ReportError(f"malformed audit report: {exc!r}") from exc

@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,9 +31,19 @@ from segshield.attacks import (
     shifted_target,
 )
 from segshield.data import SegDataset, bundled_dataset, dataset_from_path, target_mask_from_file
-from segshield.engines import OrtRunner, Runner, TorchRunner, infer_batched
-from segshield.errors import EngineUnavailableError, ModelOutputError, SegShieldError
-from segshield.exporters import onnx_from_torch
+from segshield.engines import (
+    ENGINE_SPECS,
+    BuildOptions,
+    BuiltEngine,
+    Runner,
+    TorchRunner,
+    build_engines,
+    infer_batched,
+    resolve_engine_names,
+    runners_from_manifest,
+    write_manifest,
+)
+from segshield.errors import ModelOutputError, SegShieldError
 from segshield.hashing import sha256_file
 from segshield.metrics import (
     ConfusionCounts,
@@ -45,6 +55,7 @@ from segshield.metrics import (
     confusion_counts,
     dice,
     disagreement,
+    fooled_shares,
     iou,
     perturbation_norms,
     pixel_accuracy,
@@ -113,54 +124,97 @@ def _check_source(model: torch.nn.Module, data: SegDataset) -> None:
         raise ModelOutputError("the model returns NaN/Inf logits on a clean image")
 
 
-def _build_engines(config: AuditConfig, loaded: LoadedModel, data: SegDataset) -> list[_Engine]:
-    engines = [
-        _Engine(
-            EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", ["torch-cpu"]),
-            TorchRunner(loaded.module),
-        )
-    ]
-    ort_wanted = [e for e in config.engines if e.startswith("onnxruntime")]
-    if not ort_wanted:
-        return engines
-    onnx_path = config.out_dir / "model.onnx"
-    export = None
-    export_error: str | None = None
-    t0 = time.perf_counter()
-    try:
-        sample = torch.from_numpy(data.images[: min(len(data), config.batch_size)])
-        export = onnx_from_torch(
-            loaded.module, sample, onnx_path, opset=config.opset, atol=config.parity_atol
-        )
-    except SegShieldError as exc:
-        export_error = f"ONNX export failed: {exc}"
-        log.error(export_error)
-    build = time.perf_counter() - t0
-    providers = {
-        "onnxruntime": ("CPUExecutionProvider",),
-        "onnxruntime-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
-    }
-    for name in ort_wanted:
-        record = EngineRecord(name, "onnxruntime", "fp32", build_seconds=round(build, 3))
-        runner = None
-        if export is None:
-            record.status, record.reason = "error", export_error
+def _calibration_images(config: AuditConfig, engines: list[str]) -> tuple[np.ndarray | None, str]:
+    """INT8 calibration images: the bundled training split, or --calibration-data; never the
+    audited images themselves (that would calibrate on the test set)."""
+    if not any(ENGINE_SPECS[e].precision == "int8" for e in engines):
+        return None, ""
+    size = (config.size, config.size)
+    if config.calibration_data is not None:
+        ds = dataset_from_path(config.calibration_data, size=size)
+    elif config.data is None:
+        ds = bundled_dataset(config.dataset, "train", size=size)
+    else:
+        return None, ""
+    return ds.images, ds.source
+
+
+def _record(built: BuiltEngine) -> EngineRecord:
+    r = built.record
+    primary = r.primary
+    return EngineRecord(
+        name=r.name,
+        kind=r.kind,
+        precision=r.precision,
+        providers=list(r.providers),
+        status=r.status,
+        reason=r.reason,
+        artifact=primary.path if primary else None,
+        sha256=primary.sha256 if primary else None,
+        parity=r.parity,
+        build_seconds=r.build_seconds,
+        device=r.device,
+        notes=list(r.notes),
+        artifacts=[asdict(a) for a in r.artifacts],
+    )
+
+
+def _build_engines(
+    config: AuditConfig, loaded: LoadedModel, data: SegDataset
+) -> tuple[list[_Engine], dict]:
+    """Build (or load from config.engines_dir) every requested engine. An engine that cannot
+    be built or run here is recorded with its reason; it never stops the audit."""
+    names = resolve_engine_names(config.engines)
+    if config.engines_dir is not None:
+        source = TorchRunner(loaded.module)
+        others = [n for n in names if n != SOURCE_ENGINE]
+        try:
+            built = runners_from_manifest(config.engines_dir, loaded.module, names=others)
+        except ValueError as exc:
+            raise SegShieldError(f"--engines-dir {config.engines_dir}: {exc}") from exc
+        engines = [_Engine(EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", ["cpu"]), source)]
+        engines += [_Engine(_record(b), b.runner if b.ok else None) for b in built]
+        info = built[0].info.to_dict() if built and built[0].info else {}
+        return engines, {"engines_dir": str(config.engines_dir), **info}
+    calib, calib_source = _calibration_images(config, names)
+    skipped: dict[str, str] = {}
+    if calib is None:
+        for n in names:
+            if ENGINE_SPECS[n].precision == "int8":
+                skipped[n] = (
+                    "static INT8 needs calibration images from the training data: pass "
+                    "--calibration-data (the audited images are never used for calibration)"
+                )
+    options = BuildOptions(
+        opset=config.opset,
+        export_atol=config.parity_atol,
+        threshold=config.threshold,
+        calibration_method=config.calibration_method,
+        calibration_source=calib_source or None,
+    )
+    to_build = [n for n in names if n not in skipped]
+    built = build_engines(
+        to_build,
+        loaded.module,
+        calib,
+        config.out_dir / "engines",
+        sample=data.images[: max(2, min(len(data), config.batch_size))],
+        options=options,
+    )
+    by_name = {b.name: b for b in built}
+    engines = []
+    for n in names:
+        if n in skipped:
+            rec = EngineRecord(n, ENGINE_SPECS[n].kind, ENGINE_SPECS[n].precision)
+            rec.status, rec.reason = "unavailable", skipped[n]
+            engines.append(_Engine(rec, None))
         else:
-            record.artifact, record.sha256 = str(onnx_path), export.sha256
-            record.parity = {
-                "max_abs_diff": export.max_abs_diff,
-                "tolerance": export.tolerance,
-                "exporter": export.exporter,
-                "opset": export.opset,
-            }
-            try:
-                runner = OrtRunner(onnx_path, providers=providers[name], name=name)
-                record.providers = list(runner.providers)
-            except EngineUnavailableError as exc:
-                record.status, record.reason = "unavailable", str(exc)
-                log.warning("engine %s unavailable: %s", name, exc)
-        engines.append(_Engine(record, runner))
-    return engines
+            b = by_name[n]
+            engines.append(_Engine(_record(b), b.runner if b.ok else None))
+    info = built[0].info.to_dict() if built and built[0].info else {}
+    if built:
+        write_manifest(built, config.out_dir / "engines")
+    return engines, info
 
 
 @dataclass
@@ -235,6 +289,18 @@ def _eval_engines(
         if name in preds and SOURCE_ENGINE in preds and src and src.metrics and ev.metrics:
             ev.disagreement = float(disagreement(preds[name], preds[SOURCE_ENGINE]).mean())
             ev.dice_gap = float(ev.metrics["dice"] - src.metrics["dice"])
+            src_clean = clean.get(SOURCE_ENGINE) if clean else None
+            eng_clean = clean.get(name) if clean else None
+            if name != SOURCE_ENGINE and src_clean and eng_clean and eng_clean.per_image:
+                if src.attack_success and ev.attack_success is not None:
+                    ev.transfer_ratio = float(ev.attack_success / src.attack_success)
+                ev.fooled_source_only, ev.fooled_engine_only = fooled_shares(
+                    src_clean.per_image["dice"],
+                    src.per_image["dice"],
+                    eng_clean.per_image["dice"],
+                    ev.per_image["dice"],
+                    config.fooled_threshold,
+                )
     return out, _Outputs(preds, all_counts)
 
 
@@ -428,7 +494,7 @@ def run_audit(
     for p in model.parameters():
         p.requires_grad_(False)  # attacks need input gradients only
     _check_source(model, data)
-    engines = _build_engines(config, loaded, data)
+    engines, build_info = _build_engines(config, loaded, data)
     boot = bootstrap_indices(len(data), config.n_boot, seed=config.seed) if config.n_boot else None
     clean, clean_out = _eval_engines(engines, data.images, data.masks, config, None, boot=boot)
     if clean[SOURCE_ENGINE].status != "ok":
@@ -495,6 +561,22 @@ def run_audit(
                 if progress is not None:
                     progress(cell.id, done, total)
 
+    latency = None
+    if config.bench:
+        from segshield.bench import bench_engines
+
+        runners = [e.runner for e in engines if e.runner is not None]
+        # Short settings: the audit reports latency alongside robustness; `segshield bench`
+        # measures with trtexec-like minimums when latency itself is the question.
+        latency = bench_engines(
+            runners,
+            data.images,
+            config.bench_batch_sizes,
+            warmup_s=0.3,
+            min_iters=20,
+            min_duration_s=1.0,
+        )
+    onnx_export = (build_info or {}).get("onnx_export") or {}
     weights = loaded.description.get("weights")
     provenance = {
         "segshield": segshield.__version__,
@@ -509,7 +591,7 @@ def run_audit(
         "finished_at": _now(),
         "seconds": round(time.perf_counter() - t_start, 2),
         "weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else None,
-        "onnx_sha256": next((e.record.sha256 for e in engines if e.record.sha256), None),
+        "onnx_sha256": onnx_export.get("sha256"),
         "data_sha256": data.sha256(),
     }
     model_desc = {k: v for k, v in loaded.description.items() if k != "card"}
@@ -527,6 +609,8 @@ def run_audit(
         engines=[e.record for e in engines],
         clean=clean,
         cells=cells,
+        latency=latency,
+        build=build_info or None,
     )
 
 

@@ -21,7 +21,7 @@ from segshield.errors import SegShieldError
 from .config import AuditConfig
 
 LIST_FIELDS = ("attacks", "losses", "engines", "epsilons")
-PATH_FIELDS = ("out_dir", "data")
+PATH_FIELDS = ("out_dir", "data", "engines_dir", "calibration_data")
 MODEL_FIELDS = {"model": "factory", "weights": "weights", "trust_pickle": "allow_pickle"}
 _SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str,
@@ -38,11 +38,14 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "n_boot": int,
     "panels": int,
     "target": str,
+    "calibration_method": str,
+    "fooled_threshold": (int, float),
     "asma_steps": int,
     "asma_tau": (int, float),
     "asma_beta": (int, float),
 }
-AUDIT_KEYS = sorted({*LIST_FIELDS, *PATH_FIELDS, *MODEL_FIELDS, *_SCALARS})
+BOOL_FIELDS = ("trust_pickle", "bench")
+AUDIT_KEYS = sorted({*LIST_FIELDS, *PATH_FIELDS, *MODEL_FIELDS, *_SCALARS, *BOOL_FIELDS})
 
 
 class SettingsError(SegShieldError):
@@ -96,7 +99,7 @@ def _validate_audit(raw: Any, where: str, problems: list[str]) -> dict[str, Any]
                 problems.append(f"{where}.{key}: expected a string")
             else:
                 out[name] = value
-        elif name == "trust_pickle":
+        elif name in BOOL_FIELDS:
             if not isinstance(value, bool):
                 problems.append(f"{where}.{key}: expected true or false")
             else:

@@ -182,8 +182,26 @@ def audit(
         float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
     ] = None,
     engines: Annotated[
-        str, typer.Option(help="Comma list: pytorch, onnxruntime, onnxruntime-cuda.")
-    ] = "pytorch,onnxruntime",
+        str,
+        typer.Option(
+            help="Comma list of engines (pytorch, ort-fp32, ort-fp16, ort-int8, "
+            "ort-int8-dynamic, aoti-fp32; GPU: ort-cuda, ort-trt, tensorrt-fp16, aoti-cuda-fp16, "
+            "...; see `segshield engines`)."
+        ),
+    ] = "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32",
+    engines_dir: Annotated[
+        Path | None, typer.Option(help="Use engines built by `segshield export` (manifest).")
+    ] = None,
+    calibration_method: Annotated[
+        str, typer.Option(help="Static INT8 calibration: minmax, entropy or percentile.")
+    ] = "minmax",
+    calibration_data: Annotated[
+        Path | None,
+        typer.Option(help="INT8 calibration images (default: the bundled training split)."),
+    ] = None,
+    bench: Annotated[
+        bool, typer.Option(help="Measure each engine's latency into the report.")
+    ] = True,
     target: Annotated[
         str,
         typer.Option(
@@ -212,7 +230,7 @@ def audit(
     from segshield.api import audit as run
     from segshield.gate import policy_from_toml
 
-    from .render import print_engines, print_verdict, summary_table
+    from .render import print_engines, print_verdict, summary_tables
 
     with error_boundary():
         from segshield.audits.settings import config_from_settings, load_settings
@@ -237,6 +255,10 @@ def audit(
             "steps": steps,
             "alpha": alpha,
             "engines": _split_list(engines),
+            "engines_dir": engines_dir,
+            "calibration_method": calibration_method,
+            "calibration_data": calibration_data,
+            "bench": bench,
             "target": target,
             "asma_steps": asma_steps,
             "batch_size": batch_size,
@@ -272,7 +294,8 @@ def audit(
             outcome = run(cfg, pol, on_progress, _command_line(ctx))
     report = outcome.report
     print_engines(console, report)
-    console.print(summary_table(report))
+    for table in summary_tables(report):
+        console.print(table)
     console.print(
         f"audit took {report.provenance['seconds']:.1f} s; wrote "
         + ", ".join(str(p) for p in outcome.files.values())
@@ -341,6 +364,116 @@ def audit_classifier(
     for cell in report.cells:
         if cell.status != "ok":
             console.print(f"[red]{cell.attack} ε={cell.epsilon:g}: {cell.error}[/]")
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("engines")
+def list_engines() -> None:
+    """List the engines segshield can build, and whether each can run on this machine."""
+    from rich.table import Table
+
+    from segshield.engines import ENGINE_SPECS, engine_unavailable_reason
+
+    table = Table(title="segshield engines")
+    for col in ("engine", "kind", "precision", "device", "here"):
+        table.add_column(col)
+    for name, spec in ENGINE_SPECS.items():
+        reason = engine_unavailable_reason(name)
+        table.add_row(
+            name,
+            spec.kind,
+            spec.precision,
+            spec.device,
+            "[green]available[/]" if reason is None else f"[yellow]{reason}[/]",
+        )
+    console.print(table)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Folder for the engines and manifest.json.")],
+    engines: Annotated[str, typer.Option(help="Comma list of engines.")] = (
+        "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32"
+    ),
+    model: Annotated[str | None, typer.Option(help="package.module:factory")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights, TorchScript or card.")] = None,
+    trust_pickle: bool = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Images for clean parity (default: bundled test).")
+    ] = None,
+    calibration_data: Annotated[
+        Path | None, typer.Option(help="INT8 calibration images (default: bundled train).")
+    ] = None,
+    calibration_method: str = "minmax",
+    size: int = 128,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Build engines into a folder with a manifest (hashes, parity, build time, notes)."""
+    setup_logging(verbose)
+    from segshield.api import export_engines
+    from segshield.models import ModelSpec
+
+    with error_boundary():
+        built, manifest = export_engines(
+            ModelSpec(model, weights, allow_pickle=trust_pickle),
+            _split_list(engines),
+            out,
+            data=data,
+            calibration_data=calibration_data,
+            calibration_method=calibration_method,
+            size=size,
+        )
+    from segshield.bench import engines_table
+
+    console.print(engines_table([b.record for b in built]), markup=False)
+    console.print(f"wrote {manifest}")
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("bench")
+def bench_command(
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path(
+        "segshield-bench"
+    ),
+    engines_dir: Annotated[
+        Path | None, typer.Option(help="Engines from `segshield export` (default: build).")
+    ] = None,
+    engines: str = "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32",
+    batch_sizes: Annotated[str, typer.Option(help="Comma list of batch sizes.")] = "1,8",
+    attacks: Annotated[str, typer.Option(help="Attacks whose throughput to measure.")] = (
+        "fgsm,pgd"
+    ),
+    steps: int = 10,
+    warmup_s: float = 1.0,
+    min_iters: int = 50,
+    min_duration_s: float = 2.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Engine latency (trtexec-style percentiles, images/s) and attack throughput vs its
+    k x (forward + backward) floor, on the bundled model and real images."""
+    setup_logging(verbose)
+    from segshield.api import run_bench
+
+    with error_boundary():
+        try:
+            sizes = tuple(int(b) for b in _split_list(batch_sizes))
+        except ValueError as exc:
+            from segshield.errors import SegShieldError
+
+            raise SegShieldError(f"--batch-sizes: {exc}") from exc
+        _, files = run_bench(
+            out,
+            engines=_split_list(engines),
+            engines_dir=engines_dir,
+            batch_sizes=sizes,
+            attacks=_split_list(attacks),
+            steps=steps,
+            warmup_s=warmup_s,
+            min_iters=min_iters,
+            min_duration_s=min_duration_s,
+        )
+    console.print(files["markdown"].read_text(), markup=False, highlight=False)
     raise typer.Exit(EXIT_OK)
 
 

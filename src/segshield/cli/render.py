@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -14,48 +15,68 @@ def _pct(value: float | None) -> str:
     return MISSING if value is None else f"{100 * value:.2f}"
 
 
-def summary_table(report: AuditReport) -> Table:
-    """Dice per engine, attack success on the source, engine-vs-source disagreement, SSIM."""
+def summary_tables(report: AuditReport) -> list[Table]:
+    """Two tables that fit a terminal: Dice per engine; then attack success on the source, the
+    largest engine-vs-source disagreement and SSIM. Values in %, all read from the report."""
     engines = [e.name for e in report.engines if e.status == "ok"]
     others = [e for e in engines if e != SOURCE_ENGINE]
     model = report.model.get("name", report.model.get("source", "model"))
-    table = Table(title=f"segshield audit — {model} on {report.dataset['source']} (values in %)")
-    for col in ("attack", "loss", "ε"):
-        table.add_column(col)
-    for e in engines:
-        table.add_column(f"Dice {e}", justify="right")
-    table.add_column(f"AS {SOURCE_ENGINE}", justify="right")
-    for e in others:
-        table.add_column(f"disagree {e}", justify="right")
-    table.add_column("SSIM", justify="right")
-    row = ["clean", "—", "0"]
-    row += [_pct(report.clean[e].metrics and report.clean[e].metrics["dice"]) for e in engines]
-    row += [MISSING] + [_pct(report.clean[e].disagreement) for e in others] + ["100.00"]
-    table.add_row(*row, style="bold")
+
+    def table(title: str, columns: list[str]) -> Table:
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for i, col in enumerate(["attack", "loss", "ε", *columns]):
+            t.add_column(col, no_wrap=True, justify="left" if i < 3 else "right")
+        return t
+
+    dice = table(f"Dice (%) of {model} on {report.dataset['source']}, per engine", engines)
+    transfer = table(
+        "Attack success on the source, max engine-vs-source disagreement, SSIM (%)",
+        ["AS", "disagree", "SSIM"],
+    )
+
+    def worst_disagreement(evals: dict) -> str:
+        values = [evals[e].disagreement for e in others if e in evals]
+        values = [v for v in values if v is not None]
+        return _pct(max(values)) if values else MISSING
+
+    clean = ["clean", "—", "0"]
+    dice.add_row(
+        *clean,
+        *[_pct(report.clean[e].metrics and report.clean[e].metrics["dice"]) for e in engines],
+        style="bold",
+    )
+    transfer.add_row(*clean, MISSING, worst_disagreement(report.clean), "100.00", style="bold")
     for cell in report.cells:
+        key = [cell.attack, cell.loss, format_epsilon(cell.epsilon)]
         if cell.status != "ok":
-            table.add_row(
-                cell.attack, cell.loss, format_epsilon(cell.epsilon), f"[red]error: {cell.error}[/]"
-            )
+            for t in (dice, transfer):
+                t.add_row(*key, f"[red]error: {cell.error}[/]")
             continue
-        row = [cell.attack, cell.loss, format_epsilon(cell.epsilon)]
+        row = []
         for e in engines:
             ev = cell.engines.get(e)
             row.append(_pct(ev.metrics["dice"]) if ev and ev.metrics else "[red]error[/]")
+        dice.add_row(*key, *row)
         src = cell.engines.get(SOURCE_ENGINE)
-        row.append(_pct(src.attack_success if src else None))
-        row += [
-            _pct(cell.engines[e].disagreement) if e in cell.engines else MISSING for e in others
-        ]
-        row.append(_pct(cell.perturbation["ssim_mean"] if cell.perturbation else None))
-        table.add_row(*row)
-    return table
+        transfer.add_row(
+            *key,
+            _pct(src.attack_success if src else None),
+            worst_disagreement(cell.engines),
+            _pct(cell.perturbation["ssim_mean"] if cell.perturbation else None),
+        )
+    return [dice, transfer]
 
 
 def print_engines(console: Console, report: AuditReport) -> None:
     for e in report.engines:
         if e.status == "ok":
-            parity = f", parity max |Δlogit| {e.parity['max_abs_diff']:.2e}" if e.parity else ""
+            p = e.parity or {}
+            parity = (
+                f", clean parity: max |Δprob| {p['prob_max_abs_err']:.2e}, "
+                f"{100 * p['flip_share']:.3f}% of mask pixels flipped"
+                if "prob_max_abs_err" in p and "flip_share" in p
+                else ""
+            )
             console.print(f"engine [bold]{e.name}[/]: runs on {', '.join(e.providers)}{parity}")
         else:
             console.print(f"engine [bold]{e.name}[/]: [yellow]{e.status}[/] — {e.reason}")

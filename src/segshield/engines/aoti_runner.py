@@ -6,6 +6,7 @@ you built (the manifest records and checks their SHA-256).
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,8 @@ class AotiRunner:
             raise ModelLoadError(f"AOTInductor package not found: {self.path}")
         self.sha256 = sha256_file(self.path)
         try:
-            import torch._inductor
-
-            self._model = torch._inductor.aoti_load_package(str(self.path))
+            inductor = importlib.import_module("torch._inductor")
+            self._model = inductor.aoti_load_package(str(self.path))
         except Exception as exc:
             raise ModelLoadError(
                 f"cannot load AOTInductor package {self.path}: {type(exc).__name__}: {exc}"
@@ -117,7 +117,9 @@ class AotiRunner:
         }
 
     def __repr__(self) -> str:
-        return f"AotiRunner(name={self.name!r}, path={str(self.path)!r}, device={str(self.device)!r})"
+        return (
+            f"AotiRunner(name={self.name!r}, path={str(self.path)!r}, device={str(self.device)!r})"
+        )
 
 
 __all__ = ["AotiRunner"]

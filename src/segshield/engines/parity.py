@@ -81,9 +81,7 @@ def parity_stats(
         "prob_max_abs_err": float(err.max()),
         "prob_median_abs_err": float(np.median(err)),
         "prob_p99_abs_err": float(np.percentile(err, 99)),
-        "logit_max_abs_err": float(
-            np.abs(eng.astype(np.float64) - src.astype(np.float64)).max()
-        ),
+        "logit_max_abs_err": float(np.abs(eng.astype(np.float64) - src.astype(np.float64)).max()),
         "flipped_pixels": flipped,
         "flip_share": flipped / pixels,
         "mask_dice": mask_dice,

@@ -197,36 +197,43 @@ class BuiltEngine:
 # ------------------------------------------------------------------------------------ specs
 
 
+BuildFn = Callable[["_Context", "EngineSpec", EngineBuildRecord], None]
+LoadFn = Callable[["EngineSpec", EngineBuildRecord, "nn.Module | None", BuildOptions], Runner]
+
+
 @dataclass(frozen=True)
 class EngineSpec:
-    """A named engine: backend `kind`, `precision`, `device` ("cpu" | "cuda") and recipe."""
+    """A named engine: backend `kind`, `precision`, `device` ("cpu" | "cuda") and its recipe.
+
+    `unavailable(spec)` is a cheap check (imports at most the backend) returning why this
+    machine cannot run the engine, or None; `build` writes the artifacts into the record;
+    `load` turns a record back into a Runner (used after building and by the manifest).
+    """
 
     name: str
     kind: str
     precision: str
     device: str
     summary: str
-    needs_onnx: bool
+    unavailable: Callable[[EngineSpec], str | None] = field(repr=False, compare=False)
+    build: BuildFn = field(repr=False, compare=False)
+    load: LoadFn = field(repr=False, compare=False)
+    needs_onnx: bool = True
     needs_calibration: bool = False
-    _unavailable: Callable[[EngineSpec], str | None] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
-    _build: Callable[[_Context, EngineSpec, EngineBuildRecord], None] = field(
-        repr=False, compare=False, default=None  # type: ignore[assignment]
-    )
-    _load: Callable[[EngineSpec, EngineBuildRecord, nn.Module | None, BuildOptions], Runner] = (
-        field(repr=False, compare=False, default=None)  # type: ignore[assignment]
-    )
 
     def unavailable_reason(self) -> str | None:
-        """Why this engine cannot run on this machine, or None. Cheap: builds nothing."""
-        return self._unavailable(self) if self._unavailable else None
+        """Why this engine cannot run on this machine, or None. Builds nothing."""
+        return self.unavailable(self)
 
     def describe(self) -> dict[str, Any]:
+        """JSON-serialisable summary, with the reason it is unavailable here (or None)."""
         return {
             "name": self.name,
             "kind": self.kind,
             "precision": self.precision,
             "device": self.device,
             "summary": self.summary,
+            "needs_calibration": self.needs_calibration,
             "unavailable_reason": self.unavailable_reason(),
         }
 
@@ -367,6 +374,8 @@ def _ort_session_options(options: BuildOptions, optimized_path: Path | None = No
         so.intra_op_num_threads = options.ort_intra_op_threads
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
+        # ORT warns that an ORT_ENABLE_ALL graph is hardware specific; the record's note says so.
+        so.log_severity_level = 3
     return so
 
 
@@ -419,19 +428,18 @@ def _load_ort(
     )
 
 
-def _onnx_facts(ctx: _Context, record: EngineBuildRecord, path: Path) -> None:
+def _onnx_facts(ctx: _Context, record: EngineBuildRecord) -> None:
     from segshield.exporters.onnx import INPUT_NAME
 
     record.details["input_name"] = INPUT_NAME
     record.details["input_chw"] = [int(d) for d in ctx.sample.shape[1:]]
     record.details["source_onnx_sha256"] = ctx.onnx_export.sha256 if ctx.onnx_export else None
-    del path
 
 
 def _build_ort_fp32(ctx: _Context, spec: EngineSpec, record: EngineBuildRecord) -> None:
     onnx_path = ctx.onnx_path()
     record.artifacts.append(Artifact.of("onnx", onnx_path))
-    _onnx_facts(ctx, record, onnx_path)
+    _onnx_facts(ctx, record)
     if spec.device == "cpu":
         # Save ORT's optimised graph beside the engine, for inspection: building a session
         # with optimized_model_filepath set writes it.
@@ -475,7 +483,7 @@ def _build_ort_fp16(ctx: _Context, spec: EngineSpec, record: EngineBuildRecord) 
     onnx_path = ctx.onnx_path()
     variant = onnx_fp16_from_onnx(onnx_path, ctx.engine_dir(spec.name) / "model.fp16.onnx")
     record.artifacts.append(Artifact.of("onnx", variant.path))
-    _onnx_facts(ctx, record, variant.path)
+    _onnx_facts(ctx, record)
     record.details["fp16"] = variant.details
     record.notes.append(
         f"weights and activations converted to float16 with {variant.details['converter']} "
@@ -516,14 +524,28 @@ def _build_ort_int8(ctx: _Context, spec: EngineSpec, record: EngineBuildRecord) 
         calibration_batch_size=ctx.options.calibration_batch_size,
     )
     record.artifacts.append(Artifact.of("onnx", variant.path))
-    _onnx_facts(ctx, record, variant.path)
+    _onnx_facts(ctx, record)
     record.details["int8"] = variant.details
     record.notes.extend(variant.notes)
     _note_overlap(ctx, record)
     if spec.device == "cpu":
+        from segshield.exporters.onnx_variants import ort_executed_ops
+
+        ops = ort_executed_ops(variant.path)
+        record.details["cpu_executed_ops"] = ops
+        integer = {k: v for k, v in ops.items() if k.startswith("QLinear") or "Integer" in k}
+        simulated = {
+            k: v
+            for k, v in ops.items()
+            if k not in integer and k not in {"QuantizeLinear", "DequantizeLinear", "Transpose"}
+        }
         record.notes.append(
-            "on CPU onnxruntime fuses DequantizeLinear→Conv→QuantizeLinear into QLinearConv "
-            "(integer arithmetic); activations between fused ops stay int8"
+            "on ONNX Runtime CPU after its QDQ fusions: "
+            + (", ".join(f"{v} {k}" for k, v in integer.items()) or "no integer ops")
+            + " run in integer arithmetic; "
+            + (", ".join(f"{v} {k}" for k, v in simulated.items()) or "nothing")
+            + " run in FP32 between DequantizeLinear/QuantizeLinear (int8 rounding of their "
+            "inputs/outputs is simulated, the arithmetic is float)"
         )
     else:
         _add_ort_gpu_artifacts(ctx, spec, record)
@@ -540,7 +562,7 @@ def _build_ort_int8_dynamic(ctx: _Context, spec: EngineSpec, record: EngineBuild
         preprocess=ctx.options.int8_preprocess,
     )
     record.artifacts.append(Artifact.of("onnx", variant.path))
-    _onnx_facts(ctx, record, variant.path)
+    _onnx_facts(ctx, record)
     record.details["int8"] = variant.details
     record.notes.extend(variant.notes)
     record.notes.append("no calibration: activation ranges are measured per batch at run time")
@@ -634,8 +656,11 @@ def _build_tensorrt(ctx: _Context, spec: EngineSpec, record: EngineBuildRecord) 
     record.notes.append(
         f"native TensorRT {built.tensorrt_version} engine, profile batch 1/{built.opt_batch}/"
         f"{built.max_batch}; valid only for this GPU model and TensorRT version"
-        + ("; INT8 via IInt8EntropyCalibrator2 on the calibration images" if built.calibration
-           else "")
+        + (
+            "; INT8 via IInt8EntropyCalibrator2 on the calibration images"
+            if built.calibration
+            else ""
+        )
     )
 
 
@@ -662,16 +687,11 @@ def _spec(
     device: str,
     summary: str,
     unavailable: Callable[[EngineSpec], str | None],
-    build: Callable[[_Context, EngineSpec, EngineBuildRecord], None],
-    load: Callable[[EngineSpec, EngineBuildRecord, nn.Module | None, BuildOptions], Runner],
-    *,
-    needs_onnx: bool = True,
-    needs_calibration: bool = False,
+    build: BuildFn,
+    load: LoadFn,
+    **flags: bool,
 ) -> EngineSpec:
-    return EngineSpec(
-        name, kind, precision, device, summary, needs_onnx, needs_calibration,
-        unavailable, build, load,
-    )  # fmt: skip
+    return EngineSpec(name, kind, precision, device, summary, unavailable, build, load, **flags)
 
 
 ENGINE_SPECS: dict[str, EngineSpec] = {
@@ -761,7 +781,9 @@ def build_engine(
     options: BuildOptions | None = None,
 ) -> BuiltEngine:
     """Build one engine; see `build_engines`. Never raises for the engine failing."""
-    return build_engines([name], model, calibration_images, out_dir, sample=sample, options=options)[0]
+    return build_engines(
+        [name], model, calibration_images, out_dir, sample=sample, options=options
+    )[0]
 
 
 def build_engines(
@@ -840,8 +862,8 @@ def _build_one(ctx: _Context, spec: EngineSpec, reason: str | None, info: BuildI
     start = time.perf_counter()
     runner: Runner | None = None
     try:
-        spec._build(ctx, spec, record)
-        runner = spec._load(spec, record, ctx.model, ctx.options)
+        spec.build(ctx, spec, record)
+        runner = spec.load(spec, record, ctx.model, ctx.options)
         record.build_seconds = round(time.perf_counter() - start, 3)
         record.providers = list(runner.providers)
         logits = infer_batched(runner, ctx.sample, _PARITY_BATCH)
@@ -850,7 +872,8 @@ def _build_one(ctx: _Context, spec: EngineSpec, reason: str | None, info: BuildI
         record.status, record.reason, runner = "unavailable", str(exc), None
         logger.warning("engine %s unavailable: %s", spec.name, exc)
     except Exception as exc:  # one engine failing must not lose the others
-        record.status, record.reason, runner = "error", f"{type(exc).__name__}: {exc}", None
+        message = str(exc) if isinstance(exc, _BuildFailed) else f"{type(exc).__name__}: {exc}"
+        record.status, record.reason, runner = "error", message, None
         logger.error("engine %s failed: %s", spec.name, record.reason)
         logger.debug("engine %s traceback", spec.name, exc_info=True)
     if record.build_seconds is None:
@@ -866,7 +889,7 @@ def load_engine(
     reason = spec.unavailable_reason()
     if reason:
         raise EngineUnavailableError(reason)
-    return spec._load(spec, record, model, options or BuildOptions())
+    return spec.load(spec, record, model, options or BuildOptions())
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -878,7 +901,7 @@ def model_fingerprint(model: nn.Module) -> str:
     for key, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

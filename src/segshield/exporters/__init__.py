@@ -1,8 +1,37 @@
-"""Exporters: turn a PyTorch model into a verified deployment artifact (`XFromY` loaders)."""
+"""Exporters: turn a PyTorch model into a verified deployment artifact (`XFromY` loaders).
+
+`onnx_from_torch` (FP32 ONNX with parity), `onnx_fp16_from_onnx`, `onnx_int8_from_onnx`
+(static QDQ, calibrated on real images), `onnx_int8_dynamic_from_onnx`, `aoti_from_torch`
+(AOTInductor `.pt2`) and `tensorrt_engine_from_onnx` (native TensorRT `.plan`). Backends are
+imported when an exporter runs, not when this package is imported.
+"""
 
 from __future__ import annotations
 
+from segshield.exporters.aoti import AotiExport, aoti_from_torch
 from segshield.exporters.onnx import OnnxExport, onnx_from_torch
+from segshield.exporters.onnx_variants import (
+    ImageCalibrationReader,
+    OnnxVariant,
+    onnx_fp16_from_onnx,
+    onnx_int8_dynamic_from_onnx,
+    onnx_int8_from_onnx,
+)
+from segshield.exporters.tensorrt import TensorRTBuild, tensorrt_engine_from_onnx
 from segshield.hashing import sha256_bytes, sha256_file
 
-__all__ = ["OnnxExport", "onnx_from_torch", "sha256_bytes", "sha256_file"]
+__all__ = [
+    "AotiExport",
+    "ImageCalibrationReader",
+    "OnnxExport",
+    "OnnxVariant",
+    "TensorRTBuild",
+    "aoti_from_torch",
+    "onnx_fp16_from_onnx",
+    "onnx_from_torch",
+    "onnx_int8_dynamic_from_onnx",
+    "onnx_int8_from_onnx",
+    "sha256_bytes",
+    "sha256_file",
+    "tensorrt_engine_from_onnx",
+]

@@ -9,6 +9,7 @@ compiler on PATH. The package is loaded again with `torch._inductor.aoti_load_pa
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -126,8 +127,10 @@ def aoti_from_torch(
         raise EngineUnavailableError(reason)
     if sample.ndim != 4 or sample.shape[0] < 1:
         raise ExportError(f"sample must be images (N,C,H,W), got {tuple(sample.shape)}")
-    if not 1 <= sample.shape[0] <= max_batch:
-        sample = sample[:max_batch]
+    sample = sample[:max_batch]
+    if sample.shape[0] == 1 and max_batch > 1:
+        # torch.export specialises a dimension that is 1 in the example: use a batch of two.
+        sample = sample.repeat(2, 1, 1, 1)
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = AOTI_DTYPES[precision]
@@ -144,14 +147,17 @@ def aoti_from_torch(
             f"torch.export of {type(model).__name__} failed: {type(exc).__name__}: {exc}"
         ) from exc
     export_seconds = time.perf_counter() - start
-    import torch._inductor
-
+    inductor = importlib.import_module("torch._inductor")
     start = time.perf_counter()
     tmp = path.with_name(f".{path.name}.tmp.pt2")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            built = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+            # Inductor's own use of torch.jit internals; not actionable here.
+            warnings.filterwarnings(
+                "ignore", message=".*script_method.*", category=DeprecationWarning
+            )
+            built = inductor.aoti_compile_and_package(exported, package_path=str(tmp))
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise ExportError(
@@ -186,4 +192,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-__all__ = ["AOTI_DTYPES", "AotiExport", "aoti_from_torch", "aoti_unavailable_reason", "cxx_compiler"]
+__all__ = [
+    "AOTI_DTYPES",
+    "AotiExport",
+    "aoti_from_torch",
+    "aoti_unavailable_reason",
+    "cxx_compiler",
+]

@@ -307,7 +307,8 @@ def onnx_int8_from_onnx(
         per_channel: per-output-channel weight scales (recommended for Conv).
         preprocess: run onnxruntime's `quant_pre_process` (shape inference, fusions) first.
         symmetric_activations: symmetric activation ranges (TensorRT's QDQ path wants them).
-        calibration_batch_size: images per calibration run.
+        calibration_batch_size: most images per calibration run (lowered to a divisor of N so
+            every run has the same size, which ORT's histogram calibrators need).
 
     Raises:
         DataError: calibration images are not (N,C,H,W) float images in [0,1] of the model's
@@ -326,7 +327,11 @@ def onnx_int8_from_onnx(
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     input_name, chw = _image_input(src)
     images = check_calibration_images(calibration_images, chw)
-    reader = ImageCalibrationReader(images, input_name, calibration_batch_size)
+    # Equal-sized batches: ORT's histogram calibrators (entropy, percentile) fail on a short
+    # last batch, so use the largest batch size <= the requested one that divides N.
+    n = len(images)
+    batch_size = max(d for d in range(1, min(calibration_batch_size, n) + 1) if n % d == 0)
+    reader = ImageCalibrationReader(images, input_name, batch_size)
     calibrate = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -365,10 +370,13 @@ def onnx_int8_from_onnx(
     q_inputs = _quantized_consumers(quantized)
     notes = [
         f"static QDQ INT8 (S8S8, per_channel={per_channel}), {method} calibration on "
-        f"{len(images)} real images fed {calibration_batch_size} at a time "
+        f"{len(images)} real images fed {batch_size} at a time "
         f"({reader.images_served} served)",
-        "quantized ops: " + _fmt_counts(q_inputs) + "; float ops left: "
-        + _fmt_counts(_float_compute_ops(source_ops, q_inputs)),
+        "ops fed through DequantizeLinear (int8 inputs) in the QDQ graph: "
+        + _fmt_counts(q_inputs)
+        + "; ops without: "
+        + _fmt_counts(_float_compute_ops(source_ops, q_inputs))
+        + " (which of them run as integer kernels is up to the execution provider)",
     ]
     if method == "entropy":
         notes.append(
@@ -392,9 +400,9 @@ def onnx_int8_from_onnx(
             "preprocessed": preprocess,
             "calibration": {
                 "method": method,
-                "n_images": int(len(images)),
+                "n_images": len(images),
                 "images_served": reader.images_served,
-                "batch_size": calibration_batch_size,
+                "batch_size": batch_size,
                 "batches": reader.batches_served,
                 "sha256": images_digest(images),
             },
@@ -444,15 +452,19 @@ def onnx_int8_dynamic_from_onnx(
     left = {
         k: v
         for k, v in ops.items()
-        if k not in _LAYOUT_OPS and not k.endswith("Integer") and k in source_ops
+        if k not in _LAYOUT_OPS
+        and not k.endswith("Integer")
+        and k in source_ops
         and k not in {"Mul", "Add"}  # scale/bias arithmetic the quantizer adds around *Integer
     }
     notes = [
         "dynamic INT8 (weights int8 per_channel=" + str(per_channel) + ", activations uint8 "
         "quantized per tensor at run time by DynamicQuantizeLinear)",
-        "integer ops: " + _fmt_counts(integer)
+        "integer ops: "
+        + _fmt_counts(integer)
         + (f" (replacing {source_ops.get('Conv', 0)} Conv)" if "Conv" in source_ops else "")
-        + "; ops left in float: " + _fmt_counts(left),
+        + "; ops left in float: "
+        + _fmt_counts(left),
     ]
     if not integer:
         notes.append("quantize_dynamic quantized nothing: this engine computes in FP32")
@@ -480,26 +492,19 @@ def ort_compute_precision(path: str | os.PathLike[str]) -> dict[str, int]:
     """How many compute nodes run in FP16 vs FP32 once ONNX Runtime's CPU provider loads `path`.
 
     ORT's CPU provider has few FP16 kernels; it inserts Casts so unsupported FP16 nodes run in
-    FP32. The graph ORT really executes (basic optimisations, after cast insertion) is written
-    to a temporary file and its node input types are counted. Returns
-    {"fp16": n, "fp32": m, "other": k} over non-layout nodes.
+    FP32. The graph ORT really executes (basic optimisations, after cast insertion) is read
+    back and its node input types are counted. Returns {"fp16": n, "fp32": m, "other": k}
+    over non-layout nodes.
     """
     import onnx
-    import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix=".segshield-ortopt-") as tmp:
-        opt = Path(tmp) / "optimized.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.optimized_model_filepath = str(opt)
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(opt)))
+    model = onnx.shape_inference.infer_shapes(_ort_cpu_graph(path, "basic"))
     types = {
         v.name: v.type.tensor_type.elem_type
         for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
     }
     types.update({t.name: t.data_type for t in model.graph.initializer})
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for node in model.graph.node:
         if node.op_type in _LAYOUT_OPS or not node.input:
             continue
@@ -511,6 +516,31 @@ def ort_compute_precision(path: str | os.PathLike[str]) -> dict[str, int]:
         else:
             counts["other"] += 1
     return {"fp16": counts["fp16"], "fp32": counts["fp32"], "other": counts["other"]}
+
+
+def ort_executed_ops(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Op counts of the graph ONNX Runtime's CPU provider executes for `path` after its
+    (extended, hardware-independent) fusions, e.g. how many QDQ Convs became QLinearConv."""
+    return _op_counts(_ort_cpu_graph(path, "extended"))
+
+
+def _ort_cpu_graph(path: str | os.PathLike[str], level: str) -> Any:
+    """The optimised graph ORT's CPU provider builds from `path` ("basic" or "extended")."""
+    import onnx
+    import onnxruntime as ort
+
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }
+    with tempfile.TemporaryDirectory(prefix=".segshield-ortopt-") as tmp:
+        opt = Path(tmp) / "optimized.onnx"
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[level]
+        so.optimized_model_filepath = str(opt)
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return onnx.load(str(opt))
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -651,4 +681,5 @@ __all__ = [
     "onnx_int8_dynamic_from_onnx",
     "onnx_int8_from_onnx",
     "ort_compute_precision",
+    "ort_executed_ops",
 ]

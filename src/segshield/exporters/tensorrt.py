@@ -148,9 +148,7 @@ def tensorrt_engine_from_onnx(
     )
 
 
-def _entropy_calibrator(
-    trt: Any, torch: Any, images: np.ndarray, batch: int, cache: Path
-) -> Any:
+def _entropy_calibrator(trt: Any, torch: Any, images: np.ndarray, batch: int, cache: Path) -> Any:
     """An IInt8EntropyCalibrator2 over `images` in order, `batch` at a time (defined lazily
     because its base class lives in tensorrt)."""
 

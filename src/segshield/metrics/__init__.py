@@ -11,7 +11,7 @@ from segshield.metrics.accumulator import (
     SegmentationAccumulator,
     SegmentationMetrics,
 )
-from segshield.metrics.attack import attack_success, disagreement
+from segshield.metrics.attack import attack_success, disagreement, fooled_shares
 from segshield.metrics.bootstrap import (
     bootstrap_attack_success_ci,
     bootstrap_ci,
@@ -76,6 +76,7 @@ __all__ = [
     "confusion_counts",
     "dice",
     "disagreement",
+    "fooled_shares",
     "iou",
     "label_disagreement",
     "mean_iou",

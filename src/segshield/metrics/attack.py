@@ -58,3 +58,24 @@ def disagreement(pred_a: np.ndarray, pred_b: np.ndarray) -> np.ndarray:
     if a.shape[1] == 0:
         return np.full(a.shape[0], np.nan)
     return np.count_nonzero(a != b, axis=1) / a.shape[1]
+
+
+def fooled_shares(
+    source_clean: ArrayLike,
+    source_adv: ArrayLike,
+    engine_clean: ArrayLike,
+    engine_adv: ArrayLike,
+    threshold: float = 0.2,
+) -> tuple[float, float]:
+    """Share of images fooled on the source but not on the engine, and the reverse.
+
+    An image counts as fooled when its per-image attack success (relative Dice drop) is at
+    least `threshold`; images whose clean Dice is 0 on either side count as not fooled.
+    Inputs are per-image Dice arrays (N,). Returns (source_only, engine_only) in [0, 1].
+    """
+    src = np.nan_to_num(np.atleast_1d(attack_success(source_clean, source_adv)), nan=-np.inf)
+    eng = np.nan_to_num(np.atleast_1d(attack_success(engine_clean, engine_adv)), nan=-np.inf)
+    if src.shape != eng.shape:
+        raise ValueError(f"source {src.shape} and engine {eng.shape} per-image shapes differ")
+    fooled_src, fooled_eng = src >= threshold, eng >= threshold
+    return float(np.mean(fooled_src & ~fooled_eng)), float(np.mean(~fooled_src & fooled_eng))

@@ -659,6 +659,13 @@ def _section_engines(report: AuditReport) -> str:
     header = ["Engine", "Kind", "Precision", "Providers used", "Status", "Note"]
     header += ["Build (s)", "Artifact", "SHA-256"]
     parts = [_table(header, rows)]
+    notes = [(e.name, n) for e in report.engines for n in (e.notes or [])]
+    if notes:
+        parts.append(
+            "<h3>Engine notes</h3><ul>"
+            + "".join(f"<li>{_code(name)}: {_e(note)}</li>" for name, note in notes)
+            + "</ul>"
+        )
     parity = {e.name: e.parity for e in report.engines if isinstance(e.parity, dict)}
     parts.append("<h3>Parity with the source engine</h3>")
     if parity:
@@ -703,9 +710,13 @@ def _section_transfer(report: AuditReport) -> str:
                     _td(escape(format_percent(_metric(ev, "dice"))), "num"),
                     _td(escape(format_points(ev.dice_gap if ev else None)), "num"),
                     _td(escape(format_percent(ev.disagreement if ev else None)), "num"),
+                    _td(escape(format_float(ev.transfer_ratio if ev else None)), "num"),
+                    _td(escape(format_percent(ev.fooled_source_only if ev else None)), "num"),
+                    _td(escape(format_percent(ev.fooled_engine_only if ev else None)), "num"),
                 ]
             )
     header = ["Attack", "Loss", "ε", "Engine", "Dice", "Dice gap", "Disagreement"]
+    header += ["Transfer ratio", "Fooled source only", "Fooled engine only"]
     table = _table(header, rows)
     return _section("transfer", "Engine transfer", intro + table)
 

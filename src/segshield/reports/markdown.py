@@ -150,14 +150,71 @@ def _section_engines(report: AuditReport) -> list[str]:
                 _text(e.precision),
                 _text(", ".join(e.providers)) if e.providers else MISSING,
                 _text(e.status),
-                _plain(parity.get("max_abs_diff")),
-                _plain(parity.get("tolerance")),
+                _plain(parity.get("prob_max_abs_err", parity.get("max_abs_diff"))),
+                _plain(parity.get("prob_median_abs_err")),
+                _plain(parity.get("prob_p99_abs_err")),
+                format_percent(parity.get("flip_share")),
+                _plain(e.build_seconds),
                 _text(e.reason),
             ]
         )
     header = ["Engine", "Kind", "Precision", "Providers used", "Status"]
-    header += ["Parity max abs diff", "Parity tolerance", "Note"]
-    return lines + _table(header, rows)
+    header += ["Max prob err", "Median prob err", "p99 prob err", "Mask pixels flipped"]
+    header += ["Build (s)", "Reason"]
+    lines += [
+        "Clean parity against the FP32 source on the audited images: absolute error of the "
+        "probabilities and the share of mask pixels that flip at the threshold.",
+        "",
+        *_table(header, rows),
+    ]
+    notes = [(e.name, n) for e in report.engines for n in (e.notes or [])]
+    if notes:
+        lines += ["Engine notes:", ""]
+        lines += [f"- `{_text(name)}`: {_text(note)}" for name, note in notes]
+        lines.append("")
+    return lines
+
+
+def _section_latency(report: AuditReport) -> list[str]:
+    if not report.latency:
+        return []
+    header = ["Engine", "Batch", "Median ms", "p90 ms", "p99 ms", "Min ms", "Images/s", "Runs"]
+    rows = []
+    for r in report.latency:
+        if r.get("status") != "ok":
+            rows.append(
+                [
+                    f"`{_text(r.get('engine'))}`",
+                    _plain(r.get("batch_size")),
+                    f"error: {_text(r.get('error'))}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            continue
+        rows.append(
+            [
+                f"`{_text(r.get('engine'))}`",
+                _plain(r.get("batch_size")),
+                format_float(r.get("median_ms")),
+                format_float(r.get("p90_ms")),
+                format_float(r.get("p99_ms")),
+                format_float(r.get("min_ms")),
+                format_float(r.get("throughput_ips")),
+                _plain(r.get("iterations")),
+            ]
+        )
+    return [
+        "## Latency",
+        "",
+        "Wall time per `infer` call after a timed warm-up, on the machine in the provenance "
+        "(`segshield bench` measures longer).",
+        "",
+        *_table(header, rows),
+    ]
 
 
 def _largest_cells(report: AuditReport, loss: str | None) -> list[AuditCell]:
@@ -241,8 +298,12 @@ def _section_transfer(report: AuditReport) -> list[str]:
     if not targets:
         return [*lines, "No engine besides the source was evaluated.", ""]
     lines += [
-        f"Dice gap is the engine's Dice minus `{SOURCE_ENGINE}`'s on the same inputs; "
-        "disagreement is the share of pixels whose prediction differs from it.",
+        f"The adversarial images are crafted once on `{SOURCE_ENGINE}` and replayed on every "
+        f"engine. Dice gap: the engine's Dice minus `{SOURCE_ENGINE}`'s on the same inputs; "
+        "disagreement: share of pixels whose prediction differs from it; transfer ratio: the "
+        "engine's attack success over the source's; fooled source only / engine only: share "
+        "of images whose relative Dice drop reaches the audit's threshold on one side only "
+        "(quantization can mask or amplify an attack).",
         "",
     ]
     rows = []
@@ -255,11 +316,17 @@ def _section_transfer(report: AuditReport) -> list[str]:
                 [
                     f"`{_text(label)}`",
                     f"`{_text(engine)}`",
+                    format_percent(_metric(ev, "dice")),
                     format_points(ev.dice_gap if ev else None),
                     format_percent(ev.disagreement if ev else None),
+                    format_float(ev.transfer_ratio if ev else None),
+                    format_percent(ev.fooled_source_only if ev else None),
+                    format_percent(ev.fooled_engine_only if ev else None),
                 ]
             )
-    return lines + _table(["Cell", "Engine", "Dice gap", "Disagreement"], rows)
+    header = ["Cell", "Engine", "Dice", "Dice gap", "Disagreement", "Transfer ratio"]
+    header += ["Fooled source only", "Fooled engine only"]
+    return lines + _table(header, rows)
 
 
 def _section_failures(report: AuditReport) -> list[str]:
@@ -399,6 +466,7 @@ def render_markdown(report: AuditReport) -> str:
     lines += _section_losses(report)
     lines += _section_targeted(report)
     lines += _section_transfer(report)
+    lines += _section_latency(report)
     lines += _section_failures(report)
     lines += _section_provenance(report)
     return "\n".join(lines).rstrip() + "\n"
