@@ -58,7 +58,14 @@ POLICY_SCHEMA_VERSION = 1
 EPSILON_TOLERANCE = 1e-9
 
 ENGINE_METRICS = SEG_METRICS
-EVAL_METRICS = ("attack_success", "disagreement", "dice_gap")
+EVAL_METRICS = (
+    "attack_success",
+    "disagreement",
+    "dice_gap",
+    "transfer_ratio",
+    "fooled_source_only",
+    "fooled_engine_only",
+)
 PERTURBATION_METRICS = ("ssim_mean", "ssim_min", "linf_max", "l2_mean")
 # Bootstrap confidence bounds over images (EngineEval.ci): gate on "Dice's lower bound >= x".
 CI_METRICS = tuple(
@@ -66,7 +73,13 @@ CI_METRICS = tuple(
 )
 METRICS = (*ENGINE_METRICS, *EVAL_METRICS, *CI_METRICS, *PERTURBATION_METRICS)
 # Metrics defined against the source engine: meaningless on the source itself.
-SOURCE_RELATIVE_METRICS = ("disagreement", "dice_gap")
+SOURCE_RELATIVE_METRICS = (
+    "disagreement",
+    "dice_gap",
+    "transfer_ratio",
+    "fooled_source_only",
+    "fooled_engine_only",
+)
 
 _TOP_KEYS = ("policy", "rules")
 _POLICY_KEYS = ("name", "schema_version")
