@@ -121,11 +121,19 @@ class Attack(ABC):
     @classmethod
     def param_names(cls) -> list[str]:
         """Names of the attack-specific constructor options, e.g. ``["steps", "alpha"]``."""
-        return [
-            p.name
-            for p in inspect.signature(cls.__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
+        # The nearest constructor in the MRO that declares keyword-only options: subclasses that
+        # only add checks (``def __init__(self, *args, **kwargs)``) inherit their parent's.
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            names = [
+                p.name
+                for p in inspect.signature(klass.__init__).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY
+            ]
+            if names:
+                return names
+        return []
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.attack_params().items())

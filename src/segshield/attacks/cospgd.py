@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from segshield.attacks.base import StepLoss
 from segshield.attacks.layout import cosine_to_target
-from segshield.attacks.losses import LossFn
 from segshield.attacks.pgd import PGD
 from segshield.attacks.segpgd import _require_weight
 
@@ -44,28 +42,9 @@ class CosPGD(PGD):
     iterative: ClassVar[bool] = True
     targeted: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss: LossFn | str,
-        eps: float,
-        *,
-        steps: int = 10,
-        alpha: float | None = None,
-        random_start: bool = True,
-        generator: torch.Generator | None = None,
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            model,
-            loss,
-            eps,
-            steps=steps,
-            alpha=alpha,
-            random_start=random_start,
-            generator=generator,
-            **params,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # PGD's options (steps, alpha, random_start, generator); param_names() reads them there.
+        super().__init__(*args, **kwargs)
         _require_weight(self)
 
     def _loss_schedule(self) -> StepLoss:
