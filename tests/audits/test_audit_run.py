@@ -185,3 +185,10 @@ def test_perturbation_is_reproducible_with_the_seed(tmp_path: Path) -> None:
     r2 = run_audit(AuditConfig(tmp_path / "b", seed=3, **cfg))
     l2 = [np.asarray(r.cells[0].perturbation["per_image"]["l2"]) for r in (r1, r2)]
     assert np.array_equal(l2[0], l2[1])
+
+
+def test_artifact_paths_are_relative_to_the_report(cli_audit) -> None:
+    for engine in cli_audit.report["engines"]:
+        if engine["artifact"]:
+            assert not Path(engine["artifact"]).is_absolute(), engine["artifact"]
+            assert (cli_audit.out_dir / engine["artifact"]).is_file()

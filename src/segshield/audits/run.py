@@ -139,9 +139,20 @@ def _calibration_images(config: AuditConfig, engines: list[str]) -> tuple[np.nda
     return ds.images, ds.source
 
 
-def _record(built: BuiltEngine) -> EngineRecord:
+def _relative(path: str | None, base: Path) -> str | None:
+    """Artifact paths relative to the report's folder when inside it (reports are moved)."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _record(built: BuiltEngine, base: Path) -> EngineRecord:
     r = built.record
     primary = r.primary
+    artifacts = [{**asdict(a), "path": _relative(a.path, base)} for a in r.artifacts]
     return EngineRecord(
         name=r.name,
         kind=r.kind,
@@ -149,13 +160,13 @@ def _record(built: BuiltEngine) -> EngineRecord:
         providers=list(r.providers),
         status=r.status,
         reason=r.reason,
-        artifact=primary.path if primary else None,
+        artifact=_relative(primary.path, base) if primary else None,
         sha256=primary.sha256 if primary else None,
         parity=r.parity,
         build_seconds=r.build_seconds,
         device=r.device,
         notes=list(r.notes),
-        artifacts=[asdict(a) for a in r.artifacts],
+        artifacts=artifacts,
     )
 
 
@@ -173,7 +184,7 @@ def _build_engines(
         except ValueError as exc:
             raise SegShieldError(f"--engines-dir {config.engines_dir}: {exc}") from exc
         engines = [_Engine(EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", ["cpu"]), source)]
-        engines += [_Engine(_record(b), b.runner if b.ok else None) for b in built]
+        engines += [_Engine(_record(b, config.out_dir), b.runner if b.ok else None) for b in built]
         info = built[0].info.to_dict() if built and built[0].info else {}
         return engines, {"engines_dir": str(config.engines_dir), **info}
     calib, calib_source = _calibration_images(config, names)
@@ -210,7 +221,7 @@ def _build_engines(
             engines.append(_Engine(rec, None))
         else:
             b = by_name[n]
-            engines.append(_Engine(_record(b), b.runner if b.ok else None))
+            engines.append(_Engine(_record(b, config.out_dir), b.runner if b.ok else None))
     info = built[0].info.to_dict() if built and built[0].info else {}
     if built:
         write_manifest(built, config.out_dir / "engines")
