@@ -35,6 +35,7 @@ class AuditConfig:
     dataset: str = "nuclei"
     split: str = "test"
     size: int = 128
+    num_classes: int = 1  # 1: binary (one sigmoid logit); >1: softmax over label-map masks
     limit: int | None = None
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     losses: tuple[str, ...] = DEFAULT_LOSSES
@@ -81,6 +82,8 @@ class AuditConfig:
             problems.append(f"fooled_threshold must be in (0, 1], got {self.fooled_threshold}")
         if not self.bench_batch_sizes or min(self.bench_batch_sizes) < 1:
             problems.append("bench_batch_sizes must be >= 1")
+        if self.num_classes < 1:
+            problems.append(f"num_classes must be >= 1, got {self.num_classes}")
         if self.n_boot < 0 or self.panels < 0:
             problems.append("n_boot and panels must be >= 0")
         if not 0.0 < self.threshold < 1.0:

@@ -18,9 +18,12 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 
-def _mask(mask: np.ndarray) -> np.ndarray:
-    """(1, H, W) {0, 1} -> (H, W, 3) uint8, foreground white."""
-    return np.repeat((mask[0] > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
+def _mask(mask: np.ndarray, num_classes: int = 1) -> np.ndarray:
+    """(1, H, W) labels -> (H, W, 3) uint8: background black, the highest class white, other
+    classes evenly spaced grays (a binary mask: foreground white)."""
+    top = max(num_classes - 1, 1)
+    gray = (np.clip(mask[0].astype(np.float64), 0, top) * (255.0 / top)).round().astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def _perturbation(delta: np.ndarray, eps: float) -> np.ndarray:
@@ -35,12 +38,13 @@ def compose_panel(
     truth: np.ndarray,
     predictions: dict[str, np.ndarray],
     eps: float,
+    num_classes: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """One row of tiles (H, W * k + gaps, 3) uint8 and the tile titles, left to right."""
-    tiles = [_gray(clean), _perturbation(adv - clean, eps), _gray(adv), _mask(truth)]
+    tiles = [_gray(clean), _perturbation(adv - clean, eps), _gray(adv), _mask(truth, num_classes)]
     titles = ["clean image", "perturbation (amplified)", "adversarial image", "ground truth"]
     for engine, pred in predictions.items():
-        tiles.append(_mask(pred))
+        tiles.append(_mask(pred, num_classes))
         titles.append(f"prediction: {engine}")
     h = tiles[0].shape[0]
     gap = np.full((h, GAP, 3), 255, dtype=np.uint8)

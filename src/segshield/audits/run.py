@@ -47,6 +47,7 @@ from segshield.errors import ModelOutputError, SegShieldError
 from segshield.hashing import sha256_file
 from segshield.metrics import (
     ConfusionCounts,
+    MultiClassAccumulator,
     SegmentationAccumulator,
     attack_success,
     bootstrap_attack_success_ci,
@@ -57,6 +58,7 @@ from segshield.metrics import (
     disagreement,
     fooled_shares,
     iou,
+    label_disagreement,
     perturbation_norms,
     pixel_accuracy,
     ssim,
@@ -92,14 +94,20 @@ def _now() -> str:
 def load_audit_data(config: AuditConfig) -> SegDataset:
     size = (config.size, config.size)
     if config.data is not None:
-        ds = dataset_from_path(config.data, size=size)
+        ds = dataset_from_path(config.data, size=size, num_classes=config.num_classes)
     else:
+        if config.num_classes > 1:
+            raise SegShieldError(
+                "the bundled datasets are binary; a multi-class audit needs --data with "
+                "images/ and masks/ label maps"
+            )
         ds = bundled_dataset(config.dataset, config.split, size=size)
     return ds.subset(config.limit)
 
 
-def _check_source(model: torch.nn.Module, data: SegDataset) -> None:
-    """The source model must map (N, C, H, W) to finite binary logits (N, 1, H, W)."""
+def _check_source(model: torch.nn.Module, data: SegDataset, num_classes: int = 1) -> None:
+    """The source model must map (N, C, H, W) to finite logits (N, K, H, W): K = 1 for a
+    binary task (sigmoid), K = num_classes for a multi-class one (softmax)."""
     x = torch.from_numpy(data.images[:1])
     try:
         with torch.inference_mode():
@@ -115,10 +123,10 @@ def _check_source(model: torch.nn.Module, data: SegDataset) -> None:
             f"the model maps {tuple(x.shape)} to {tuple(out.shape)}; expected logits "
             f"(1, 1, {x.shape[2]}, {x.shape[3]})"
         )
-    if out.shape[1] != 1:
+    if out.shape[1] != num_classes:
         raise ModelOutputError(
-            f"the model returns {out.shape[1]} channels; this version audits binary "
-            "segmentation (one logit channel)"
+            f"the model returns {out.shape[1]} logit channels but the audit expects "
+            f"{num_classes} (--num-classes; 1 means binary with one sigmoid channel)"
         )
     if not torch.isfinite(out).all():
         raise ModelOutputError("the model returns NaN/Inf logits on a clean image")
@@ -244,6 +252,8 @@ def _evaluate(
 ) -> tuple[dict, dict, np.ndarray, ConfusionCounts]:
     """Run one engine over all images: (metrics, per_image, predictions (N,1,H,W), counts)."""
     logits = infer_batched(runner, images, config.batch_size)
+    if config.num_classes > 1:
+        return _evaluate_multiclass(logits, masks, config)
     acc = SegmentationAccumulator(keep_predictions=True)
     acc.update(logits, masks, threshold=config.threshold)
     result = acc.result().to_dict()
@@ -252,6 +262,60 @@ def _evaluate(
     for key in ("tp", "fp", "fn", "tn"):
         per_image[key] = getattr(counts, key).tolist()
     return result, per_image, acc.predictions(), counts
+
+
+def _evaluate_multiclass(
+    logits: np.ndarray, masks: np.ndarray, config: AuditConfig
+) -> tuple[dict, dict, np.ndarray, ConfusionCounts | None]:
+    """Softmax models: metrics under the same keys as the binary path, where dice, iou and
+    precision/recall are means over the foreground classes (class 0 is background), plus
+    `per_class`. Predictions are label maps (N, 1, H, W); no count-based CI (returns None)."""
+    acc = MultiClassAccumulator(config.num_classes, mode="softmax", keep_predictions=True)
+    acc.update(logits, masks)
+    res = acc.result()
+    raw = res.to_dict()
+    fg = list(res.foreground)
+    pred = acc.predictions().reshape(masks.shape)
+    wrong = np.count_nonzero(pred != masks, axis=(1, 2, 3)).astype(np.float64)
+    n_pixels = float(np.prod(masks.shape[1:]))
+    counts = acc.counts()
+    tp, fp, fn, tn = (getattr(counts, k)[:, fg].sum(axis=1) for k in ("tp", "fp", "fn", "tn"))
+
+    def fg_mean(values: tuple[float, ...]) -> float | None:
+        chosen = [values[c] for c in fg if values[c] == values[c]]  # skip NaN
+        return float(np.mean(chosen)) if chosen else None
+
+    metrics = {
+        "accuracy": raw["accuracy"],
+        "loss": raw["loss"],
+        "dice": raw["mean_dice"],
+        "iou": raw["mean_iou"],
+        "mean_iou": raw["mean_iou"],
+        "precision": fg_mean(res.precision),
+        "recall": fg_mean(res.recall),
+        "pixel_error_l2": float(np.sqrt(wrong).mean()),
+        "pixel_error_rms": float(np.sqrt(wrong.sum() / (n_pixels * len(wrong)))),
+        "dice_per_image_mean": raw["dice_per_image_mean"],
+        "n_images": raw["n_images"],
+        "tp": int(tp.sum()),
+        "fp": int(fp.sum()),
+        "fn": int(fn.sum()),
+        "tn": int(tn.sum()),
+        "threshold": None,
+        "num_classes": config.num_classes,
+        "per_class": raw["per_class"],
+    }
+    per_image = {
+        "dice": raw["per_image"]["mean_dice"],
+        "iou": raw["per_image"]["mean_iou"],
+        "loss": raw["per_image"]["loss"],
+        "pixel_error_l2": np.sqrt(wrong).tolist(),
+        "tp": tp.tolist(),
+        "fp": fp.tolist(),
+        "fn": fn.tolist(),
+        "tn": tn.tolist(),
+    }
+    return metrics, per_image, pred, None
 
 
 def _eval_engines(
@@ -281,16 +345,18 @@ def _eval_engines(
             log.exception("engine %s failed", name)
             out[name] = EngineEval(name, "error", f"{type(exc).__name__}: {exc}")
             continue
-        preds[name], all_counts[name] = pred, counts
+        preds[name] = pred
+        if counts is not None:
+            all_counts[name] = counts
         ev = EngineEval(name, metrics=metrics, per_image=per_image)
-        if boot is not None:
+        if boot is not None and counts is not None:
             ev.ci = {
                 "dice": bootstrap_ci(counts, dice, indices=boot),
                 "iou": bootstrap_ci(counts, iou, indices=boot),
             }
         if clean is not None and clean.get(name) and clean[name].metrics:
             ev.attack_success = float(attack_success(clean[name].metrics["dice"], metrics["dice"]))
-            if boot is not None and clean_out is not None and name in clean_out.counts:
+            if ev.ci is not None and clean_out is not None and name in clean_out.counts:
                 ev.ci["attack_success"] = bootstrap_attack_success_ci(
                     clean_out.counts[name], counts, indices=boot
                 )
@@ -298,7 +364,11 @@ def _eval_engines(
     src = out.get(SOURCE_ENGINE)
     for name, ev in out.items():
         if name in preds and SOURCE_ENGINE in preds and src and src.metrics and ev.metrics:
-            ev.disagreement = float(disagreement(preds[name], preds[SOURCE_ENGINE]).mean())
+            ev.disagreement = float(
+                label_disagreement(preds[name], preds[SOURCE_ENGINE]).mean()
+                if config.num_classes > 1
+                else disagreement(preds[name], preds[SOURCE_ENGINE]).mean()
+            )
             ev.dice_gap = float(ev.metrics["dice"] - src.metrics["dice"])
             src_clean = clean.get(SOURCE_ENGINE) if clean else None
             eng_clean = clean.get(name) if clean else None
@@ -333,7 +403,9 @@ def _panels(
     panels = []
     for i in worst:
         preds = {name: p[i] for name, p in outputs.preds.items()}
-        tile, titles = compose_panel(data.images[i], adv[i], data.masks[i], preds, cell.epsilon)
+        tile, titles = compose_panel(
+            data.images[i], adv[i], data.masks[i], preds, cell.epsilon, config.num_classes
+        )
         rel = Path("panels") / f"{slug(cell.id)}__{slug(data.names[i])}.png"
         write_panel(config.out_dir / rel, tile)
         panels.append(
@@ -416,6 +488,14 @@ def attack_budget(attack: str, eps: float, image_shape: tuple[int, int, int]) ->
     return float(eps)
 
 
+def _loss_targets(masks: np.ndarray, num_classes: int) -> torch.Tensor:
+    """What the attack losses take: float (N, 1, H, W) {0, 1} for a binary model, class
+    indices (N, H, W) int64 for a softmax model."""
+    if num_classes > 1:
+        return torch.from_numpy(masks[:, 0].astype(np.int64))
+    return torch.from_numpy(masks.astype(np.float32))
+
+
 def _craft(
     model: torch.nn.Module,
     attack: str,
@@ -437,7 +517,7 @@ def _craft(
     labels = data.masks if targets is None else targets
     for i in range(0, len(data), config.batch_size):
         x = torch.from_numpy(data.images[i : i + config.batch_size])
-        y = torch.from_numpy(labels[i : i + config.batch_size].astype(np.float32))
+        y = _loss_targets(labels[i : i + config.batch_size], config.num_classes)
         advs = get_attack(attack, model, loss_fn, budgets[0], **opts).sweep(x, y, budgets)
         for k, adv in enumerate(advs):
             per_eps[k].append(adv.detach().cpu().numpy().astype(np.float32))
@@ -472,7 +552,8 @@ def _targeted(spec: str, targets: np.ndarray, outputs: _Outputs, report: dict) -
     (seed asma's columns), plus the source-model report of ASMA itself."""
     engines = {}
     for name, pred in outputs.preds.items():
-        counts = confusion_counts(pred, targets)
+        # foreground vs background (for a softmax model: any class but 0)
+        counts = confusion_counts(pred > 0, targets > 0)
         per_iou = iou(counts.tp, counts.fp, counts.fn, empty_value=1.0)
         per_acc = pixel_accuracy(counts.tp, counts.fp, counts.fn, counts.tn)
         engines[name] = {
@@ -504,7 +585,7 @@ def run_audit(
     model = loaded.module.eval()
     for p in model.parameters():
         p.requires_grad_(False)  # attacks need input gradients only
-    _check_source(model, data)
+    _check_source(model, data, config.num_classes)
     engines, build_info = _build_engines(config, loaded, data)
     boot = bootstrap_indices(len(data), config.n_boot, seed=config.seed) if config.n_boot else None
     clean, clean_out = _eval_engines(engines, data.images, data.masks, config, None, boot=boot)
@@ -560,7 +641,7 @@ def run_audit(
                                 model,
                                 torch.from_numpy(advs[k]),
                                 torch.from_numpy(data.images),
-                                torch.from_numpy(targets.astype(np.float32)),
+                                _loss_targets(targets, config.num_classes),
                             )
                             cell.targeted = _targeted(config.target, targets, adv_out, source)
                     except Exception as exc:

@@ -22,11 +22,17 @@ from .config import AuditConfig
 
 LIST_FIELDS = ("attacks", "losses", "engines", "epsilons")
 PATH_FIELDS = ("out_dir", "data", "engines_dir", "calibration_data")
-MODEL_FIELDS = {"model": "factory", "weights": "weights", "trust_pickle": "allow_pickle"}
+MODEL_FIELDS = {
+    "model": "factory",
+    "weights": "weights",
+    "trust_pickle": "allow_pickle",
+    "model_kwargs": "factory_kwargs",
+}
 _SCALARS: dict[str, type | tuple[type, ...]] = {
     "dataset": str,
     "split": str,
     "size": int,
+    "num_classes": int,
     "limit": int,
     "steps": int,
     "alpha": (int, float),
@@ -94,6 +100,11 @@ def _validate_audit(raw: Any, where: str, problems: list[str]) -> dict[str, Any]
                 problems.append(f"{where}.{key}: expected a list of names")
             else:
                 out[name] = tuple(v.strip() for v in items)
+        elif name == "model_kwargs":
+            if not isinstance(value, dict):
+                problems.append(f"{where}.{key}: expected a table of factory arguments")
+            else:
+                out[name] = value
         elif name in PATH_FIELDS or (name in MODEL_FIELDS and name != "trust_pickle"):
             if not isinstance(value, str):
                 problems.append(f"{where}.{key}: expected a string")
@@ -172,6 +183,7 @@ def config_from_settings(
         factory=merged.pop("model", None),
         weights=_path(merged.pop("weights", None), base_dir, "weights" in overrides),
         allow_pickle=bool(merged.pop("trust_pickle", False)),
+        factory_kwargs=dict(merged.pop("model_kwargs", None) or {}),
     )
     for key in PATH_FIELDS:
         if key in merged and merged[key] is not None:

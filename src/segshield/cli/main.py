@@ -122,6 +122,22 @@ def _explicit(ctx: typer.Context) -> set[str]:
     return explicit
 
 
+def _json_object(value: str | None) -> dict:
+    import json
+
+    from segshield.errors import SegShieldError
+
+    if value is None:
+        return {}
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise SegShieldError(f"--model-kwargs is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SegShieldError("--model-kwargs must be a JSON object")
+    return obj
+
+
 def _split_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -160,9 +176,23 @@ def audit(
     trust_pickle: Annotated[
         bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
     ] = False,
+    model_kwargs: Annotated[
+        str | None,
+        typer.Option(
+            help="Keyword arguments of the factory as JSON, e.g. '{\"out_channels\": 3}'."
+        ),
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="Your dataset: images/+masks/ folders or BUSI layout.")
     ] = None,
+    num_classes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="1: binary model (one sigmoid logit); N > 1: softmax model, masks are label "
+            "maps 0..N-1.",
+        ),
+    ] = 1,
     dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
     split: Annotated[str, typer.Option(help="Bundled split: test or train.")] = "test",
     size: Annotated[int, typer.Option(help="Images are resized to size x size.")] = 128,
@@ -242,6 +272,8 @@ def audit(
         given = {
             "out_dir": out,
             "model": model,
+            "model_kwargs": _json_object(model_kwargs),
+            "num_classes": num_classes,
             "weights": weights,
             "trust_pickle": trust_pickle,
             "data": data,

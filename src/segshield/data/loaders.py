@@ -100,33 +100,58 @@ def _binary_mask(arr: np.ndarray, path: Path) -> np.ndarray:
     return (arr != 0).astype(np.uint8)
 
 
+def _label_mask(arr: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+    """A multi-class mask: a label map whose pixel values are class indices 0..num_classes-1."""
+    if arr.ndim == 3:
+        if not all(np.array_equal(arr[..., 0], arr[..., k]) for k in range(1, arr.shape[2])):
+            raise DataError(f"mask {path} has differing colour channels; expected a label map")
+        arr = arr[..., 0]
+    values = np.unique(arr)
+    bad = values[(values < 0) | (values >= num_classes)]
+    if len(bad) or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(
+            f"mask {path} holds labels {values[:8].tolist()}; a {num_classes}-class task needs "
+            f"integer labels 0..{num_classes - 1} (0 = background)"
+        )
+    return arr.astype(np.uint8)
+
+
 def _load_pair(
-    image_path: Path, mask_paths: Sequence[Path], size: tuple[int, int], channels: int
+    image_path: Path,
+    mask_paths: Sequence[Path],
+    size: tuple[int, int],
+    channels: int,
+    num_classes: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     raw = _read_array(image_path)
     image = _to_channels(_scale01(raw, image_path), channels, image_path)
     mask = np.zeros(raw.shape[:2], dtype=np.uint8)
     for mp in mask_paths:
-        m = _binary_mask(_read_array(mp), mp)
+        arr = _read_array(mp)
+        m = _binary_mask(arr, mp) if num_classes <= 2 else _label_mask(arr, mp, num_classes)
         if m.shape != raw.shape[:2]:
             raise DataError(
                 f"mask {mp} is {m.shape[1]}x{m.shape[0]} (WxH) but its image {image_path} is "
                 f"{raw.shape[1]}x{raw.shape[0]}"
             )
-        mask |= m  # BUSI: several lesion masks of one image are merged
+        mask = np.maximum(mask, m)  # BUSI: several lesion masks of one image are merged
     image = _resize(image, size, nearest=False)
     mask_r = _resize(mask[None].astype(np.float32), size, nearest=True)
-    return np.clip(image, 0.0, 1.0), (mask_r > 0.5).astype(np.uint8)
+    return np.clip(image, 0.0, 1.0), np.rint(mask_r).astype(np.uint8)
 
 
 def _stack(
-    pairs: list[tuple[str, Path, list[Path]]], size: tuple[int, int], channels: int, source: str
+    pairs: list[tuple[str, Path, list[Path]]],
+    size: tuple[int, int],
+    channels: int,
+    source: str,
+    num_classes: int = 1,
 ) -> SegDataset:
     if not pairs:
         raise DataError(f"no image/mask pairs found in {source}")
     images, masks, names = [], [], []
     for name, ip, mps in pairs:
-        img, msk = _load_pair(ip, mps, size, channels)
+        img, msk = _load_pair(ip, mps, size, channels, num_classes)
         images.append(img)
         masks.append(msk)
         names.append(name)
@@ -139,11 +164,12 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def dataset_from_folder(
-    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1
+    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1, num_classes: int = 1
 ) -> SegDataset:
     """`root/images/X.ext` paired with `root/masks/X.ext'` by file stem.
 
-    Returns images (N, channels, *size) in [0, 1] and masks (N, 1, *size) in {0, 1}.
+    Returns images (N, channels, *size) in [0, 1] and masks (N, 1, *size): {0, 1} for a binary
+    task (num_classes 1 or 2; masks {0, v}), else label maps with values 0..num_classes-1.
     Raises DataError naming the file for an image without a mask, a mask without an image,
     an unreadable file, a mask of a different size or a non-binary mask.
     """
@@ -166,7 +192,7 @@ def dataset_from_folder(
     if orphans:
         raise DataError(f"mask {masks[orphans[0]]} has no image in {img_dir}")
     pairs = [(stem, images[stem], [masks[stem]]) for stem in sorted(images)]
-    return _stack(pairs, size, channels, str(root))
+    return _stack(pairs, size, channels, str(root), num_classes)
 
 
 def dataset_from_busi(
@@ -204,14 +230,16 @@ def dataset_from_busi(
 
 
 def dataset_from_path(
-    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1
+    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1, num_classes: int = 1
 ) -> SegDataset:
-    """`images/`+`masks/` when both folders exist, else the BUSI layout."""
+    """`images/`+`masks/` when both folders exist, else the BUSI layout (binary only)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"dataset folder {root} does not exist")
     if (root / "images").is_dir() and (root / "masks").is_dir():
-        return dataset_from_folder(root, size, channels)
+        return dataset_from_folder(root, size, channels, num_classes)
+    if num_classes > 2:
+        raise DataError(f"{root}: multi-class masks need the images/ + masks/ layout")
     return dataset_from_busi(root, size, channels)
 
 
