@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segshield.engines.base import as_float32_batch, check_logits
+from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import EngineInputError, EngineUnavailableError
 
 
@@ -89,10 +89,7 @@ class CudaGraphTorchRunner:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "precision": self.precision,
-            "providers": list(self.providers),
+            **runner_identity(self),
             "batch_shape": list(self.batch_shape),
             "artifact": None,
         }

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segshield.engines.base import as_float32_batch, check_logits
+from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import EngineInputError, EngineUnavailableError, ModelLoadError
 from segshield.hashing import sha256_file
 
@@ -107,10 +107,7 @@ class AotiRunner:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable identity, including the package hash."""
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "precision": self.precision,
-            "providers": list(self.providers),
+            **runner_identity(self),
             "torch_version": torch.__version__,
             "max_batch": self.max_batch,
             "artifact": {"path": str(self.path), "sha256": self.sha256},

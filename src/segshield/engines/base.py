@@ -94,6 +94,17 @@ def as_float32_batch(batch: object, engine: str) -> np.ndarray:
     return out
 
 
+def runner_identity(runner: Runner) -> dict[str, Any]:
+    """The fields every runner's `describe()` starts with: name, kind, precision and the
+    providers it actually runs on."""
+    return {
+        "name": runner.name,
+        "kind": runner.kind,
+        "precision": runner.precision,
+        "providers": list(runner.providers),
+    }
+
+
 def check_logits(logits: np.ndarray, engine: str, input_shape: tuple[int, ...]) -> np.ndarray:
     """Check engine output is finite (N,K,H,W) with N matching `input_shape`; return float32."""
     n = input_shape[0]

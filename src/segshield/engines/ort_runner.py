@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from segshield.engines.base import as_float32_batch, check_logits
+from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import EngineInputError, EngineUnavailableError, ModelLoadError
 from segshield.hashing import sha256_file
 
@@ -201,10 +201,7 @@ class OrtRunner:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable identity of this engine, including the artifact hash."""
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "precision": self.precision,
-            "providers": list(self.providers),
+            **runner_identity(self),
             "requested_providers": list(self.requested_providers),
             "onnxruntime_version": self.ort_version,
             "input_name": self.input_name,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segshield.engines.base import as_float32_batch, check_logits
+from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import EngineInputError, EngineUnavailableError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -148,10 +148,7 @@ class TensorRTRunner:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable identity, including the plan hash."""
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "precision": self.precision,
-            "providers": list(self.providers),
+            **runner_identity(self),
             "tensorrt_version": str(self._trt.__version__),
             "max_batch": self.max_batch,
             "artifact": {"path": str(self.path), "sha256": self.sha256},

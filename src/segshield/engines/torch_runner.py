@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segshield.engines.base import as_float32_batch, check_logits
+from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import (
     EngineInputError,
     EngineUnavailableError,
@@ -89,10 +89,7 @@ class TorchRunner:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable identity of this engine."""
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "precision": self.precision,
-            "providers": list(self.providers),
+            **runner_identity(self),
             "model_class": type(self.model).__name__,
             "torch_version": torch.__version__,
             "artifact": None,
