@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from segshield.attacks.base import Attack, _check_alpha, _check_steps
+from segshield.attacks.bim import BIM
 from segshield.attacks.layout import Prepared, prepare
-from segshield.attacks.losses import LossFn
 
 __all__ = ["DAG"]
 
 
-class DAG(Attack):
+class DAG(BIM):
     """DAG, Xie et al., ICCV 2017, "Adversarial Examples for Semantic Segmentation and Object
     Detection" (Dense Adversary Generation), untargeted and bounded.
 
@@ -47,25 +46,6 @@ class DAG(Attack):
     name: ClassVar[str] = "dag"
     iterative: ClassVar[bool] = True
     targeted: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss: LossFn | str,
-        eps: float,
-        *,
-        steps: int = 10,
-        alpha: float | None = None,
-        **params: Any,
-    ) -> None:
-        super().__init__(model, loss, eps, **params)
-        self.steps = _check_steps(steps, type(self).__name__)
-        self._alpha = _check_alpha(alpha, type(self).__name__)
-
-    @property
-    def alpha(self) -> float:
-        """Step size γ: the value given, else ``eps / 4``."""
-        return self._alpha if self._alpha is not None else self.eps / 4.0
 
     @staticmethod
     def adversarial_labels(p: Prepared) -> Tensor:
@@ -109,6 +89,3 @@ class DAG(Attack):
         return self._iterate(
             images, targets, images, self.steps, self.alpha, self.eps, loss_at_step=dag_loss
         )
-
-    def attack_params(self) -> dict[str, Any]:
-        return {"eps": self.eps, "steps": self.steps, "alpha": self.alpha, "random_start": False}

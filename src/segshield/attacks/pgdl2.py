@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from segshield.attacks.losses import LossFn
 from segshield.attacks.pgd import PGD
 
 __all__ = ["PGDL2"]
@@ -49,29 +48,6 @@ class PGDL2(PGD):
     norm: ClassVar[str] = "L2"
     iterative: ClassVar[bool] = True
     targeted: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss: LossFn | str,
-        eps: float,
-        *,
-        steps: int = 10,
-        alpha: float | None = None,
-        random_start: bool = True,
-        generator: torch.Generator | None = None,
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            model,
-            loss,
-            eps,
-            steps=steps,
-            alpha=alpha,
-            random_start=random_start,
-            generator=generator,
-            **params,
-        )
 
     @property
     def alpha(self) -> float:
