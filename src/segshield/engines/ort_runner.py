@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import EngineInputError, EngineUnavailableError, ModelLoadError
 from segshield.hashing import sha256_file
+from segshield.lazy import import_onnxruntime
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +39,6 @@ _SHORT_NAMES = {
 }
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
-
-
-def import_onnxruntime() -> ModuleType:
-    """Import onnxruntime, or raise EngineUnavailableError with an install hint."""
-    try:
-        import onnxruntime
-    except (ImportError, OSError) as exc:  # OSError: a GPU build with broken shared libraries
-        raise EngineUnavailableError(
-            f"onnxruntime is not installed; pip install onnxruntime ({exc})"
-        ) from exc
-    return onnxruntime
 
 
 def available_ort_providers() -> list[str]:

@@ -7,57 +7,19 @@ model and TensorRT version that built them.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 
 from segshield.engines.base import as_float32_batch, check_logits, runner_identity
-from segshield.errors import EngineInputError, EngineUnavailableError, ModelLoadError
+from segshield.errors import EngineInputError, ModelLoadError
+from segshield.lazy import import_tensorrt, tensorrt_unavailable_reason, trt_logger
 
 logger = logging.getLogger(__name__)
-
-
-def tensorrt_unavailable_reason() -> str | None:
-    """Why native TensorRT cannot run here (package missing, no CUDA), or None if it can."""
-    reasons = []
-    if importlib.util.find_spec("tensorrt") is None:
-        reasons.append(
-            "the tensorrt Python package is not installed (pip install tensorrt, on a machine "
-            "with an NVIDIA GPU and driver)"
-        )
-    if not torch.cuda.is_available():
-        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
-        reasons.append(f"CUDA is not available to PyTorch (torch {torch.__version__}, {build})")
-    return "; ".join(reasons) or None
-
-
-def import_tensorrt() -> ModuleType:
-    """Import tensorrt, or raise EngineUnavailableError saying why it cannot be used."""
-    reason = tensorrt_unavailable_reason()
-    if reason:
-        raise EngineUnavailableError(reason)
-    try:
-        import tensorrt
-    except (ImportError, OSError) as exc:  # OSError: libnvinfer missing or mismatched
-        raise EngineUnavailableError(f"tensorrt cannot be imported: {exc}") from exc
-    return tensorrt
-
-
-def trt_logger(trt: ModuleType) -> Any:
-    """One shared TensorRT logger (TensorRT wants a single logger per process)."""
-    global _TRT_LOGGER
-    if _TRT_LOGGER is None:
-        _TRT_LOGGER = trt.Logger(trt.Logger.WARNING)
-    return _TRT_LOGGER
-
-
-_TRT_LOGGER: Any = None
 
 
 class TensorRTRunner:

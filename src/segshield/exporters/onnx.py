@@ -323,7 +323,7 @@ def _check_onnx_file(path: Path) -> int:
 
 def _parity(path: Path, cases: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Largest |ORT − reference| over all (input, reference logits) cases, on CPU."""
-    from segshield.engines.ort_runner import import_onnxruntime
+    from segshield.lazy import import_onnxruntime
 
     ort = import_onnxruntime()
     try:

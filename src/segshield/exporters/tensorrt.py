@@ -72,8 +72,8 @@ def tensorrt_engine_from_onnx(
         EngineUnavailableError: tensorrt or CUDA missing.
         ExportError: parsing or building fails.
     """
-    from segshield.engines.tensorrt_runner import import_tensorrt, trt_logger
     from segshield.exporters.onnx_variants import check_calibration_images, images_digest
+    from segshield.lazy import import_tensorrt, trt_logger
 
     trt = import_tensorrt()
     import torch
