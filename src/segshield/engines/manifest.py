@@ -15,21 +15,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from segshield.engines.specs import (
-    ENGINE_SPECS,
-    Artifact,
+from segshield.engines.build import (
     BuildInfo,
     BuildOptions,
     BuiltEngine,
-    EngineBuildRecord,
+    load_engine,
     model_fingerprint,
 )
+from segshield.engines.records import Artifact, EngineRecord, relative_path
+from segshield.engines.registry import ENGINE_SPECS
+from segshield.enums import Status
 from segshield.errors import EngineUnavailableError, ModelLoadError
 from segshield.hashing import sha256_file
 
@@ -56,17 +58,10 @@ def write_manifest(built: list[BuiltEngine], out_dir: str | os.PathLike[str]) ->
     info: BuildInfo = built[0].info
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    engines = []
-    for b in built:
-        data = b.record.to_dict()
-        for artifact in data["artifacts"]:
-            artifact["path"] = _relative(artifact["path"], out)
-        if data.get("artifact"):
-            data["artifact"] = _relative(data["artifact"], out)
-        engines.append(data)
+    engines = [b.record.relative_to(out).to_dict() for b in built]
     info_dict = info.to_dict()
     if info_dict.get("onnx_export") and info_dict["onnx_export"].get("path"):
-        info_dict["onnx_export"]["path"] = _relative(info_dict["onnx_export"]["path"], out)
+        info_dict["onnx_export"]["path"] = relative_path(info_dict["onnx_export"]["path"], out)
     info_dict.pop("out_dir", None)
     manifest = {
         "schema": MANIFEST_SCHEMA,
@@ -145,7 +140,7 @@ def runners_from_manifest(
         out_dir=str(base),
         versions=data.get("versions", {}),
     )
-    records = [EngineBuildRecord.from_dict(e) for e in data.get("engines", [])]
+    records = [EngineRecord.from_dict(e) for e in data.get("engines", [])]
     if names is not None:
         known = {r.name for r in records}
         missing = [n for n in names if n not in known]
@@ -157,38 +152,32 @@ def runners_from_manifest(
     out = []
     for record in records:
         record.artifacts = [
-            Artifact(a.role, str((base / a.path).resolve()), a.sha256, a.bytes)
-            for a in record.artifacts
+            replace(a, path=str((base / a.path).resolve())) for a in record.artifacts
         ]
         out.append(BuiltEngine(record, _load(record, model, options), info))
     return out
 
 
-def _load(record: EngineBuildRecord, model: nn.Module | None, options: BuildOptions) -> Any:
+def _load(record: EngineRecord, model: nn.Module | None, options: BuildOptions) -> Any:
     """The record's runner, or None with the record's status/reason updated."""
-    if record.status != "ok":
+    if record.status != Status.OK:
         return None
-    spec = ENGINE_SPECS.get(record.name)
-    if spec is None:
-        record.status, record.reason = "error", f"unknown engine {record.name!r} in manifest"
+    if record.name not in ENGINE_SPECS:
+        record.status, record.reason = Status.ERROR, f"unknown engine {record.name!r} in manifest"
         return None
     for artifact in record.artifacts:
         problem = _verify(artifact)
         if problem:
-            record.status, record.reason = "error", problem
+            record.status, record.reason = Status.ERROR, problem
             logger.error("engine %s: %s", record.name, problem)
             return None
-    reason = spec.unavailable_reason()
-    if reason:
-        record.status, record.reason = "unavailable", reason
-        return None
     try:
-        runner = spec.load(spec, record, model, options)
-    except EngineUnavailableError as exc:
-        record.status, record.reason = "unavailable", str(exc)
+        runner = load_engine(record, model, options)
+    except EngineUnavailableError as exc:  # also: this machine cannot run the engine
+        record.status, record.reason = Status.UNAVAILABLE, str(exc)
         return None
     except Exception as exc:  # one engine failing to load must not lose the others
-        record.status, record.reason = "error", f"{type(exc).__name__}: {exc}"
+        record.status, record.reason = Status.ERROR, f"{type(exc).__name__}: {exc}"
         logger.error("engine %s failed to load: %s", record.name, record.reason)
         return None
     record.providers = list(runner.providers)
@@ -208,14 +197,6 @@ def _verify(artifact: Artifact) -> str | None:
             f"{digest[:12]}… != manifest {artifact.sha256[:12]}…; rebuild with segshield export"
         )
     return None
-
-
-def _relative(path: str, base: Path) -> str:
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(base).as_posix()
-    except ValueError:
-        return str(p)
 
 
 __all__ = [
