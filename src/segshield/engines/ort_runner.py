@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -93,23 +94,7 @@ class OrtRunner:
             raise EngineUnavailableError("OrtRunner needs at least one execution provider")
         names = [p if isinstance(p, str) else p[0] for p in requested]
         self.requested_providers = names
-
-        available = list(ort.get_available_providers())
-        missing = [n for n in names if n not in available]
-        if missing:
-            if require:
-                raise EngineUnavailableError(
-                    f"requested execution provider(s) {missing} not available in this "
-                    f"onnxruntime build; available: {available}"
-                )
-            logger.warning(
-                "execution provider(s) %s not available (available: %s); continuing without",
-                missing,
-                available,
-            )
-            requested = [p for p, n in zip(requested, names, strict=True) if n not in missing]
-            if not requested:
-                requested = ["CPUExecutionProvider"]
+        requested = _usable_providers(ort, requested, names, require)
 
         if not self.path.is_file():
             raise ModelLoadError(f"ONNX model not found: {self.path}")
@@ -138,6 +123,10 @@ class OrtRunner:
         self.name = name or f"onnxruntime-{_SHORT_NAMES.get(in_use[0], in_use[0])}"
         self.ort_version = str(ort.__version__)
 
+        self._read_io(precision)
+
+    def _read_io(self, precision: str | None) -> None:
+        """Check the session has one rank-4 float image input; pick the logits output."""
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             listed = ", ".join(f"{i.name}{list(i.shape or [])}" for i in inputs)
@@ -206,6 +195,29 @@ class OrtRunner:
 
     def __repr__(self) -> str:
         return f"OrtRunner(name={self.name!r}, path={str(self.path)!r}, providers={self.providers})"
+
+
+def _usable_providers(
+    ort: ModuleType, requested: list[ProviderSpec], names: list[str], require: bool
+) -> list[ProviderSpec]:
+    """`requested` minus providers this onnxruntime build lacks (require=False), or raise
+    EngineUnavailableError naming them (require=True)."""
+    available = list(ort.get_available_providers())
+    missing = [n for n in names if n not in available]
+    if not missing:
+        return requested
+    if require:
+        raise EngineUnavailableError(
+            f"requested execution provider(s) {missing} not available in this "
+            f"onnxruntime build; available: {available}"
+        )
+    logger.warning(
+        "execution provider(s) %s not available (available: %s); continuing without",
+        missing,
+        available,
+    )
+    usable = [p for p, n in zip(requested, names, strict=True) if n not in missing]
+    return usable or ["CPUExecutionProvider"]
 
 
 __all__ = ["OrtRunner", "available_ort_providers", "import_onnxruntime"]

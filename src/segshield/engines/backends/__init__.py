@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from segshield.engines.records import Artifact
 from segshield.errors import SegShieldError
@@ -50,6 +50,7 @@ class BuildResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
 class Backend(Protocol):
     """One inference backend (pytorch, onnxruntime, aoti, tensorrt)."""
 
