@@ -22,8 +22,7 @@ from segshield.reports import (
 )
 
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
-    from segshield.audits import AuditConfig, ClassifierAuditConfig, ClassifierAuditReport
-    from segshield.data import SegDataset
+    from segshield.audits import AuditConfig
     from segshield.models import ModelSpec
 
 ProgressFn = Callable[[str, int, int], None]
@@ -111,46 +110,25 @@ def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateRes
     return report, evaluate(report, policy)
 
 
-def audit_classifier(
-    config: ClassifierAuditConfig,
-    segmentation_data: SegDataset,
-    out_dir: Path,
-    *,
-    weights: Path | None = None,
-    patch: int = 32,
-    stride: int = 32,
-    limit: int | None = None,
-    command: str = "",
-) -> tuple[ClassifierAuditReport, dict[str, Path]]:
-    """Cut labelled patches from segmentation data, attack the classifier, write the reports
-    (classifier_report.json, .md, .html)."""
-    from segshield.attacks import ATTACKS
-    from segshield.audits import model_info_from_loaded, run_classifier_audit
-    from segshield.data import patch_classification_from_segmentation
-    from segshield.models import ModelSpec, load_model
-    from segshield.reports import render_classifier_html, render_classifier_markdown
-    from segshield.training import bundled_patch_classifier
+# The seed mammography sweep: small budgets (imperceptible) and large ones (maximum damage).
+SEED_CLASSIFIER_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.05, 0.1, 0.15, 0.3)
 
-    unknown = [a for a in config.attacks if a not in ATTACKS]
-    if unknown:
-        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
-    loaded = (
-        bundled_patch_classifier() if weights is None else load_model(ModelSpec(weights=weights))
-    )
-    data = patch_classification_from_segmentation(segmentation_data, patch=patch, stride=stride)
-    data = data.subset(limit)
-    report = run_classifier_audit(
-        loaded.module, data, config, model_info=model_info_from_loaded(loaded), command=command
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"json": write_json(report, out_dir / "classifier_report.json")}
-    for fmt, name, fn in (
-        ("md", "classifier_report.md", render_classifier_markdown),
-        ("html", "classifier_report.html", render_classifier_html),
-    ):
-        files[fmt] = out_dir / name
-        files[fmt].write_text(fn(report))
-    return report, files
+
+def classifier_config(out_dir: Path, **options: object) -> AuditConfig:
+    """The audit configuration of a classifier audit (seed mammography): the same audit with
+    task "classification", its seed ε sweep, the source engine only, no latency or panels,
+    64 patches per attack batch. ``options`` override any AuditConfig field."""
+    from segshield.audits import AuditConfig
+
+    defaults: dict = {
+        "task": "classification",
+        "epsilons": SEED_CLASSIFIER_EPSILONS,
+        "engines": ("pytorch",),
+        "bench": False,
+        "panels": 0,
+        "batch_size": 64,
+    }
+    return AuditConfig(out_dir=out_dir, **{**defaults, **options})
 
 
 def export_engines(

@@ -11,24 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-import segshield.audits.classify as classify
-from segshield.audits.classify import (
-    CLASSIFIER_REPORT_KIND,
-    SEED_CLASSIFIER_EPSILONS,
-    ClassifierAuditConfig,
-    ClassifierAuditReport,
-    model_info_from_loaded,
-    run_classifier_audit,
-)
+import segshield.audits.craft as craft
+import segshield.audits.plan as plan
+import segshield.audits.run as run
+from segshield.api import SEED_CLASSIFIER_EPSILONS, classifier_config
+from segshield.audits import AuditReport, run_audit
+from segshield.audits.inputs import classification_audit_data
+from segshield.audits.provenance import model_description
 from segshield.data import bundled_dataset
 from segshield.data.classification import (
     ClassificationDataset,
     patch_classification_from_segmentation,
 )
-from segshield.errors import ModelLoadError, ModelOutputError, ReportError
+from segshield.errors import ModelLoadError, ModelOutputError, ReportError, SegShieldError
 from segshield.hashing import sha256_file
-from segshield.models import SmallCNN
+from segshield.models import LoadedModel, SmallCNN
 from segshield.models.card import ModelCard
+from segshield.results import REPORT_KIND, AuditCell, EngineEval
 from segshield.training.classifier import (
     BUNDLED_CLASSIFIER,
     ClassifierTrainConfig,
@@ -64,18 +63,47 @@ def few(test_patches: ClassificationDataset) -> ClassificationDataset:
 
 
 @pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return bundled_patch_classifier().module
+def loaded() -> LoadedModel:
+    return bundled_patch_classifier()
 
 
 @pytest.fixture(scope="module")
-def report(model: nn.Module, few: ClassificationDataset) -> ClassifierAuditReport:
-    config = ClassifierAuditConfig(epsilons=EPS, steps=3, batch_size=8, n_boot=200)
-    return run_classifier_audit(model, few, config, command="pytest")
+def model(loaded: LoadedModel) -> nn.Module:
+    return loaded.module
 
 
-def cell(report: ClassifierAuditReport, attack: str, eps: float) -> classify.ClassifierCell:
+def classify(
+    model: nn.Module | LoadedModel, data: ClassificationDataset, out: Path, **options: object
+) -> AuditReport:
+    """The classifier audit: the one audit loop with task "classification"."""
+    if isinstance(model, nn.Module):
+        model = LoadedModel(model, {"source": "test"})
+    config = classifier_config(out, **options)
+    return run_audit(config, command="pytest", model=model, data=classification_audit_data(data))
+
+
+@pytest.fixture(scope="module")
+def report(
+    model: nn.Module, few: ClassificationDataset, tmp_path_factory: pytest.TempPathFactory
+) -> AuditReport:
+    out = tmp_path_factory.mktemp("cls")
+    return classify(model, few, out, epsilons=EPS, steps=3, batch_size=8, n_boot=200)
+
+
+def cell(report: AuditReport, attack: str, eps: float) -> AuditCell:
     return next(c for c in report.cells if c.attack == attack and c.epsilon == eps)
+
+
+def src(cell_or_report: AuditCell | AuditReport) -> EngineEval:
+    """The source model's evaluation of a cell, or of the clean images."""
+    if isinstance(cell_or_report, AuditReport):
+        return cell_or_report.clean["pytorch"]
+    return cell_or_report.engines["pytorch"]
+
+
+def per_class_accuracy(ev: EngineEval) -> dict[str, float | None]:
+    """A class's accuracy is its recall: the share of its images classified right."""
+    return {c.name: c.recall for c in ev.metrics.per_class}
 
 
 # ------------------------------------------------------------------------ shipped classifier
@@ -131,170 +159,171 @@ def test_train_patch_classifier_writes_a_loadable_card(
 # --------------------------------------------------------------------------------- audit
 
 
-def test_config_defaults_and_validation() -> None:
-    config = ClassifierAuditConfig()
+def test_config_defaults_and_validation(tmp_path: Path) -> None:
+    config = classifier_config(tmp_path)
     assert config.attacks == ("fgsm", "bim", "pgd")
     assert config.epsilons == SEED_CLASSIFIER_EPSILONS
+    assert config.task == "classification" and config.engines == ("pytorch",)
     assert 0.0 in config.epsilons and 0.3 in config.epsilons and 8 / 255 in config.epsilons
     assert config.to_dict()["epsilons"] == list(SEED_CLASSIFIER_EPSILONS)
     with pytest.raises(ValueError, match="epsilons"):
-        ClassifierAuditConfig(epsilons=(0.1, 1.5))
+        classifier_config(tmp_path, epsilons=(0.1, 1.5))
     with pytest.raises(ValueError, match="steps"):
-        ClassifierAuditConfig(steps=0)
-    with pytest.raises(ValueError):
-        ClassifierAuditConfig(loss="no-such-loss")
+        classifier_config(tmp_path, steps=0)
+    with pytest.raises(ValueError, match="task"):
+        classifier_config(tmp_path, task="regression")
+    # A loss name is checked before anything runs (an input error, exit 2 from the CLI).
+    with pytest.raises(SegShieldError, match="no-such-loss"):
+        run_audit(classifier_config(tmp_path, losses=("no-such-loss",)))
 
 
-def test_epsilon_zero_is_clean(report: ClassifierAuditReport) -> None:
-    assert report.kind == CLASSIFIER_REPORT_KIND and report.schema_version == 1
+def test_epsilon_zero_is_clean(report: AuditReport) -> None:
+    assert report.kind == REPORT_KIND and report.schema_version == 2
+    assert report.task == "classification" and report.primary_metric == "accuracy"
+    clean = src(report)
     for attack in ("fgsm", "bim", "pgd"):
         c = cell(report, attack, 0.0)
         assert c.status == "ok", c.error
-        assert c.accuracy == report.clean["accuracy"]
-        assert c.per_class_accuracy == report.clean["per_class_accuracy"]
-        assert c.flip_rate == 0.0
-        assert c.ssim_mean == pytest.approx(1.0, abs=1e-12)
-        assert c.ssim_min == pytest.approx(1.0, abs=1e-12)
-        assert c.linf_max == 0.0 and c.l2_max == 0.0
+        assert src(c).metrics.accuracy == clean.metrics.accuracy
+        assert per_class_accuracy(src(c)) == per_class_accuracy(clean)
+        assert src(c).flip_rate == 0.0
+        assert c.perturbation.ssim_mean == pytest.approx(1.0, abs=1e-12)
+        assert c.perturbation.ssim_min == pytest.approx(1.0, abs=1e-12)
+        assert c.perturbation.linf_max == 0.0 and c.perturbation.l2_max == 0.0
 
 
-def test_fgsm_large_epsilon_lowers_accuracy(report: ClassifierAuditReport) -> None:
-    clean = report.clean["accuracy"]
+def test_fgsm_large_epsilon_lowers_accuracy(report: AuditReport) -> None:
+    clean = src(report).metrics.accuracy
     assert clean > 0.8
-    assert cell(report, "fgsm", 0.3).accuracy < clean
+    assert src(cell(report, "fgsm", 0.3)).metrics.accuracy < clean
     for attack in ("fgsm", "bim", "pgd"):
-        big = cell(report, attack, 0.3)
-        assert big.accuracy <= cell(report, attack, 2 / 255).accuracy <= clean
-        assert big.ssim_mean < cell(report, attack, 2 / 255).ssim_mean < 1.0
-        assert big.flip_rate > 0.0
+        big, small = cell(report, attack, 0.3), cell(report, attack, 2 / 255)
+        assert src(big).metrics.accuracy <= src(small).metrics.accuracy <= clean
+        assert big.perturbation.ssim_mean < small.perturbation.ssim_mean < 1.0
+        assert src(big).flip_rate > 0.0
+        # attack success is the relative accuracy drop
+        assert src(big).attack_success == pytest.approx((clean - src(big).metrics.accuracy) / clean)
 
 
-def test_perturbations_stay_in_budget(report: ClassifierAuditReport) -> None:
+def test_perturbations_stay_in_budget(report: AuditReport) -> None:
+    n_images = src(report).metrics.n_images
     for c in report.cells:
         assert c.status == "ok", c.error
         assert c.params["norm"] == "Linf"
-        assert c.linf_max <= c.epsilon + 1e-6
-        assert max(c.per_image["linf"]) <= c.epsilon + 1e-6
-        assert len(c.per_image["pred"]) == report.clean["n_images"]
+        assert c.perturbation.linf_max <= c.epsilon + 1e-6
+        assert max(c.perturbation.per_image["linf"]) <= c.epsilon + 1e-6
+        assert len(src(c).per_image.pred) == n_images
 
 
-def test_statistics_are_consistent(
-    report: ClassifierAuditReport, few: ClassificationDataset
-) -> None:
+def test_statistics_are_consistent(report: AuditReport, few: ClassificationDataset) -> None:
     counts = few.class_counts()
-    for c in [*report.cells, None]:
-        stats = report.clean if c is None else c.__dict__
-        acc, ci = stats["accuracy"], stats["accuracy_ci"]
-        assert ci["low"] <= acc <= ci["high"] and ci["n_boot"] == 200 and ci["level"] == 0.95
-        per = stats["per_class_accuracy"]
+    for ev in [*(src(c) for c in report.cells), src(report)]:
+        acc, ci = ev.metrics.accuracy, ev.ci["accuracy"]
+        assert ci.low <= acc <= ci.high and ci.n_boot == 200 and ci.level == 0.95
+        per = per_class_accuracy(ev)
         weighted = sum(per[k] * n for k, n in counts.items()) / len(few)
         assert weighted == pytest.approx(acc)
-    fgsm = cell(report, "fgsm", 0.3)
-    clean_pred = np.array(report.clean["per_image"]["pred"])
-    assert fgsm.flip_rate == pytest.approx(np.mean(np.array(fgsm.per_image["pred"]) != clean_pred))
+    fgsm = src(cell(report, "fgsm", 0.3))
+    clean_pred = np.array(src(report).per_image.pred)
+    assert fgsm.flip_rate == pytest.approx(np.mean(np.array(fgsm.per_image.pred) != clean_pred))
+    # success rate: share of the clean-correct images that are now wrong
+    right = clean_pred == few.labels
+    now_wrong = np.array(fgsm.per_image.pred) != few.labels
+    assert fgsm.success_rate == pytest.approx(np.mean(now_wrong[right]))
 
 
-def test_json_roundtrip(report: ClassifierAuditReport) -> None:
+def test_json_roundtrip(report: AuditReport) -> None:
     raw = report.to_dict()
     text = json.dumps(raw, allow_nan=False)
-    back = ClassifierAuditReport.from_dict(json.loads(text))
+    back = AuditReport.from_dict(json.loads(text))
     assert back.to_dict() == raw
     assert back.provenance["data_sha256"] and back.provenance["seed"] == 0
     assert back.provenance["command"] == "pytest"
     assert back.dataset["class_counts"] == {"background": 6, "nucleus": 6}
     with pytest.raises(ReportError, match="kind"):
-        ClassifierAuditReport.from_dict({**raw, "kind": "segshield.audit"})
+        AuditReport.from_dict({**raw, "kind": "segshield.classifier_audit"})
     with pytest.raises(ReportError, match="schema_version"):
-        ClassifierAuditReport.from_dict({**raw, "schema_version": 99})
+        AuditReport.from_dict({**raw, "schema_version": 99})
     with pytest.raises(ReportError, match="malformed"):
-        ClassifierAuditReport.from_dict({k: v for k, v in raw.items() if k != "clean"})
+        AuditReport.from_dict({k: v for k, v in raw.items() if k != "config"})
 
 
-def test_nan_is_stored_as_null(report: ClassifierAuditReport) -> None:
-    raw = ClassifierAuditReport.from_dict(report.to_dict())
-    raw.cells[0].ssim_mean = float("nan")
-    assert raw.to_dict()["cells"][0]["ssim_mean"] is None
+def test_nan_is_stored_as_null(report: AuditReport) -> None:
+    raw = AuditReport.from_dict(report.to_dict())
+    raw.cells[0].perturbation.ssim_mean = float("nan")
+    assert raw.to_dict()["cells"][0]["perturbation"]["ssim_mean"] is None
 
 
 def test_failures_are_recorded_per_cell(
-    model: nn.Module, few: ClassificationDataset, monkeypatch: pytest.MonkeyPatch
+    model: nn.Module, few: ClassificationDataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    real_ssim = classify.ssim
+    real_ssim = run.ssim
 
     def ssim_failing_at_large_eps(clean: np.ndarray, adv: np.ndarray, **kw: float) -> np.ndarray:
         if np.abs(adv - clean).max() > 0.2:
             raise RuntimeError("ssim exploded")
         return real_ssim(clean, adv, **kw)
 
-    monkeypatch.setattr(classify, "ssim", ssim_failing_at_large_eps)
-    config = ClassifierAuditConfig(
-        attacks=("fgsm", "no-such-attack", "asma"), epsilons=EPS, n_boot=0
-    )
-    rep = run_classifier_audit(model, few, config)
-    assert [c.id for c in rep.cells if c.attack == "no-such-attack"] == [
-        "no-such-attack/0",
-        "no-such-attack/0.00784314",
-        "no-such-attack/0.3",
-    ]
-    for c in rep.cells_of("no-such-attack"):
-        assert c.status == "error" and "unknown attack" in c.error and c.accuracy is None
-    assert [c.status for c in rep.cells_of("fgsm")] == ["ok", "ok", "error"]
+    monkeypatch.setattr(run, "ssim", ssim_failing_at_large_eps)
+    # An unknown attack is an input error found before anything runs.
+    with pytest.raises(SegShieldError, match="no-such-attack"):
+        classify(model, few, tmp_path, attacks=("fgsm", "no-such-attack"), epsilons=EPS)
+    rep = classify(model, few, tmp_path, attacks=("fgsm", "asma"), epsilons=EPS, n_boot=0)
+    assert [c.status for c in rep.cells if c.attack == "fgsm"] == ["ok", "ok", "error"]
     assert "ssim exploded" in cell(rep, "fgsm", 0.3).error
-    assert cell(rep, "fgsm", 0.0).accuracy_ci is None  # n_boot=0
+    assert src(cell(rep, "fgsm", 0.0)).ci is None  # n_boot=0
     assert rep.skipped == [{"attack": "asma", "reason": rep.skipped[0]["reason"]}]
     assert "targeted" in rep.skipped[0]["reason"]
-    assert not rep.cells_of("asma")
+    assert not [c for c in rep.cells if c.attack == "asma"]
     json.dumps(rep.to_dict(), allow_nan=False)
 
 
 def test_failing_attack_loses_no_other_attack(
-    model: nn.Module, few: ClassificationDataset, monkeypatch: pytest.MonkeyPatch
+    model: nn.Module, few: ClassificationDataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    real = classify.get_attack
+    real = craft.get_attack
 
     def get_attack(name: str, *args: object, **kwargs: object) -> object:
         if name == "bim":
             raise RuntimeError("bim is broken")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(classify, "get_attack", get_attack)
-    rep = run_classifier_audit(
-        model, few, ClassifierAuditConfig(attacks=("fgsm", "bim"), epsilons=(0.0, 0.1), n_boot=0)
-    )
-    assert all(c.status == "error" and "bim is broken" in c.error for c in rep.cells_of("bim"))
-    assert all(c.status == "ok" for c in rep.cells_of("fgsm"))
+    monkeypatch.setattr(craft, "get_attack", get_attack)
+    monkeypatch.setattr(plan, "get_attack", get_attack)
+    rep = classify(model, few, tmp_path, attacks=("fgsm", "bim"), epsilons=(0.0, 0.1), n_boot=0)
+    bim = [c for c in rep.cells if c.attack == "bim"]
+    assert bim and all(c.status == "error" and "bim is broken" in c.error for c in bim)
+    assert all(c.status == "ok" for c in rep.cells if c.attack == "fgsm")
 
 
-def test_seeded_and_mode_restored(model: nn.Module, few: ClassificationDataset) -> None:
-    config = ClassifierAuditConfig(attacks=("pgd",), epsilons=(0.05,), steps=2, n_boot=50)
+def test_seeded_and_mode_restored(
+    model: nn.Module, few: ClassificationDataset, tmp_path: Path
+) -> None:
+    options = {"attacks": ("pgd",), "epsilons": (0.05,), "steps": 2, "n_boot": 50}
     model.train()
     try:
-        a = run_classifier_audit(model, few, config)
+        a = classify(model, few, tmp_path, **options)
         assert model.training  # restored
     finally:
         model.eval()
-    b = run_classifier_audit(model, few, config)
-    assert a.cells[0].per_image == b.cells[0].per_image
-    assert a.cells[0].accuracy_ci == b.cells[0].accuracy_ci
+    b = classify(model, few, tmp_path, **options)
+    assert src(a.cells[0]).per_image == src(b.cells[0]).per_image
+    assert src(a.cells[0]).ci == src(b.cells[0]).ci
 
 
-def test_wrong_model_output_is_an_error(few: ClassificationDataset) -> None:
+def test_wrong_model_output_is_an_error(few: ClassificationDataset, tmp_path: Path) -> None:
     three_classes = SmallCNN(num_classes=3, width=2, hidden=4)
     with pytest.raises(ModelOutputError, match=r"\(N, 2\)"):
-        run_classifier_audit(three_classes, few, ClassifierAuditConfig(epsilons=(0.0,)))
+        classify(three_classes, few, tmp_path, epsilons=(0.0,))
 
 
-def test_model_info_from_card(few: ClassificationDataset) -> None:
-    loaded = bundled_patch_classifier()
-    info = model_info_from_loaded(loaded)
+def test_model_info_from_card(
+    loaded: LoadedModel, few: ClassificationDataset, tmp_path: Path
+) -> None:
+    info = model_description(loaded)
     assert info["name"] == BUNDLED_CLASSIFIER
     assert info["weights_sha256"] == loaded.description["card"]["weights_sha256"]
-    rep = run_classifier_audit(
-        loaded.module,
-        few.subset(2),
-        ClassifierAuditConfig(attacks=("fgsm",), epsilons=(0.0,), n_boot=0),
-        model_info=info,
-    )
+    rep = classify(loaded, few.subset(2), tmp_path, attacks=("fgsm",), epsilons=(0.0,), n_boot=0)
     assert rep.provenance["weights_sha256"] == info["weights_sha256"]
     assert rep.model["architecture"]["architecture"] == "small_cnn"
     assert rep.model["card_test_metrics"]["accuracy"] > 0.9
@@ -303,8 +332,9 @@ def test_model_info_from_card(few: ClassificationDataset) -> None:
 def test_failed_sweep_falls_back_to_each_epsilon(
     model: nn.Module,
     few: ClassificationDataset,
-    report: ClassifierAuditReport,
+    report: AuditReport,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from segshield.attacks.fgsm import FGSM
 
@@ -320,10 +350,19 @@ def test_failed_sweep_falls_back_to_each_epsilon(
 
     monkeypatch.setattr(FGSM, "sweep", broken_sweep)
     monkeypatch.setattr(FGSM, "_perturb", perturb)
-    config = ClassifierAuditConfig(attacks=("fgsm",), epsilons=EPS, batch_size=8, n_boot=200)
-    rep = run_classifier_audit(model, few, config)
+    rep = classify(model, few, tmp_path, attacks=("fgsm",), epsilons=EPS, batch_size=8, n_boot=200)
     assert [c.status for c in rep.cells] == ["ok", "ok", "error"]
     assert "too large" in rep.cells[2].error
     # Per-ε FGSM equals the shared-gradient sweep of the main report.
     for c in rep.cells[:2]:
-        assert c.per_image == cell(report, "fgsm", c.epsilon).per_image
+        assert src(c).per_image == src(cell(report, "fgsm", c.epsilon)).per_image
+
+
+def test_classification_through_the_cli_alias_config_matches_the_library(
+    few: ClassificationDataset, report: AuditReport
+) -> None:
+    """The classifier audit is the segmentation audit's loop: same report type and cells."""
+    assert {c.loss for c in report.cells} == {"bce"}
+    assert [c.id for c in report.cells] == [
+        AuditCell.make_id(a, "bce", e) for a in ("fgsm", "bim", "pgd") for e in EPS
+    ]

@@ -1,7 +1,7 @@
-"""Stage 7 — audits: attack x loss x epsilon over engines, typed and versioned results.
+"""Stage 7 — audits: the one audit loop (attack x loss x epsilon over engines) for every task.
 
-The result types load eagerly (light: the gate and the renderers need only them); the runner
-and its configuration, which import torch, load on first use.
+The result types load eagerly (light, from segshield.results: the gate and the renderers need
+only them); the runner and its configuration, which import torch, load on first use.
 """
 
 from __future__ import annotations
@@ -9,24 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from segshield.audits.results import (
+from segshield.results import (
     SCHEMA_VERSION,
     SOURCE_ENGINE,
     AuditCell,
     AuditReport,
     EngineEval,
-    EngineRecord,
 )
 
 _LAZY = {
-    "ClassifierAuditConfig": "classify",
-    "ClassifierAuditReport": "classify",
-    "ClassifierCell": "classify",
-    "run_classifier_audit": "classify",
-    "model_info_from_loaded": "classify",
-    "SEED_CLASSIFIER_EPSILONS": "classify",
-    "DEFAULT_CLASSIFIER_ATTACKS": "classify",
-    "CLASSIFIER_REPORT_KIND": "classify",
     "ADVUNET_EPSILONS": "config",
     "DEFAULT_ATTACKS": "config",
     "DEFAULT_ENGINES": "config",
@@ -34,8 +25,11 @@ _LAZY = {
     "DEFAULT_LOSSES": "config",
     "ENGINES": "config",
     "AuditConfig": "config",
-    "load_audit_data": "run",
+    "load_audit_data": "inputs",
     "run_audit": "run",
+    "DEFAULT_COMPARISONS": "compare",
+    "attack_budget": "plan",
+    "build_targets": "plan",
 }
 
 
@@ -47,26 +41,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ADVUNET_EPSILONS",
-    "CLASSIFIER_REPORT_KIND",
     "DEFAULT_ATTACKS",
-    "DEFAULT_CLASSIFIER_ATTACKS",
+    "DEFAULT_COMPARISONS",
     "DEFAULT_ENGINES",
     "DEFAULT_EPSILONS",
     "DEFAULT_LOSSES",
     "ENGINES",
     "SCHEMA_VERSION",
-    "SEED_CLASSIFIER_EPSILONS",
     "SOURCE_ENGINE",
     "AuditCell",
     "AuditConfig",
     "AuditReport",
-    "ClassifierAuditConfig",
-    "ClassifierAuditReport",
-    "ClassifierCell",
     "EngineEval",
-    "EngineRecord",
+    "attack_budget",
+    "build_targets",
     "load_audit_data",
-    "model_info_from_loaded",
     "run_audit",
-    "run_classifier_audit",
 ]

@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# The default engine matrix and epsilon presets are defined once, where they belong.
+from segshield.engines import DEFAULT_ENGINES
 from segshield.engines.specs import ENGINE_SPECS, resolve_engine_names
+from segshield.enums import TaskKind
+from segshield.epsilon import ADVUNET_EPSILONS as ADVUNET_EPSILONS  # re-exported
+from segshield.epsilon import DEFAULT_EPSILONS
 from segshield.models import ModelSpec
+
+TASK_KINDS = tuple(str(k) for k in TaskKind)
 
 ENGINES = tuple(ENGINE_SPECS)
 
-DEFAULT_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-# Seed advunet sweeps FGSM over 0.1 .. 0.9; offered with --epsilons advunet.
-ADVUNET_EPSILONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_ATTACKS = ("fgsm", "bim", "pgd")
 DEFAULT_LOSSES = ("bce",)
-# The CPU engine matrix audited by default; GPU engines (ort-cuda, ort-trt*, tensorrt-*,
-# aoti-cuda-*) are listed in segshield.engines.ENGINE_SPECS and reported unavailable on a CPU.
-DEFAULT_ENGINES = ("pytorch", "ort-fp32", "ort-fp16", "ort-int8", "aoti-fp32")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class AuditConfig:
     split: str = "test"
     size: int = 128
     num_classes: int = 1  # 1: binary (one sigmoid logit); >1: softmax over label-map masks
+    # What the model does: "auto" (binary when num_classes is 1, else multiclass), "binary",
+    # "multiclass", "multilabel" or "classification" (logits (N, K) on image patches).
+    task: str = "auto"
+    patch: int = 32  # classification: side of the labelled patches cut from the masks
+    stride: int = 32  # classification: stride between patches
     limit: int | None = None
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     losses: tuple[str, ...] = DEFAULT_LOSSES
@@ -88,11 +94,25 @@ class AuditConfig:
             problems.append("n_boot and panels must be >= 0")
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.task != "auto" and self.task not in TASK_KINDS:
+            problems.append(
+                f"task must be auto or one of {', '.join(TASK_KINDS)}, got {self.task!r}"
+            )
+        if self.patch < 8 or self.stride < 1:
+            problems.append("patch must be >= 8 and stride >= 1")
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def task_kind(self) -> TaskKind:
+        """The task, with "auto" resolved from num_classes."""
+        if self.task != "auto":
+            return TaskKind(self.task)
+        return TaskKind.BINARY if self.num_classes == 1 else TaskKind.MULTICLASS
+
     def to_dict(self) -> dict:
-        raw = asdict(self)
+        """JSON-ready: paths as strings, tuples as lists."""
+        raw = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         raw["out_dir"] = str(self.out_dir)
         for key in ("data", "engines_dir", "calibration_data"):
             raw[key] = None if getattr(self, key) is None else str(getattr(self, key))

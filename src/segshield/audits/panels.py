@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segshield.results import SOURCE_ENGINE, AuditCell, EngineEval, Panel
+
 GAP = 4  # white pixels between tiles
 
 
@@ -61,3 +63,37 @@ def slug(text: str) -> str:
 def write_panel(path: Path, panel: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(panel).save(path, optimize=True)
+
+
+def worst_hit_panels(
+    cell: AuditCell,
+    images: np.ndarray,
+    adv: np.ndarray,
+    labels: np.ndarray,
+    names: tuple[str, ...],
+    preds: dict[str, np.ndarray],
+    clean: dict[str, EngineEval],
+    count: int,
+    out_dir: Path,
+    num_classes: int = 1,
+) -> list[Panel]:
+    """Write PNG panels of the ``count`` images the source model lost most Dice on."""
+    src_clean, src_adv = clean.get(SOURCE_ENGINE), cell.engines.get(SOURCE_ENGINE)
+    if count < 1 or not (src_clean and src_adv and src_adv.per_image and src_clean.per_image):
+        return []
+    d0 = np.asarray(src_clean.per_image.dice, dtype=np.float64)
+    d1 = np.asarray(src_adv.per_image.dice, dtype=np.float64)
+    panels = []
+    for i in np.argsort(-(d0 - d1), kind="stable")[:count]:
+        tile, titles = compose_panel(
+            images[i],
+            adv[i],
+            labels[i],
+            {n: p[i] for n, p in preds.items()},
+            cell.epsilon,
+            num_classes,
+        )
+        rel = Path("panels") / f"{slug(cell.id)}__{slug(names[i])}.png"
+        write_panel(out_dir / rel, tile)
+        panels.append(Panel(names[i], int(i), rel.as_posix(), float(d0[i]), float(d1[i]), titles))
+    return panels

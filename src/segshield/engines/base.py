@@ -106,12 +106,13 @@ def runner_identity(runner: Runner) -> dict[str, Any]:
 
 
 def check_logits(logits: np.ndarray, engine: str, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Check engine output is finite (N,K,H,W) with N matching `input_shape`; return float32."""
+    """Check engine output is finite logits (N, K, *spatial) — (N, K, H, W) for segmentation,
+    (N, K) for a classifier — with N matching `input_shape`; return float32."""
     n = input_shape[0]
-    if logits.ndim != 4 or logits.shape[0] != n:
+    if logits.ndim < 2 or logits.shape[0] != n:
         raise ModelOutputError(
             f"engine '{engine}' returned shape {logits.shape} for input {input_shape}; "
-            f"expected logits (N,K,H,W) with N={n}"
+            f"expected logits (N,K,...) with N={n}"
         )
     logits = np.asarray(logits, dtype=np.float32)
     finite = np.count_nonzero(np.isfinite(logits))

@@ -53,9 +53,9 @@ def parity_stats(
     """
     src = np.asarray(source_logits)
     eng = np.asarray(engine_logits)
-    if src.shape != eng.shape or src.ndim != 4 or src.shape[0] == 0:
+    if src.shape != eng.shape or src.ndim < 2 or src.shape[0] == 0:
         raise ValueError(
-            f"parity needs two logits arrays of the same shape (N,K,H,W), got {src.shape} and "
+            f"parity needs two logits arrays of the same shape (N,K,...), got {src.shape} and "
             f"{eng.shape}"
         )
     if not (0.0 < threshold < 1.0):
