@@ -10,7 +10,7 @@ from PIL import Image
 
 from segshield.attacks import ATTACKS
 from segshield.audits import AuditConfig, run_audit
-from segshield.audits.run import attack_budget, build_targets
+from segshield.audits.plan import attack_budget, build_targets
 from segshield.errors import SegShieldError
 
 
@@ -37,11 +37,11 @@ def test_every_registered_attack_runs_in_the_audit(suite_report) -> None:
         assert cell.status == "ok", (cell.id, cell.error)
         assert cell.params["norm"] == ATTACKS[cell.attack].norm
         if cell.params["norm"] == "Linf":
-            assert cell.perturbation["linf_max"] <= 8 / 255 + 1e-6, cell.id
+            assert cell.perturbation.linf_max <= 8 / 255 + 1e-6, cell.id
         else:  # L2 budget: the corner of the L-infinity ball
             radius = 8 / 255 * np.sqrt(128 * 128)
             assert cell.params["eps"] == pytest.approx(radius)
-            assert max(cell.perturbation["per_image"]["l2"]) <= radius + 1e-4
+            assert max(cell.perturbation.per_image["l2"]) <= radius + 1e-4
 
 
 def test_asma_cell_reports_the_seed_columns(suite_report) -> None:

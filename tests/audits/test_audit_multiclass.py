@@ -75,15 +75,20 @@ def test_multiclass_audit_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     clean = report["clean"]["pytorch"]["metrics"]
-    assert clean["num_classes"] == 3 and set(clean["per_class"]) == {"0", "1", "2"}
+    assert clean["num_classes"] == 3 and [c["index"] for c in clean["per_class"]] == [0, 1, 2]
+    assert report["task"] == "multiclass"
     assert 0.0 <= clean["dice"] <= 1.0
     assert len(report["cells"]) == 6
     for cell in report["cells"]:
         assert cell["status"] == "ok", cell["error"]
         assert cell["perturbation"]["linf_max"] <= 8 / 255 + 1e-6
         ort = cell["engines"]["ort-fp32"]
-        assert ort["disagreement"] < 1e-3 and ort["metrics"]["per_class"]["2"]["dice"] is not None
-        assert cell["engines"]["pytorch"]["ci"] is None  # no count-based CI for macro means
+        assert ort["disagreement"] < 1e-3 and ort["metrics"]["per_class"][2]["dice"] is not None
+        # multi-class audits get bootstrap intervals of the foreground-mean Dice too
+        src = cell["engines"]["pytorch"]
+        ci = src["ci"]["dice"]
+        assert ci["low"] <= src["metrics"]["dice"] + 1e-9 <= ci["high"] + 1e-9
+        assert src["ci"]["attack_success"]["n_boot"] == 1000
         assert (out / cell["panels"][0]["file"]).is_file()
     assert "Mean IoU" in (out / "report.md").read_text()
 

@@ -25,7 +25,7 @@ FAST = {
 def test_e2e_report_is_complete(cli_audit) -> None:
     """The CLI run (conftest) audited PyTorch and the real CPU engine matrix."""
     report = AuditReport.from_dict(cli_audit.report)
-    assert report.schema_version == 1
+    assert report.schema_version == 2 and report.task == "binary"
     assert [c.id for c in report.cells] == [
         f"{a}/bce/{e:.6g}" for a in ("fgsm", "bim", "pgd") for e in (2 / 255, 8 / 255)
     ]
@@ -54,39 +54,39 @@ def test_e2e_report_is_complete(cli_audit) -> None:
     assert report.dataset["n_images"] == 2
     for cell in report.cells:
         assert cell.status == "ok", cell.error
-        assert cell.perturbation["linf_max"] <= cell.epsilon + 1e-6
-        assert 0.0 < cell.perturbation["ssim_mean"] <= 1.0
+        assert cell.perturbation.linf_max <= cell.epsilon + 1e-6
+        assert 0.0 < cell.perturbation.ssim_mean <= 1.0
         src, eng = cell.engines["pytorch"], cell.engines["ort-fp32"]
         # FP32 ORT replays the adversarial images almost exactly like the source.
         assert eng.disagreement < 1e-3
-        assert abs(eng.metrics["dice"] - src.metrics["dice"]) < 1e-2
+        assert abs(eng.metrics.dice - src.metrics.dice) < 1e-2
         for name in ("ort-fp16", "ort-int8", "aoti-fp32"):
             ev = cell.engines[name]
             assert ev.status == "ok" and 0.0 <= ev.fooled_source_only <= 1.0
             assert 0.0 <= ev.fooled_engine_only <= 1.0
-        assert len(src.per_image["dice"]) == 2
+        assert len(src.per_image.dice) == 2
     pgd8 = next(c for c in report.cells if c.attack == "pgd" and c.epsilon > 0.03)
     # bootstrap CIs bracket the point estimate; attack success has a paired CI
     ev = pgd8.engines["pytorch"]
-    assert ev.ci["dice"]["low"] <= ev.metrics["dice"] + 1e-9 <= ev.ci["dice"]["high"] + 2e-9
-    assert ev.ci["attack_success"]["n_boot"] == 1000
-    assert sum(ev.per_image["tp"]) == ev.metrics["tp"]
+    assert ev.ci["dice"].low <= ev.metrics.dice + 1e-9 <= ev.ci["dice"].high + 2e-9
+    assert ev.ci["attack_success"].n_boot == 1000
+    assert sum(ev.per_image.tp) == ev.metrics.tp
     # image panels of the worst-hit images are written and referenced relative to the report
     assert len(pgd8.panels) == 2
     panel = pgd8.panels[0]
-    assert (cli_audit.out_dir / panel["file"]).is_file()
-    assert panel["columns"][:4] == [
+    assert (cli_audit.out_dir / panel.file).is_file()
+    assert panel.columns[:4] == [
         "clean image",
         "perturbation (amplified)",
         "adversarial image",
         "ground truth",
     ]
     assert (
-        panel["dice_clean"] - panel["dice_adv"]
-        >= pgd8.panels[1]["dice_clean"] - pgd8.panels[1]["dice_adv"]
+        panel.dice_clean - panel.dice_adv
+        >= pgd8.panels[1].dice_clean - pgd8.panels[1].dice_adv
     )
-    clean_dice = report.clean["pytorch"].metrics["dice"]
-    assert pgd8.engines["pytorch"].metrics["dice"] < clean_dice
+    clean_dice = report.clean["pytorch"].metrics.dice
+    assert pgd8.engines["pytorch"].metrics.dice < clean_dice
     assert pgd8.engines["pytorch"].attack_success > 0.0
     # transfer ratio = engine AS / source AS; FP32 engines transfer the attack fully
     assert pgd8.engines["ort-fp32"].transfer_ratio == pytest.approx(1.0, abs=0.01)
@@ -100,20 +100,22 @@ def test_metrics_do_not_depend_on_batch_size(tmp_path: Path) -> None:
     ]
     a, b = (r.cells[1].engines["pytorch"].metrics for r in reports)
     for key in ("dice", "iou", "accuracy", "tp", "fp", "fn"):
-        assert a[key] == pytest.approx(b[key], abs=1e-9), key
+        assert getattr(a, key) == pytest.approx(getattr(b, key), abs=1e-9), key
 
 
 def test_a_failing_cell_loses_nothing_else(tmp_path: Path, monkeypatch) -> None:
-    import segshield.audits.run as run_mod
+    import segshield.audits.craft as craft_mod
+    import segshield.audits.plan as plan_mod
 
-    real = run_mod.get_attack
+    real = craft_mod.get_attack
 
     def flaky(name, *args, **kwargs):
         if name == "bim":
             raise RuntimeError("simulated attack failure")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "get_attack", flaky)
+    monkeypatch.setattr(craft_mod, "get_attack", flaky)
+    monkeypatch.setattr(plan_mod, "get_attack", flaky)
     report = run_audit(AuditConfig(tmp_path, attacks=("fgsm", "bim", "pgd"), **FAST))
     status = {c.id: c.status for c in report.cells}
     assert [s for i, s in status.items() if i.startswith("bim")] == ["error", "error"]
@@ -183,7 +185,7 @@ def test_perturbation_is_reproducible_with_the_seed(tmp_path: Path) -> None:
     cfg = {"attacks": ("pgd",), **FAST}
     r1 = run_audit(AuditConfig(tmp_path / "a", seed=3, **cfg))
     r2 = run_audit(AuditConfig(tmp_path / "b", seed=3, **cfg))
-    l2 = [np.asarray(r.cells[0].perturbation["per_image"]["l2"]) for r in (r1, r2)]
+    l2 = [np.asarray(r.cells[0].perturbation.per_image["l2"]) for r in (r1, r2)]
     assert np.array_equal(l2[0], l2[1])
 
 
