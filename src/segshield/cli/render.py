@@ -6,9 +6,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from segshield.audits import SOURCE_ENGINE, AuditReport
 from segshield.gate import GateResult
 from segshield.reports import MISSING, format_epsilon
+from segshield.results import SOURCE_ENGINE, AuditReport
 
 
 def _pct(value: float | None) -> str:
@@ -16,8 +16,9 @@ def _pct(value: float | None) -> str:
 
 
 def summary_tables(report: AuditReport) -> list[Table]:
-    """Two tables that fit a terminal: Dice per engine; then attack success on the source, the
-    largest engine-vs-source disagreement and SSIM. Values in %, all read from the report."""
+    """Two tables that fit a terminal: the task's primary metric (Dice; accuracy for a
+    classifier) per engine; then attack success on the source, the largest engine-vs-source
+    disagreement and SSIM. Values in %, all read from the report."""
     engines = [e.name for e in report.engines if e.status == "ok"]
     others = [e for e in engines if e != SOURCE_ENGINE]
     model = report.model.get("name", report.model.get("source", "model"))
@@ -28,7 +29,9 @@ def summary_tables(report: AuditReport) -> list[Table]:
             t.add_column(col, no_wrap=True, justify="left" if i < 3 else "right")
         return t
 
-    dice = table(f"Dice (%) of {model} on {report.dataset['source']}, per engine", engines)
+    metric = report.primary_metric
+    label = "Accuracy" if metric == "accuracy" else "Dice"
+    dice = table(f"{label} (%) of {model} on {report.dataset['source']}, per engine", engines)
     transfer = table(
         "Attack success on the source, max engine-vs-source disagreement, SSIM (%)",
         ["AS", "disagree", "SSIM"],
@@ -42,7 +45,7 @@ def summary_tables(report: AuditReport) -> list[Table]:
     clean = ["clean", "—", "0"]
     dice.add_row(
         *clean,
-        *[_pct(report.clean[e].metrics and report.clean[e].metrics["dice"]) for e in engines],
+        *[_pct(report.clean[e].value(metric)) for e in engines],
         style="bold",
     )
     transfer.add_row(*clean, MISSING, worst_disagreement(report.clean), "100.00", style="bold")
@@ -55,14 +58,14 @@ def summary_tables(report: AuditReport) -> list[Table]:
         row = []
         for e in engines:
             ev = cell.engines.get(e)
-            row.append(_pct(ev.metrics["dice"]) if ev and ev.metrics else "[red]error[/]")
+            row.append(_pct(ev.value(metric)) if ev and ev.ok else "[red]error[/]")
         dice.add_row(*key, *row)
         src = cell.engines.get(SOURCE_ENGINE)
         transfer.add_row(
             *key,
             _pct(src.attack_success if src else None),
             worst_disagreement(cell.engines),
-            _pct(cell.perturbation["ssim_mean"] if cell.perturbation else None),
+            _pct(cell.perturbation.ssim_mean if cell.perturbation else None),
         )
     return [dice, transfer]
 
