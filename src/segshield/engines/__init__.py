@@ -1,8 +1,8 @@
 """Inference engines behind one `Runner` contract (Polygraphy-style: one runner per backend).
 
-Importing this package does not import onnxruntime, torch._inductor or tensorrt; each is
-loaded when an engine that needs it is built or loaded, so segshield works without
-onnxruntime-gpu or TensorRT installed.
+Importing this package imports nothing heavy: names load on first use (PEP 562), so the
+report readers reach `EngineRecord` without torch, and onnxruntime, torch._inductor or
+tensorrt load only when an engine that needs them is built or loaded.
 
 Layout: `registry` (EngineSpec data: ENGINE_SPECS, DEFAULT_ENGINES), `records` (EngineRecord,
 Artifact), `backends` (one Backend per `EngineSpec.backend`: check, build, load), `build`
@@ -15,33 +15,48 @@ records them and `runners_from_manifest` loads them again.
 
 from __future__ import annotations
 
-from segshield.engines.aoti_runner import AotiRunner
-from segshield.engines.backends import Backend, BuildResult
-from segshield.engines.base import Runner, infer_batched
-from segshield.engines.build import (
-    BuildInfo,
-    BuildOptions,
-    BuiltEngine,
-    build_engine,
-    build_engines,
-    load_engine,
-    model_fingerprint,
-)
-from segshield.engines.manifest import read_manifest, runners_from_manifest, write_manifest
-from segshield.engines.ort_runner import OrtRunner, available_ort_providers
-from segshield.engines.parity import parity_stats
-from segshield.engines.records import Artifact, EngineBuildRecord, EngineRecord
-from segshield.engines.registry import (
-    CPU_ENGINES,
-    DEFAULT_ENGINES,
-    ENGINE_ALIASES,
-    ENGINE_SPECS,
-    EngineSpec,
-    engine_unavailable_reason,
-    resolve_engine_names,
-)
-from segshield.engines.tensorrt_runner import TensorRTRunner
-from segshield.engines.torch_runner import TorchRunner
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AotiRunner": "segshield.engines.aoti_runner",
+    "Artifact": "segshield.engines.records",
+    "Backend": "segshield.engines.backends",
+    "BuildInfo": "segshield.engines.build",
+    "BuildOptions": "segshield.engines.build",
+    "BuildResult": "segshield.engines.backends",
+    "BuiltEngine": "segshield.engines.build",
+    "CPU_ENGINES": "segshield.engines.registry",
+    "DEFAULT_ENGINES": "segshield.engines.registry",
+    "ENGINE_ALIASES": "segshield.engines.registry",
+    "ENGINE_SPECS": "segshield.engines.registry",
+    "EngineBuildRecord": "segshield.engines.records",
+    "EngineRecord": "segshield.engines.records",
+    "EngineSpec": "segshield.engines.registry",
+    "OrtRunner": "segshield.engines.ort_runner",
+    "Runner": "segshield.engines.base",
+    "TensorRTRunner": "segshield.engines.tensorrt_runner",
+    "TorchRunner": "segshield.engines.torch_runner",
+    "available_ort_providers": "segshield.engines.ort_runner",
+    "build_engine": "segshield.engines.build",
+    "build_engines": "segshield.engines.build",
+    "engine_unavailable_reason": "segshield.engines.registry",
+    "infer_batched": "segshield.engines.base",
+    "load_engine": "segshield.engines.build",
+    "model_fingerprint": "segshield.engines.build",
+    "parity_stats": "segshield.engines.parity",
+    "read_manifest": "segshield.engines.manifest",
+    "resolve_engine_names": "segshield.engines.registry",
+    "runners_from_manifest": "segshield.engines.manifest",
+    "write_manifest": "segshield.engines.manifest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'segshield.engines' has no attribute {name!r}")
+
 
 __all__ = [
     "CPU_ENGINES",
