@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from segshield.metrics import attack_success, disagreement
+from segshield.metrics import attack_success, disagreement, label_disagreement
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -68,3 +68,22 @@ def test_fooled_shares_golden() -> None:
     # image 0: source only; image 1: engine only; image 2: both; image 3: engine only (source
     # undefined counts as not fooled)
     assert only_src == 0.25 and only_eng == 0.5
+
+
+def test_label_disagreement_golden() -> None:
+    # label maps (N,H,W) and the softmax accumulator's (N,1,H,W) label maps agree
+    a = np.array([[[0, 1], [2, 2]], [[1, 1], [1, 1]]], dtype=np.uint8)
+    b = np.array([[[0, 2], [2, 0]], [[1, 1], [1, 1]]], dtype=np.uint8)
+    assert label_disagreement(a, b).tolist() == [2 / 4, 0.0]
+    assert label_disagreement(a[:, None], b[:, None]).tolist() == [2 / 4, 0.0]
+
+
+def test_label_disagreement_errors() -> None:
+    a = np.zeros((2, 4, 4), int)
+    with pytest.raises(ValueError, match=r"pred_a \(2, 4, 4\) vs pred_b \(2, 4, 3\)"):
+        label_disagreement(a, a[:, :, :3])
+    with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
+        label_disagreement(a[0], a[0])
+    with pytest.raises(ValueError, match="dtype float64"):
+        label_disagreement(a.astype(float), a.astype(float))
+    assert np.isnan(label_disagreement(np.zeros((2, 0, 4), int), np.zeros((2, 0, 4), int))).all()

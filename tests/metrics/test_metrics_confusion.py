@@ -1,4 +1,5 @@
-"""Confusion counts: golden 4x4 case, accepted layouts/dtypes, validation errors."""
+"""Confusion counts (N, C): binary golden 4x4 case (C = 1), multi-class and multi-label counts
+by hand, accepted layouts/dtypes, resampling/foreground sums, validation errors."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from segshield.metrics import ConfusionCounts, binarize_logits, confusion_counts
+from segshield.metrics import (
+    ClassConfusion,
+    ConfusionCounts,
+    binarize_logits,
+    check_label_map,
+    confusion_counts,
+    multiclass_confusion_counts,
+    multilabel_confusion_counts,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -38,11 +47,12 @@ TARGET = np.array(
 
 def test_golden_counts_nchw() -> None:
     c = confusion_counts(PRED[None, None], TARGET[None, None])
-    assert c.tp.tolist() == [3]
-    assert c.fp.tolist() == [1]
-    assert c.fn.tolist() == [2]
-    assert c.tn.tolist() == [10]
-    assert c.n_pixels.tolist() == [16]
+    assert c.tp.shape == (1, 1) and c.num_classes == 1  # binary is C = 1
+    assert c.tp[:, 0].tolist() == [3]
+    assert c.fp[:, 0].tolist() == [1]
+    assert c.fn[:, 0].tolist() == [2]
+    assert c.tn[:, 0].tolist() == [10]
+    assert c.n_pixels[:, 0].tolist() == [16]
     assert c.tp.dtype == np.int64
 
 
@@ -53,10 +63,10 @@ def test_batch_of_three_nhw_bool() -> None:
     target = np.stack([TARGET.astype(bool), empty, empty])
     c = confusion_counts(pred, target)
     # image 1: both empty -> all tn; image 2: predicted everything, nothing there -> all fp
-    assert c.tp.tolist() == [3, 0, 0]
-    assert c.fp.tolist() == [1, 0, 16]
-    assert c.fn.tolist() == [2, 0, 0]
-    assert c.tn.tolist() == [10, 16, 0]
+    assert c.tp[:, 0].tolist() == [3, 0, 0]
+    assert c.fp[:, 0].tolist() == [1, 0, 16]
+    assert c.fn[:, 0].tolist() == [2, 0, 0]
+    assert c.tn[:, 0].tolist() == [10, 16, 0]
     assert len(c) == 3
 
 
@@ -93,12 +103,13 @@ def test_total_and_concat() -> None:
     a = ConfusionCounts(tp=[1, 2], fp=[0, 1], fn=[3, 0], tn=[4, 5])
     b = ConfusionCounts(tp=[7], fp=[1], fn=[1], tn=[1])
     cat = ConfusionCounts.concat([a, b])
-    assert cat.tp.tolist() == [1, 2, 7]
-    assert cat.tn.tolist() == [4, 5, 1]
+    assert cat.tp[:, 0].tolist() == [1, 2, 7]
+    assert cat.tn[:, 0].tolist() == [4, 5, 1]
     tot = cat.total()
     assert tot == ConfusionCounts(tp=[10], fp=[2], fn=[4], tn=[10])
-    assert tot.tp.shape == (1,)
+    assert tot.tp.shape == (1, 1)  # (1, C): 1-D inputs are one class, promoted to (N, 1)
     assert len(ConfusionCounts.concat([])) == 0
+    assert ConfusionCounts.concat([]).tp.shape == (0, 1)
 
 
 def test_counts_are_frozen_and_validated() -> None:
@@ -106,7 +117,7 @@ def test_counts_are_frozen_and_validated() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.tp = np.array([2])  # type: ignore[misc]
     with pytest.raises(ValueError, match="read-only"):
-        c.tp[0] = 5
+        c.tp[0, 0] = 5
     with pytest.raises(ValueError, match="share one shape"):
         ConfusionCounts(tp=[1, 2], fp=[0], fn=[0], tn=[0])
     with pytest.raises(ValueError, match="non-negative"):
@@ -125,3 +136,158 @@ def test_binarize_logits_rule() -> None:
     assert binarize_logits(logits, 0.25).tolist() == [True, True, True, True, False, True]
     with pytest.raises(ValueError, match="threshold"):
         binarize_logits(logits, 1.0)
+
+
+def test_resample_and_foreground_sum() -> None:
+    # Two images, three classes.
+    c = ConfusionCounts(
+        tp=[[1, 2, 3], [10, 20, 30]],
+        fp=[[0, 1, 0], [1, 0, 1]],
+        fn=[[2, 0, 1], [0, 2, 0]],
+        tn=[[7, 7, 6], [9, 8, 9]],
+    )
+    # Rows of image indices -> each row's counts summed: (R, N') -> (R, C).
+    r = c.resample(np.array([[0, 0], [1, 0], [1, 1]]))
+    assert r.tp.tolist() == [[2, 4, 6], [11, 22, 33], [20, 40, 60]]
+    assert r.tn.tolist() == [[14, 14, 12], [16, 15, 15], [18, 16, 18]]
+    assert r.resample(np.array([[0, 1, 2]])) == c.resample(np.array([[0, 0, 1, 0, 1, 1]]))
+    # Summed over classes 1 and 2: (N, 1).
+    f = c.foreground_sum((1, 2))
+    assert f.tp.shape == (2, 1)
+    assert f.tp[:, 0].tolist() == [5, 50]
+    assert f.fp[:, 0].tolist() == [1, 1]
+    assert f.fn[:, 0].tolist() == [1, 2]
+    assert f.tn[:, 0].tolist() == [13, 17]
+    assert c.foreground_sum((0,)) == c.for_class(0)
+    assert c.for_class(2).tp.shape == (2, 1)
+    assert c.for_class(2).tp[:, 0].tolist() == [3, 30]
+
+
+# --- multi-class (label maps) and multi-label (per-channel masks) -----------------------------
+
+# Golden 3-class 4x4 image, class 0 = background.
+TARGET3 = np.array(
+    [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 0, 0],
+        [2, 2, 0, 0],
+    ]
+)
+PRED3 = np.array(
+    [
+        [0, 1, 1, 1],
+        [0, 0, 1, 0],
+        [2, 0, 0, 0],
+        [2, 2, 1, 0],
+    ]
+)
+# Pixel by pixel (target, pred):
+#   row 0: (0,0) ok   (0,1) fn0+fp1  (1,1) ok       (1,1) ok
+#   row 1: (0,0) ok   (0,0) ok       (1,1) ok       (1,0) fn1+fp0
+#   row 2: (2,2) ok   (2,0) fn2+fp0  (0,0) ok       (0,0) ok
+#   row 3: (2,2) ok   (2,2) ok       (0,1) fn0+fp1  (0,0) ok
+# class 0: tp 6 (r0c0, r1c0, r1c1, r2c2, r2c3, r3c3), fp 2 (r1c3, r2c1), fn 2 (r0c1, r3c2), tn 6
+# class 1: tp 3 (r0c2, r0c3, r1c2),                   fp 2 (r0c1, r3c2), fn 1 (r1c3),       tn 10
+# class 2: tp 3 (r2c0, r3c0, r3c1),                   fp 0,              fn 1 (r2c1),       tn 12
+GOLD3 = {"tp": (6, 3, 3), "fp": (2, 2, 0), "fn": (2, 1, 1), "tn": (6, 10, 12)}
+
+
+def test_multiclass_confusion_counts_golden() -> None:
+    c = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
+    assert isinstance(c, ClassConfusion)
+    assert ClassConfusion is ConfusionCounts  # one type; the old name is an alias
+    assert (len(c), c.num_classes) == (1, 3)
+    for k, expected in GOLD3.items():
+        assert tuple(getattr(c, k)[0].tolist()) == expected, k
+    assert c.n_pixels.tolist() == [[16, 16, 16]]
+    # (N,1,H,W) label maps are accepted too
+    assert multiclass_confusion_counts(PRED3[None, None], TARGET3[None, None], 3) == c
+
+
+def test_multiclass_counts_match_binary_one_vs_rest() -> None:
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 4, size=(5, 7, 6))
+    target = rng.integers(0, 4, size=(5, 1, 7, 6))
+    c = multiclass_confusion_counts(pred[:, None], target, 4)
+    for k, binary in enumerate(c.per_class()):
+        assert binary == confusion_counts(pred == k, target[:, 0] == k)
+    assert c.for_class(-1) == c.per_class()[3]
+    t = c.total()
+    assert len(t) == 1
+    assert t.tp[0].tolist() == c.tp.sum(axis=0).tolist()
+    assert ClassConfusion.concat([c, c]).tp.shape == (10, 4)
+
+
+def test_class_confusion_concat_and_validation() -> None:
+    a = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
+    b = multiclass_confusion_counts(TARGET3[None], TARGET3[None], 3)
+    both = ClassConfusion.concat([a, b])
+    assert both.tp.tolist() == [[6, 3, 3], [8, 4, 4]]
+    assert ClassConfusion.concat([], num_classes=3).tp.shape == (0, 3)
+    with pytest.raises(ValueError, match=r"different class counts: \[3, 4\]"):
+        ClassConfusion.concat([a, multiclass_confusion_counts(PRED3[None], TARGET3[None], 4)])
+    # Changed on purpose: 1-D counts used to be rejected here; one type now, so they are one
+    # class, promoted to (N, 1). Anything else but 2-D is still rejected with its shape.
+    assert ClassConfusion(tp=[1, 2, 3], fp=[1, 2, 3], fn=[1, 2, 3], tn=[1, 2, 3]).tp.shape == (
+        3,
+        1,
+    )
+    with pytest.raises(ValueError, match=r"\(N, C\).*got shape \(1, 1, 3\)"):
+        ClassConfusion(tp=[[[1, 2, 3]]], fp=[[[1, 2, 3]]], fn=[[[1, 2, 3]]], tn=[[[1, 2, 3]]])
+    with pytest.raises(ValueError, match="non-negative"):
+        ClassConfusion(tp=[[-1]], fp=[[0]], fn=[[0]], tn=[[0]])
+    with pytest.raises(IndexError, match="class index 3"):
+        a.for_class(3)
+    with pytest.raises(ValueError, match="read-only"):
+        a.tp[0, 0] = 5  # read-only arrays: frozen all the way down
+
+
+def test_multiclass_counts_errors_name_shapes_and_labels() -> None:
+    with pytest.raises(ValueError, match=r"pred \(1, 4, 4\) vs target \(1, 4, 3\)"):
+        multiclass_confusion_counts(PRED3[None], TARGET3[None, :, :3], 3)
+    with pytest.raises(ValueError, match=r"\(N,H,W\) or \(N,1,H,W\).*\(1, 2, 4, 4\)"):
+        multiclass_confusion_counts(np.zeros((1, 2, 4, 4), int), np.zeros((1, 2, 4, 4), int), 3)
+    bad = TARGET3.copy()
+    bad[0, 0] = 7
+    with pytest.raises(ValueError, match=r"target of shape \(1, 4, 4\).*max label found 7"):
+        multiclass_confusion_counts(PRED3[None], bad[None], 3)
+    with pytest.raises(ValueError, match="min label found -1"):
+        multiclass_confusion_counts(PRED3[None] - 1, TARGET3[None], 3)
+    with pytest.raises(ValueError, match="num_classes must be at least 1"):
+        multiclass_confusion_counts(PRED3[None], TARGET3[None], 0)
+
+
+def test_check_label_map_dtypes() -> None:
+    assert check_label_map("t", np.array([0.0, 2.0]), 3).tolist() == [0, 2]
+    assert check_label_map("t", np.array([True, False]), 2).dtype == np.int64
+    with pytest.raises(ValueError, match=r"not whole numbers, e\.g\. \[0\.5\]"):
+        check_label_map("t", np.array([0.5, 1.0]), 3)
+    with pytest.raises(ValueError, match="not whole numbers"):
+        check_label_map("t", np.array([np.nan, 1.0]), 3)
+    with pytest.raises(ValueError, match="dtype <U1"):
+        check_label_map("t", np.array(["a"]), 3)
+
+
+def test_multilabel_confusion_counts() -> None:
+    pred = np.zeros((1, 2, 2, 2), bool)
+    target = np.zeros((1, 2, 2, 2), np.uint8)
+    pred[0, 0, 0, :] = True  # channel 0: predicted top row
+    target[0, 0, :, 0] = 1  # channel 0: labelled left column -> tp 1, fp 1, fn 1, tn 1
+    target[0, 1, 1, 1] = 1  # channel 1: nothing predicted -> tp 0, fp 0, fn 1, tn 3
+    c = multilabel_confusion_counts(pred, target)
+    assert c.tp.tolist() == [[1, 0]]
+    assert c.fp.tolist() == [[1, 0]]
+    assert c.fn.tolist() == [[1, 1]]
+    assert c.tn.tolist() == [[1, 3]]
+    with pytest.raises(ValueError, match=r"pred \(1, 2, 2, 2\) vs target \(1, 1, 2, 2\)"):
+        multilabel_confusion_counts(pred, target[:, :1])
+    with pytest.raises(ValueError, match=r"\(N,C,H,W\).*\(2, 2, 2\)"):
+        multilabel_confusion_counts(pred[0], target[0])
+    with pytest.raises(ValueError, match="must be binary"):
+        multilabel_confusion_counts(pred, target * 2)
+
+
+def test_multilabel_single_channel_equals_binary() -> None:
+    pred, target = PRED[None, None], TARGET[None, None]
+    assert multilabel_confusion_counts(pred, target) == confusion_counts(pred, target)

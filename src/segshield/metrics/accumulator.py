@@ -1,58 +1,98 @@
-"""Accumulate per-image counts and losses over batches; aggregate once at the end.
+"""One accumulator for every task: per-image, per-class counts and losses over batches.
 
-Dataset-level scores come from counts summed over all images (not from averaging batch scores),
-so the result does not depend on the batch size or on how the data was split into batches.
+Dataset-level scores come from counts summed over all images (not from averaging batch
+scores), so results do not depend on the batch size or on how the data was batched. The
+activation is explicit (as MONAI's ``DiceHelper`` makes it): ``SIGMOID`` for binary (C = 1)
+and multi-label heads, ``SOFTMAX`` for multi-class segmentation and classification.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from segshield.enums import Activation
 from segshield.errors import ModelOutputError
-from segshield.metrics.confusion import ConfusionCounts, binarize_logits, confusion_counts
-from segshield.metrics.losses import bce_logits_per_pixel
-from segshield.metrics.segmentation import (
-    dice,
-    iou,
-    mean_iou,
-    pixel_accuracy,
-    pixel_error_l2,
-    pixel_error_rms,
-    precision,
-    recall,
+from segshield.metrics.aggregate import (
+    accuracy_of,
+    class_scores,
+    decisions,
+    foreground_mean,
+    keras_mean_iou_of,
+    nanmean,
+    wrong_pixels,
 )
+from segshield.metrics.confusion import (
+    ConfusionCounts,
+    binarize_logits,
+    check_binary_mask,
+    check_label_map,
+    labels_confusion,
+    multilabel_confusion_counts,
+)
+from segshield.metrics.losses import bce_logits_per_pixel
 
-__all__ = ["PER_IMAGE_KEYS", "SegmentationAccumulator", "SegmentationMetrics"]
+__all__ = [
+    "PER_IMAGE_KEYS",
+    "Accumulator",
+    "ClassMetrics",
+    "MultiClassAccumulator",
+    "SegmentationAccumulator",
+    "SegmentationMetrics",
+]
 
 PER_IMAGE_KEYS: tuple[str, ...] = ("dice", "iou", "pixel_error_l2", "loss")
 
 
-def _first(x: float | np.ndarray) -> float:
-    """The single value of a metric computed on totals of shape (1,)."""
-    return float(np.asarray(x).reshape(-1)[0])
-
-
-def _json_float(x: float) -> float | None:
+def _json_float(x: float | None) -> float | None:
+    if x is None:
+        return None
     x = float(x)
     return x if math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
-class SegmentationMetrics:
-    """Scores of one model/engine on one dataset.
+class ClassMetrics:
+    """One class's one-vs-rest scores over the whole set (ratios in [0, 1])."""
 
-    Ratios are in [0, 1] and computed from the tp/fp/fn/tn totals over all images; ``loss`` is
-    the mean per-pixel BCE (nats) over all pixels; ``pixel_error_l2`` is the mean over images
-    of sqrt(fp + fn); ``pixel_error_rms`` is sqrt((fp + fn) / n_pixels) over all pixels;
-    ``dice_per_image_mean`` is the mean of per-image Dice (NaN entries, possible only with
-    ``empty_value=nan``, are skipped). ``per_image`` maps each of ``PER_IMAGE_KEYS`` to a list
-    of N floats in update order.
+    index: int
+    name: str | None
+    foreground: bool
+    dice: float
+    iou: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    dice_per_image: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SegmentationMetrics:
+    """Scores of one model/engine on one set of images, for every task.
+
+    ``dice``/``iou``/``precision``/``recall``: the NaN-skipping mean over the foreground
+    classes of each class's ratio from its tp/fp/fn totals (binary: the one channel).
+    ``mean_iou``: binary, the mean of foreground and background IoU (Keras ``MeanIoU``, seed
+    unet-busi); otherwise the foreground-mean IoU. ``accuracy``: share of right pixel
+    decisions (softmax: pixels; sigmoid: channel-pixels; classification: images). ``loss``:
+    mean BCE (sigmoid) or cross-entropy (softmax) in nats per decision. ``pixel_error_l2``:
+    mean over images of sqrt(wrong pixels); ``pixel_error_rms``: sqrt(wrong / decisions).
+    ``tp``..``tn``: totals over the foreground classes. ``per_image``: ``PER_IMAGE_KEYS`` ->
+    N floats in update order (foreground means per image). ``per_class``: every class.
     """
 
+    activation: Activation
+    num_classes: int
+    background: int | None
+    foreground: tuple[int, ...]
+    class_names: tuple[str, ...] | None
     accuracy: float
     loss: float
     dice: float
@@ -68,45 +108,109 @@ class SegmentationMetrics:
     fp: int
     fn: int
     tn: int
-    threshold: float
+    threshold: float | None
     empty_value: float
+    per_class: tuple[ClassMetrics, ...]
     per_image: dict[str, list[float]]
 
+    @property
+    def mean_dice(self) -> float:
+        """The foreground-mean Dice (the name the multi-class results used)."""
+        return self.dice
+
+    def class_name(self, index: int) -> str:
+        """Name of class ``index``: from ``class_names`` when given, else its index as str."""
+        return self.class_names[index] if self.class_names is not None else str(index)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dict for ``json.dumps``: floats, ints, lists; NaN/Inf become None."""
+        """Plain-Python dict for ``json.dumps(allow_nan=False)``; NaN/Inf become None."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "per_image":
                 out[f.name] = {k: [_json_float(v) for v in vs] for k, vs in value.items()}
-            elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            elif f.name == "per_class":
+                out[f.name] = [_class_dict(c) for c in value]
+            elif f.name in ("foreground", "class_names"):
+                out[f.name] = None if value is None else list(value)
+            elif f.name == "activation":
+                out[f.name] = str(value)
+            elif value is None or isinstance(value, (bool, str)):
+                out[f.name] = value
+            elif isinstance(value, (int, np.integer)):
                 out[f.name] = int(value)
             else:
                 out[f.name] = _json_float(value)
         return out
 
 
-class SegmentationAccumulator:
-    """Collects per-image confusion counts, BCE losses and (optionally) predictions.
+def _class_dict(c: ClassMetrics) -> dict[str, Any]:
+    raw = {f.name: getattr(c, f.name) for f in fields(c)}
+    for key in ("dice", "iou", "precision", "recall"):
+        raw[key] = _json_float(raw[key])
+    raw["dice_per_image"] = [_json_float(v) for v in c.dice_per_image]
+    return raw
+
+
+class Accumulator:
+    """Collects per-image, per-class confusion counts, losses and (optionally) predictions.
 
     Args:
-        keep_predictions: also keep the binary masks, for :meth:`predictions` (e.g. to compute
-            disagreement between engines). Costs N*H*W bytes.
-        empty_value: value of Dice/IoU/precision/recall (and a class IoU in mean IoU) where the
-            denominator is 0, e.g. both masks empty; 1.0 = perfect by convention, or NaN.
+        activation: SIGMOID (independent channels thresholded; binary (N,C,H,W) target) or
+            SOFTMAX (arg-max over channels, ties to the lowest index; integer label-map target
+            (N,H,W) or (N,1,H,W)).
+        num_classes: C, the number of logit channels (>= 2 for softmax, >= 1 for sigmoid).
+        background: class left out of the foreground means (it still counts in accuracy and
+            loss). "auto": 0 for softmax, None (every channel) for sigmoid.
+        threshold: sigmoid only: channel on where sigmoid(logit) > threshold, in (0, 1).
+        empty_value: a ratio whose denominator is 0 (class absent from prediction and target);
+            1.0 = perfect by convention, or NaN to leave it undefined (skipped by the means).
+        keep_predictions: keep predictions for :meth:`predictions` (engine comparisons).
+        class_names: optional C names.
+    Logits may be (N, C, *spatial) with any number of spatial axes (2D, 3D, or none for a
+    classifier's (N, K)).
     """
 
-    def __init__(self, keep_predictions: bool = False, empty_value: float = 1.0) -> None:
-        self.keep_predictions = keep_predictions
+    def __init__(
+        self,
+        activation: Activation | str = Activation.SIGMOID,
+        num_classes: int = 1,
+        background: int | str | None = "auto",
+        threshold: float = 0.5,
+        empty_value: float = 1.0,
+        keep_predictions: bool = False,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.activation = Activation(activation)
+        softmax = self.activation == Activation.SOFTMAX
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+            raise ValueError(f"num_classes must be an int, got {num_classes!r}")
+        if num_classes < (2 if softmax else 1):
+            raise ValueError(
+                f"num_classes must be at least {2 if softmax else 1} for {self.activation}, "
+                f"got {num_classes}"
+            )
+        self.num_classes = c = int(num_classes)
+        self.background = _background(background, softmax, c)
+        self.foreground = tuple(i for i in range(c) if i != self.background)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold}")
+        self.threshold = float(threshold)
         self.empty_value = float(empty_value)
+        self.keep_predictions = keep_predictions
+        self.class_names = None if class_names is None else tuple(class_names)
+        if self.class_names is not None and (
+            len(self.class_names) != c or not all(isinstance(n, str) for n in self.class_names)
+        ):
+            raise ValueError(f"class_names must be {c} strings, got {list(self.class_names)!r}")
         self.reset()
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
         self._counts: list[ConfusionCounts] = []
         self._loss_sums: list[np.ndarray] = []
+        self._loss_elems: list[np.ndarray] = []
         self._preds: list[np.ndarray] = []
-        self._threshold: float | None = None
 
     @property
     def n_images(self) -> int:
@@ -116,34 +220,85 @@ class SegmentationAccumulator:
     def __len__(self) -> int:
         return self.n_images
 
-    def update(self, logits: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> None:
+    def update(
+        self, logits: np.ndarray, target: np.ndarray, threshold: float | None = None
+    ) -> None:
         """Add one batch.
 
         Args:
-            logits: float array (N,1,H,W) of raw model outputs (before sigmoid); finite.
-            target: array (N,1,H,W) of ground-truth masks, bool or {0, 1}.
-            threshold: probability threshold in (0, 1); a pixel is foreground when
-                sigmoid(logit) > threshold. Must be the same for every update.
+            logits: float (N, C, *spatial) raw outputs (before sigmoid/softmax); finite.
+            target: sigmoid, binary masks of the logits' shape; softmax, integer labels
+                (N, *spatial) or (N, 1, *spatial) in [0, C).
+            threshold: sigmoid threshold for this batch; must equal the accumulator's
+                (set here before the first batch, when given).
 
         Raises:
             ModelOutputError: logits contain NaN or Inf (the message gives how many).
-            ValueError: shapes differ or are not (N,1,H,W) (both named), non-binary target,
-                non-float logits, threshold outside (0, 1) or changed between updates.
+            ValueError: shapes do not fit (both named), non-float logits, bad labels, or a
+                changed threshold.
         """
-        logits = np.asarray(logits)
-        target = np.asarray(target)
-        if logits.shape != target.shape or logits.ndim != 4 or logits.shape[1] != 1:
+        logits, target = np.asarray(logits), np.asarray(target)
+        self._set_threshold(threshold)
+        self._check(logits, target)
+        n = logits.shape[0]
+        if self.activation == Activation.SOFTMAX:
+            labels = check_label_map("target", target, self.num_classes).reshape(
+                n, *logits.shape[2:]
+            )
+            pred = np.argmax(logits, axis=1)
+            counts = labels_confusion(pred, labels, self.num_classes)
+            x = logits.astype(np.float64)
+            # Cross-entropy per pixel: logsumexp over classes minus the true class's logit.
+            m = x.max(axis=1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+            per_pixel = lse - np.take_along_axis(x, labels[:, None], axis=1)[:, 0]
+            kept = pred[:, None].astype(np.min_scalar_type(self.num_classes - 1))
+        else:
+            mask = check_binary_mask("target", target)
+            pred = binarize_logits(logits, self.threshold)
+            counts = multilabel_confusion_counts(pred, mask)
+            per_pixel = bce_logits_per_pixel(logits, mask.astype(np.float64))
+            kept = pred
+        self._counts.append(counts)
+        # Per-image sums (not means) so the global mean is exact whatever the image sizes.
+        flat = per_pixel.reshape(n, -1)
+        self._loss_sums.append(flat.sum(axis=1))
+        self._loss_elems.append(np.full(n, flat.shape[1], dtype=np.int64))
+        if self.keep_predictions:
+            self._preds.append(kept.copy())
+
+    def _set_threshold(self, threshold: float | None) -> None:
+        if threshold is None or threshold == self.threshold:
+            return
+        if self._counts:  # mixing thresholds would make the summed counts meaningless
             raise ValueError(
-                f"logits and target must both be (N,1,H,W) with the same shape, got logits "
-                f"{logits.shape} and target {target.shape}"
+                f"threshold changed from {self.threshold} to {threshold}; call reset() first"
+            )
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be strictly between 0 and 1, got {threshold}")
+        self.threshold = float(threshold)
+
+    def _check(self, logits: np.ndarray, target: np.ndarray) -> None:
+        c = self.num_classes
+        if logits.ndim < 2 or logits.shape[1] != c:
+            raise ValueError(
+                f"logits must be (N,{c},...) for num_classes={c}, got logits {logits.shape} "
+                f"(target {target.shape})"
+            )
+        n, spatial = logits.shape[0], logits.shape[2:]
+        if self.activation == Activation.SOFTMAX:
+            if target.shape not in ((n, *spatial), (n, 1, *spatial)):
+                raise ValueError(
+                    f"softmax target must be label maps {(n, *spatial)} or {(n, 1, *spatial)} "
+                    f"matching logits {logits.shape}, got target {target.shape}"
+                )
+        elif target.shape != logits.shape:
+            raise ValueError(
+                f"logits and target must have the same shape (N,C,H,W): logits "
+                f"{logits.shape} vs target {target.shape}"
             )
         if not np.issubdtype(logits.dtype, np.floating):
             raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
-        if self._threshold is not None and threshold != self._threshold:
-            # Mixing thresholds would make the aggregated counts meaningless.
-            raise ValueError(
-                f"threshold changed from {self._threshold} to {threshold}; call reset() first"
-            )
         finite = np.isfinite(logits)
         if not finite.all():
             n_bad = logits.size - int(np.count_nonzero(finite))
@@ -152,31 +307,25 @@ class SegmentationAccumulator:
                 f"model output of shape {logits.shape} has {n_bad} non-finite values of "
                 f"{logits.size} ({n_nan} NaN, {n_bad - n_nan} Inf)"
             )
-        pred = binarize_logits(logits, threshold)
-        counts = confusion_counts(pred, target)  # validates that target is binary
-        per_pixel = bce_logits_per_pixel(logits, target.astype(np.float64))
-        self._threshold = float(threshold)
-        self._counts.append(counts)
-        # Per-image sums (not means) so the global mean is exact whatever the image sizes.
-        self._loss_sums.append(per_pixel.reshape(per_pixel.shape[0], -1).sum(axis=1))
-        if self.keep_predictions:
-            self._preds.append(pred.copy())
 
     def counts(self) -> ConfusionCounts:
-        """Per-image confusion counts of everything accumulated, shape (N,)."""
-        return ConfusionCounts.concat(self._counts)
+        """Per-image, per-class confusion counts of everything accumulated, (N, C)."""
+        return ConfusionCounts.concat(self._counts, self.num_classes)
 
     def predictions(self) -> np.ndarray:
-        """Binary predictions of all accumulated images, bool (N,1,H,W), in update order.
+        """Predictions in update order: sigmoid, bool masks (N, C, ...); softmax, label maps
+        (N, 1, ...) in the smallest unsigned dtype holding C - 1.
 
         Raises:
-            RuntimeError: the accumulator was made without ``keep_predictions=True``.
+            RuntimeError: made without ``keep_predictions=True``.
             ValueError: updates had different image sizes (shapes named).
         """
         if not self.keep_predictions:
             raise RuntimeError("predictions were not kept: use keep_predictions=True")
-        if not self._preds:
-            return np.zeros((0, 1, 0, 0), dtype=bool)
+        if not self._preds:  # the layout and dtype a non-empty result would have
+            if self.activation == Activation.SOFTMAX:
+                return np.zeros((0, 1, 0, 0), dtype=np.min_scalar_type(self.num_classes - 1))
+            return np.zeros((0, self.num_classes, 0, 0), dtype=bool)
         shapes = {p.shape[1:] for p in self._preds}
         if len(shapes) > 1:
             raise ValueError(f"cannot stack predictions of different sizes: {sorted(shapes)}")
@@ -190,42 +339,113 @@ class SegmentationAccumulator:
         """
         if self.n_images == 0:
             raise RuntimeError("no images accumulated: call update() before result()")
-        c = self.counts()
+        c, ev, fg, act = self.counts(), self.empty_value, self.foreground, self.activation
         t = c.total()
-        ev = self.empty_value
-        n_pix = c.n_pixels
-        loss_sums = np.concatenate(self._loss_sums)
+        cls = {k: v[0] for k, v in class_scores(t, ev).items()}
+        img = class_scores(c, ev)  # (N, C) each
+        wrong = wrong_pixels(c, act)
+        loss_sums, loss_elems = np.concatenate(self._loss_sums), np.concatenate(self._loss_elems)
+        n_elems = int(loss_elems.sum())
         # fsum: exact, so the total loss does not depend on how images were batched.
-        total_pixels = int(n_pix.sum())
-        loss = math.fsum(loss_sums.tolist()) / total_pixels if total_pixels else math.nan
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_loss = np.where(n_pix > 0, loss_sums / np.maximum(n_pix, 1), np.nan)
-        per_dice = np.asarray(dice(c.tp, c.fp, c.fn, ev), dtype=np.float64)
-        per_iou = np.asarray(iou(c.tp, c.fp, c.fn, ev), dtype=np.float64)
-        per_l2 = np.asarray(pixel_error_l2(c.fp, c.fn), dtype=np.float64)
-        defined = per_dice[~np.isnan(per_dice)]
+        loss = math.fsum(loss_sums.tolist()) / n_elems if n_elems else math.nan
+        per_loss = np.where(loss_elems > 0, loss_sums / np.maximum(loss_elems, 1), np.nan)
+        img_dice = foreground_mean(img["dice"], fg)
+        total_decisions = float(decisions(t, act)[0])
+        fg_t = t.foreground_sum(fg)
+        binary = act == Activation.SIGMOID and self.num_classes == 1
         return SegmentationMetrics(
-            accuracy=_first(pixel_accuracy(t.tp, t.fp, t.fn, t.tn)),
+            activation=act,
+            num_classes=self.num_classes,
+            background=self.background,
+            foreground=fg,
+            class_names=self.class_names,
+            accuracy=float(accuracy_of(t, act)[0]),
             loss=float(loss),
-            dice=_first(dice(t.tp, t.fp, t.fn, ev)),
-            iou=_first(iou(t.tp, t.fp, t.fn, ev)),
-            mean_iou=_first(mean_iou(t.tp, t.fp, t.fn, t.tn, ev)),
-            precision=_first(precision(t.tp, t.fp, ev)),
-            recall=_first(recall(t.tp, t.fn, ev)),
-            pixel_error_l2=float(per_l2.mean()),
-            pixel_error_rms=_first(pixel_error_rms(t.fp, t.fn, t.tn, t.tp)),
-            dice_per_image_mean=float(defined.mean()) if defined.size else math.nan,
+            dice=float(foreground_mean(cls["dice"][None], fg)[0]),
+            iou=float(foreground_mean(cls["iou"][None], fg)[0]),
+            mean_iou=float(
+                keras_mean_iou_of(t, ev)[0] if binary else foreground_mean(cls["iou"][None], fg)[0]
+            ),
+            precision=float(foreground_mean(cls["precision"][None], fg)[0]),
+            recall=float(foreground_mean(cls["recall"][None], fg)[0]),
+            pixel_error_l2=float(np.sqrt(wrong).mean()),
+            pixel_error_rms=(
+                math.sqrt(wrong.sum() / total_decisions) if total_decisions else math.nan
+            ),
+            dice_per_image_mean=float(nanmean(img_dice)),
             n_images=len(c),
-            tp=int(t.tp[0]),
-            fp=int(t.fp[0]),
-            fn=int(t.fn[0]),
-            tn=int(t.tn[0]),
-            threshold=float(self._threshold if self._threshold is not None else math.nan),
+            tp=int(fg_t.tp[0, 0]),
+            fp=int(fg_t.fp[0, 0]),
+            fn=int(fg_t.fn[0, 0]),
+            tn=int(fg_t.tn[0, 0]),
+            threshold=self.threshold if act == Activation.SIGMOID else None,
             empty_value=ev,
+            per_class=self._per_class(t, cls, img["dice"]),
             per_image={
-                "dice": per_dice.tolist(),
-                "iou": per_iou.tolist(),
-                "pixel_error_l2": per_l2.tolist(),
+                "dice": img_dice.tolist(),
+                "iou": foreground_mean(img["iou"], fg).tolist(),
+                "pixel_error_l2": np.sqrt(wrong).tolist(),
                 "loss": per_loss.tolist(),
             },
         )
+
+    def _per_class(
+        self, t: ConfusionCounts, cls: dict[str, np.ndarray], img_dice: np.ndarray
+    ) -> tuple[ClassMetrics, ...]:
+        return tuple(
+            ClassMetrics(
+                index=k,
+                name=None if self.class_names is None else self.class_names[k],
+                foreground=k in self.foreground,
+                dice=float(cls["dice"][k]),
+                iou=float(cls["iou"][k]),
+                precision=float(cls["precision"][k]),
+                recall=float(cls["recall"][k]),
+                tp=int(t.tp[0, k]),
+                fp=int(t.fp[0, k]),
+                fn=int(t.fn[0, k]),
+                tn=int(t.tn[0, k]),
+                dice_per_image=tuple(img_dice[:, k].tolist()),
+            )
+            for k in range(self.num_classes)
+        )
+
+
+def _background(background: int | str | None, softmax: bool, c: int) -> int | None:
+    if isinstance(background, str):
+        if background != "auto":
+            raise ValueError(f"background must be an int, None or 'auto', got {background!r}")
+        return 0 if softmax else None
+    if background is None:
+        return None
+    if isinstance(background, bool) or not isinstance(background, (int, np.integer)):
+        raise ValueError(f"background must be an int, None or 'auto', got {background!r}")
+    if not 0 <= background < c:
+        raise ValueError(f"background {background} out of range for {c} classes")
+    if c == 1:
+        raise ValueError("background would exclude the only class: use background=None")
+    return int(background)
+
+
+def SegmentationAccumulator(  # the binary accumulator's established name
+    keep_predictions: bool = False, empty_value: float = 1.0, threshold: float = 0.5
+) -> Accumulator:
+    """The binary case: one sigmoid channel, binary (N, 1, H, W) masks."""
+    return Accumulator(
+        Activation.SIGMOID,
+        1,
+        threshold=threshold,
+        empty_value=empty_value,
+        keep_predictions=keep_predictions,
+    )
+
+
+def MultiClassAccumulator(  # the multi-class accumulator's established name
+    num_classes: int, mode: Activation | str = Activation.SOFTMAX, **kwargs: Any
+) -> Accumulator:
+    """Multi-class (``mode="softmax"``) or multi-label (``mode="sigmoid"``) segmentation."""
+    try:
+        activation = Activation(mode)
+    except ValueError:
+        raise ValueError(f"mode must be 'softmax' or 'sigmoid', got {mode!r}") from None
+    return Accumulator(activation, num_classes, **kwargs)

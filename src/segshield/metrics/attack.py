@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 from segshield.metrics.confusion import check_binary_mask
 from segshield.metrics.segmentation import FloatOrArray
 
-__all__ = ["attack_success", "disagreement"]
+__all__ = ["attack_success", "disagreement", "fooled_shares", "label_disagreement"]
 
 
 def attack_success(dice_clean: ArrayLike, dice_adv: ArrayLike) -> FloatOrArray:
@@ -79,3 +79,41 @@ def fooled_shares(
         raise ValueError(f"source {src.shape} and engine {eng.shape} per-image shapes differ")
     fooled_src, fooled_eng = src >= threshold, eng >= threshold
     return float(np.mean(fooled_src & ~fooled_eng)), float(np.mean(~fooled_src & fooled_eng))
+
+
+def label_disagreement(pred_a: np.ndarray, pred_b: np.ndarray) -> np.ndarray:
+    """Per-image share of pixels whose label differs between two predictions, in [0, 1].
+
+    Works on both prediction kinds of :class:`MultiClassAccumulator`: label maps (N,H,W) are
+    compared pixel by pixel; multi-label masks (N,C,H,W) count a pixel as differing when any
+    channel differs (so a (N,1,H,W) binary mask gives the same as
+    :func:`segshield.metrics.disagreement`). The binary ``disagreement`` rejects label maps
+    with more than two classes and, on (N,C,H,W), divides by C*H*W channel-pixels instead.
+
+    Args:
+        pred_a, pred_b: identical shapes, (N,H,W) or (N,C,H,W); integer or bool.
+
+    Returns:
+        float64 array of shape (N,); NaN for images with no pixels.
+
+    Raises:
+        ValueError: shapes differ (both named), wrong rank, or a non-integer dtype.
+    """
+    a, b = np.asarray(pred_a), np.asarray(pred_b)
+    if a.shape != b.shape:
+        raise ValueError(f"pred_a and pred_b shapes differ: pred_a {a.shape} vs pred_b {b.shape}")
+    if a.ndim < 2:
+        raise ValueError(
+            f"pred_a and pred_b must be (N,H,W) label maps or (N,C,...) predictions, got shape "
+            f"{a.shape}"
+        )
+    for name, arr in (("pred_a", a), ("pred_b", b)):
+        if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name} must be integer labels or bool masks, got dtype {arr.dtype}")
+    differs = a != b
+    if differs.ndim != 3:  # (N, C, *spatial), also (N, 1) of a classifier: any channel
+        differs = differs.any(axis=1)
+    differs = differs.reshape(differs.shape[0], -1)
+    if differs.shape[1] == 0:
+        return np.full(differs.shape[0], np.nan)
+    return np.count_nonzero(differs, axis=1) / differs.shape[1]

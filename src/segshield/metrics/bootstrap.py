@@ -1,8 +1,10 @@
 """Bootstrap confidence intervals over images for metrics aggregated from confusion counts.
 
 Images are resampled with replacement; each resample's metric is computed from its summed
-counts (the same aggregation as the point estimate), and the percentile interval is returned.
-Paired statistics (attack success) resample the same images for clean and adversarial counts.
+counts (the same aggregation as the point estimate, :mod:`segshield.metrics.aggregate`), and
+the percentile interval is returned. Counts are (N, C), so binary, multi-class, multi-label
+and classification audits all get intervals. Paired statistics (attack success) resample the
+same images for clean and adversarial counts.
 """
 
 from __future__ import annotations
@@ -11,29 +13,36 @@ from collections.abc import Callable
 
 import numpy as np
 
+from segshield.metrics.aggregate import foreground_mean
 from segshield.metrics.confusion import ConfusionCounts
 from segshield.metrics.segmentation import dice
 
+__all__ = [
+    "Statistic",
+    "bootstrap_attack_success_ci",
+    "bootstrap_ci",
+    "bootstrap_indices",
+    "bootstrap_stat",
+    "interval",
+]
 
-def _resampled_sums(
-    counts: ConfusionCounts, idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """idx: (n_boot, N) image indices -> summed tp, fp, fn, tn of shape (n_boot,)."""
-    return (
-        counts.tp[idx].sum(axis=1),
-        counts.fp[idx].sum(axis=1),
-        counts.fn[idx].sum(axis=1),
-        counts.tn[idx].sum(axis=1),
-    )
+# A statistic maps summed counts (R, C) to one value per row, (R,).
+Statistic = Callable[[ConfusionCounts], np.ndarray]
 
 
-def _interval(samples: np.ndarray, level: float, n_boot: int) -> dict:
+def interval(samples: np.ndarray, level: float, n_boot: int) -> dict:
+    """Percentile interval {"low", "high", "level", "n_boot"} of the finite samples."""
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
         return {"low": None, "high": None, "level": level, "n_boot": n_boot}
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
     return {"low": float(low), "high": float(high), "level": level, "n_boot": n_boot}
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
 
 
 def bootstrap_indices(n_images: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -43,6 +52,14 @@ def bootstrap_indices(n_images: int, n_boot: int = 1000, seed: int = 0) -> np.nd
     return np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
 
 
+def bootstrap_stat(
+    counts: ConfusionCounts, stat: Statistic, *, indices: np.ndarray, level: float = 0.95
+) -> dict:
+    """Percentile CI of any count statistic (e.g. ``aggregate.accuracy_of``)."""
+    _check_level(level)
+    return interval(np.asarray(stat(counts.resample(indices))), level, indices.shape[0])
+
+
 def bootstrap_ci(
     counts: ConfusionCounts,
     metric: Callable[..., np.ndarray] = dice,
@@ -50,16 +67,19 @@ def bootstrap_ci(
     indices: np.ndarray,
     level: float = 0.95,
     empty_value: float = 1.0,
+    foreground: tuple[int, ...] | None = None,
 ) -> dict:
-    """Percentile CI of a count-based metric (dice or iou: f(tp, fp, fn, empty_value)).
+    """Percentile CI of a per-class ratio f(tp, fp, fn, empty_value) (dice or iou), averaged
+    over the ``foreground`` classes (default: every class) as the point estimate is.
 
     Returns {"low", "high", "level", "n_boot"}; low/high are None when no resample is finite.
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    tp, fp, fn, _ = _resampled_sums(counts, indices)
-    values = np.asarray(metric(tp, fp, fn, empty_value=empty_value), dtype=np.float64)
-    return _interval(values, level, indices.shape[0])
+    fg = tuple(range(counts.num_classes)) if foreground is None else foreground
+
+    def stat(c: ConfusionCounts) -> np.ndarray:
+        return foreground_mean(metric(c.tp, c.fp, c.fn, empty_value=empty_value), fg)
+
+    return bootstrap_stat(counts, stat, indices=indices, level=level)
 
 
 def bootstrap_attack_success_ci(
@@ -69,14 +89,21 @@ def bootstrap_attack_success_ci(
     indices: np.ndarray,
     level: float = 0.95,
     empty_value: float = 1.0,
+    foreground: tuple[int, ...] | None = None,
+    stat: Statistic | None = None,
 ) -> dict:
-    """Paired percentile CI of AS = (Dice_clean - Dice_adv) / Dice_clean over the same images."""
+    """Paired percentile CI of AS = (M_clean - M_adv) / M_clean over the same images. M is
+    ``stat`` (e.g. accuracy for a classifier), by default the foreground-mean Dice."""
+    _check_level(level)
     if len(clean) != len(adv):
         raise ValueError(f"clean has {len(clean)} images but adversarial has {len(adv)}")
-    c_tp, c_fp, c_fn, _ = _resampled_sums(clean, indices)
-    a_tp, a_fp, a_fn, _ = _resampled_sums(adv, indices)
-    d_clean = np.asarray(dice(c_tp, c_fp, c_fn, empty_value=empty_value), dtype=np.float64)
-    d_adv = np.asarray(dice(a_tp, a_fp, a_fn, empty_value=empty_value), dtype=np.float64)
+    if stat is None:
+        fg = tuple(range(clean.num_classes)) if foreground is None else foreground
+
+        def stat(c: ConfusionCounts) -> np.ndarray:
+            return foreground_mean(dice(c.tp, c.fp, c.fn, empty_value=empty_value), fg)
+
+    m_clean, m_adv = stat(clean.resample(indices)), stat(adv.resample(indices))
     with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.where(d_clean > 0, (d_clean - d_adv) / d_clean, np.nan)
-    return _interval(values, level, indices.shape[0])
+        values = np.where(m_clean > 0, (m_clean - m_adv) / m_clean, np.nan)
+    return interval(values, level, indices.shape[0])

@@ -1,5 +1,8 @@
-"""Multi-class (softmax) and multi-label (sigmoid) metrics: golden cases counted by hand,
-background handling, empty classes, batch-size independence, errors and JSON output."""
+"""The unified accumulator on multi-class (softmax) and multi-label (sigmoid) segmentation,
+built through ``MultiClassAccumulator``: golden cases counted by hand, background handling,
+empty classes, batch-size independence, errors and JSON output. (Moved from the tests of the
+deleted ``metrics/multiclass.py``; the count functions are tested in test_metrics_confusion.py,
+``label_disagreement``'s errors in test_metrics_attack.py.)"""
 
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ import numpy as np
 import pytest
 
 from segshield.errors import ModelOutputError
-from segshield.metrics import SegmentationAccumulator, confusion_counts, disagreement
-from segshield.metrics.multiclass import (
+from segshield.metrics import (
     MULTICLASS_PER_IMAGE_KEYS,
-    ClassConfusion,
     MultiClassAccumulator,
-    check_label_map,
+    MultiClassMetrics,
+    SegmentationAccumulator,
+    SegmentationMetrics,
+    disagreement,
     label_disagreement,
-    multiclass_confusion_counts,
-    multilabel_confusion_counts,
 )
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -70,93 +72,9 @@ def _pm2(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, 2.0, -2.0).astype(np.float32)
 
 
-# --- confusion counts -------------------------------------------------------------------------
-
-
-def test_multiclass_confusion_counts_golden() -> None:
-    c = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
-    assert isinstance(c, ClassConfusion)
-    assert (len(c), c.num_classes) == (1, 3)
-    for k, expected in GOLD3.items():
-        assert tuple(getattr(c, k)[0].tolist()) == expected, k
-    assert c.n_pixels.tolist() == [[16, 16, 16]]
-
-
-def test_multiclass_counts_match_binary_one_vs_rest() -> None:
-    rng = np.random.default_rng(0)
-    pred = rng.integers(0, 4, size=(5, 7, 6))
-    target = rng.integers(0, 4, size=(5, 1, 7, 6))
-    c = multiclass_confusion_counts(pred[:, None], target, 4)
-    for k, binary in enumerate(c.per_class()):
-        assert binary == confusion_counts(pred == k, target[:, 0] == k)
-    assert c.for_class(-1) == c.per_class()[3]
-    t = c.total()
-    assert len(t) == 1
-    assert t.tp[0].tolist() == c.tp.sum(axis=0).tolist()
-    assert ClassConfusion.concat([c, c]).tp.shape == (10, 4)
-
-
-def test_class_confusion_concat_and_validation() -> None:
-    a = multiclass_confusion_counts(PRED3[None], TARGET3[None], 3)
-    b = multiclass_confusion_counts(TARGET3[None], TARGET3[None], 3)
-    both = ClassConfusion.concat([a, b])
-    assert both.tp.tolist() == [[6, 3, 3], [8, 4, 4]]
-    assert ClassConfusion.concat([], num_classes=3).tp.shape == (0, 3)
-    with pytest.raises(ValueError, match=r"different class counts: \[3, 4\]"):
-        ClassConfusion.concat([a, multiclass_confusion_counts(PRED3[None], TARGET3[None], 4)])
-    with pytest.raises(ValueError, match=r"\(N, C\), got shape \(3,\)"):
-        ClassConfusion(tp=[1, 2, 3], fp=[1, 2, 3], fn=[1, 2, 3], tn=[1, 2, 3])
-    with pytest.raises(ValueError, match="non-negative"):
-        ClassConfusion(tp=[[-1]], fp=[[0]], fn=[[0]], tn=[[0]])
-    with pytest.raises(IndexError, match="class index 3"):
-        a.for_class(3)
-    with pytest.raises(ValueError, match="read-only"):
-        a.tp[0, 0] = 5  # read-only arrays: frozen all the way down
-
-
-def test_multiclass_counts_errors_name_shapes_and_labels() -> None:
-    with pytest.raises(ValueError, match=r"pred \(1, 4, 4\) vs target \(1, 4, 3\)"):
-        multiclass_confusion_counts(PRED3[None], TARGET3[None, :, :3], 3)
-    with pytest.raises(ValueError, match=r"\(N,H,W\) or \(N,1,H,W\).*\(1, 2, 4, 4\)"):
-        multiclass_confusion_counts(np.zeros((1, 2, 4, 4), int), np.zeros((1, 2, 4, 4), int), 3)
-    bad = TARGET3.copy()
-    bad[0, 0] = 7
-    with pytest.raises(ValueError, match=r"target of shape \(1, 4, 4\).*max label found 7"):
-        multiclass_confusion_counts(PRED3[None], bad[None], 3)
-    with pytest.raises(ValueError, match="min label found -1"):
-        multiclass_confusion_counts(PRED3[None] - 1, TARGET3[None], 3)
-    with pytest.raises(ValueError, match="num_classes must be at least 1"):
-        multiclass_confusion_counts(PRED3[None], TARGET3[None], 0)
-
-
-def test_check_label_map_dtypes() -> None:
-    assert check_label_map("t", np.array([0.0, 2.0]), 3).tolist() == [0, 2]
-    assert check_label_map("t", np.array([True, False]), 2).dtype == np.int64
-    with pytest.raises(ValueError, match=r"not whole numbers, e\.g\. \[0\.5\]"):
-        check_label_map("t", np.array([0.5, 1.0]), 3)
-    with pytest.raises(ValueError, match="not whole numbers"):
-        check_label_map("t", np.array([np.nan, 1.0]), 3)
-    with pytest.raises(ValueError, match="dtype <U1"):
-        check_label_map("t", np.array(["a"]), 3)
-
-
-def test_multilabel_confusion_counts() -> None:
-    pred = np.zeros((1, 2, 2, 2), bool)
-    target = np.zeros((1, 2, 2, 2), np.uint8)
-    pred[0, 0, 0, :] = True  # channel 0: predicted top row
-    target[0, 0, :, 0] = 1  # channel 0: labelled left column -> tp 1, fp 1, fn 1, tn 1
-    target[0, 1, 1, 1] = 1  # channel 1: nothing predicted -> tp 0, fp 0, fn 1, tn 3
-    c = multilabel_confusion_counts(pred, target)
-    assert c.tp.tolist() == [[1, 0]]
-    assert c.fp.tolist() == [[1, 0]]
-    assert c.fn.tolist() == [[1, 1]]
-    assert c.tn.tolist() == [[1, 3]]
-    with pytest.raises(ValueError, match=r"pred \(1, 2, 2, 2\) vs target \(1, 1, 2, 2\)"):
-        multilabel_confusion_counts(pred, target[:, :1])
-    with pytest.raises(ValueError, match=r"\(N,C,H,W\).*\(2, 2, 2\)"):
-        multilabel_confusion_counts(pred[0], target[0])
-    with pytest.raises(ValueError, match="must be binary"):
-        multilabel_confusion_counts(pred, target * 2)
+def _pc(m: SegmentationMetrics, field: str) -> tuple:
+    """One field of every class, in class order (what the old per-class tuples held)."""
+    return tuple(getattr(c, field) for c in m.per_class)
 
 
 # --- softmax accumulator ----------------------------------------------------------------------
@@ -166,22 +84,25 @@ def test_softmax_golden() -> None:
     acc = MultiClassAccumulator(3)
     acc.update(_onehot_logits(PRED3[None], 3), TARGET3[None])
     m = acc.result()
-    assert (m.mode, m.num_classes, m.background, m.foreground) == ("softmax", 3, 0, (1, 2))
-    assert {"tp": m.tp, "fp": m.fp, "fn": m.fn, "tn": m.tn} == GOLD3
+    assert isinstance(m, MultiClassMetrics)  # one result type: the old name is an alias
+    assert (m.activation, m.num_classes, m.background, m.foreground) == ("softmax", 3, 0, (1, 2))
+    assert {k: _pc(m, k) for k in ("tp", "fp", "fn", "tn")} == GOLD3
+    # the top-level counts are now the totals over the foreground classes 1 and 2
+    assert (m.tp, m.fp, m.fn, m.tn) == (3 + 3, 2 + 0, 1 + 1, 10 + 12)
     # Dice 2tp/(2tp+fp+fn): 12/16, 6/9, 6/7; IoU tp/(tp+fp+fn): 6/10, 3/6, 3/4
-    assert m.dice == (12 / 16, 6 / 9, 6 / 7)
-    assert m.iou == (6 / 10, 3 / 6, 3 / 4)
-    assert m.precision == (6 / 8, 3 / 5, 1.0)
-    assert m.recall == (6 / 8, 3 / 4, 3 / 4)
+    assert _pc(m, "dice") == (12 / 16, 6 / 9, 6 / 7)
+    assert _pc(m, "iou") == (6 / 10, 3 / 6, 3 / 4)
+    assert _pc(m, "precision") == (6 / 8, 3 / 5, 1.0)
+    assert _pc(m, "recall") == (6 / 8, 3 / 4, 3 / 4)
     # background (class 0) excluded from the means
     assert m.mean_dice == pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)
     assert m.mean_iou == pytest.approx((3 / 6 + 3 / 4) / 2, rel=1e-15)
     assert m.accuracy == 12 / 16
     assert m.loss == pytest.approx((12 * (LSE3 - 2.0) + 4 * LSE3) / 16, rel=1e-12)
     assert m.threshold is None
-    assert m.dice_per_image == ((12 / 16,), (6 / 9,), (6 / 7,))
+    assert _pc(m, "dice_per_image") == ((12 / 16,), (6 / 9,), (6 / 7,))
     assert set(m.per_image) == set(MULTICLASS_PER_IMAGE_KEYS)
-    assert m.per_image["mean_dice"] == [pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)]
+    assert m.per_image["dice"] == [pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)]
     assert m.per_image["loss"] == [pytest.approx(m.loss, rel=1e-12)]
     assert m.dice_per_image_mean == pytest.approx(m.mean_dice, rel=1e-15)
 
@@ -206,9 +127,9 @@ def test_background_excluded_changes_mean() -> None:
     acc = MultiClassAccumulator(2)
     acc.update(_onehot_logits(pred, 2), target)
     m = acc.result()
-    assert m.dice[1] == 0.0
+    assert m.per_class[1].dice == 0.0
     assert m.mean_dice == 0.0
-    assert m.dice[0] == pytest.approx(28 / 30)
+    assert m.per_class[0].dice == pytest.approx(28 / 30)
 
 
 def test_absent_class_empty_value() -> None:
@@ -217,21 +138,24 @@ def test_absent_class_empty_value() -> None:
     acc = MultiClassAccumulator(4)
     acc.update(logits, TARGET3[None])
     m = acc.result()
-    assert m.dice[3] == m.iou[3] == m.precision[3] == m.recall[3] == 1.0
-    assert (m.tp[3], m.fp[3], m.fn[3], m.tn[3]) == (0, 0, 0, 16)
+    c3 = m.per_class[3]
+    assert c3.dice == c3.iou == c3.precision == c3.recall == 1.0
+    assert (c3.tp, c3.fp, c3.fn, c3.tn) == (0, 0, 0, 16)
     assert m.mean_dice == pytest.approx((6 / 9 + 6 / 7 + 1.0) / 3, rel=1e-15)
 
     nan_acc = MultiClassAccumulator(4, empty_value=float("nan"))
     nan_acc.update(logits, TARGET3[None])
     n = nan_acc.result()
-    assert math.isnan(n.dice[3]) and math.isnan(n.iou[3])
+    assert math.isnan(n.per_class[3].dice) and math.isnan(n.per_class[3].iou)
     # NaN classes are skipped by the means
     assert n.mean_dice == pytest.approx((6 / 9 + 6 / 7) / 2, rel=1e-15)
     assert n.mean_iou == pytest.approx((3 / 6 + 3 / 4) / 2, rel=1e-15)
     d = n.to_dict()
     json.dumps(d, allow_nan=False)
-    assert d["per_class"]["3"]["dice"] is None
-    assert d["per_class"]["3"]["dice_per_image"] == [None]
+    # per_class is now a list of dicts in class order (was a dict keyed by str index)
+    assert d["per_class"][3]["index"] == 3
+    assert d["per_class"][3]["dice"] is None
+    assert d["per_class"][3]["dice_per_image"] == [None]
     assert d["empty_value"] is None
 
 
@@ -241,11 +165,12 @@ def test_all_classes_undefined_gives_nan_without_warning() -> None:
     acc = MultiClassAccumulator(3, empty_value=float("nan"))
     acc.update(_onehot_logits(target, 3), target)
     m = acc.result()
-    assert m.dice[0] == 1.0
+    assert m.per_class[0].dice == 1.0
     assert math.isnan(m.mean_dice) and math.isnan(m.dice_per_image_mean)
     d = m.to_dict()
     json.dumps(d, allow_nan=False)
-    assert d["mean_dice"] is None and d["per_image"]["mean_dice"] == [None, None]
+    # the foreground-mean Dice is serialised as "dice" (mean_dice is a property, not a field)
+    assert d["dice"] is None and d["per_image"]["dice"] == [None, None]
 
 
 def _random_softmax(seed: int = 0, n: int = 10, c: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +214,7 @@ def test_softmax_aggregates_match_direct_computation() -> None:
         tp = np.sum((pred == k) & (target == k))
         fp = np.sum((pred == k) & (target != k))
         fn = np.sum((pred != k) & (target == k))
-        assert m.dice[k] == 2 * tp / (2 * tp + fp + fn)
+        assert m.per_class[k].dice == 2 * tp / (2 * tp + fp + fn)
     x = logits.astype(np.float64)
     p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
     ce = -np.log(np.take_along_axis(p, target[:, None], axis=1))
@@ -309,12 +234,13 @@ def test_two_class_softmax_matches_binary_accumulator() -> None:
     acc = MultiClassAccumulator(2)
     acc.update(np.concatenate([np.zeros_like(x), x], axis=1), target)
     m = acc.result()
-    assert (m.tp[1], m.fp[1], m.fn[1], m.tn[1]) == (b.tp, b.fp, b.fn, b.tn)
-    assert m.mean_dice == m.dice[1] == b.dice
-    assert m.iou[1] == b.iou
+    c1 = m.per_class[1]
+    assert (c1.tp, c1.fp, c1.fn, c1.tn) == (b.tp, b.fp, b.fn, b.tn)
+    assert m.mean_dice == c1.dice == b.dice
+    assert c1.iou == b.iou
     assert m.accuracy == b.accuracy
     assert m.loss == pytest.approx(b.loss, rel=1e-12)
-    assert m.dice_per_image[1] == tuple(b.per_image["dice"])
+    assert c1.dice_per_image == tuple(b.per_image["dice"])
 
 
 # --- sigmoid accumulator ----------------------------------------------------------------------
@@ -345,13 +271,19 @@ def test_sigmoid_golden() -> None:
     )
     acc.update(_pm2(SIG_PRED[None]), SIG_TARGET[None])
     m = acc.result()
-    assert (m.mode, m.background, m.foreground, m.threshold) == ("sigmoid", None, (0, 1, 2), 0.5)
-    assert m.tp == (1, 0, 3) and m.fp == (0, 0, 1) and m.fn == (1, 0, 1) and m.tn == (4, 6, 1)
+    assert (m.activation, m.background, m.foreground, m.threshold) == (
+        "sigmoid",
+        None,
+        (0, 1, 2),
+        0.5,
+    )
+    assert _pc(m, "tp") == (1, 0, 3) and _pc(m, "fp") == (0, 0, 1)
+    assert _pc(m, "fn") == (1, 0, 1) and _pc(m, "tn") == (4, 6, 1)
     # Dice: 2/3, empty -> 1.0, 6/8
-    assert m.dice == (2 / 3, 1.0, 6 / 8)
-    assert m.iou == (1 / 2, 1.0, 3 / 5)
-    assert m.precision == (1.0, 1.0, 3 / 4)
-    assert m.recall == (1 / 2, 1.0, 3 / 4)
+    assert _pc(m, "dice") == (2 / 3, 1.0, 6 / 8)
+    assert _pc(m, "iou") == (1 / 2, 1.0, 3 / 5)
+    assert _pc(m, "precision") == (1.0, 1.0, 3 / 4)
+    assert _pc(m, "recall") == (1 / 2, 1.0, 3 / 4)
     assert m.mean_dice == pytest.approx((2 / 3 + 1.0 + 6 / 8) / 3, rel=1e-15)
     assert m.mean_iou == pytest.approx((1 / 2 + 1.0 + 3 / 5) / 3, rel=1e-15)
     # mean over channels of per-channel accuracy: (5/6 + 6/6 + 4/6) / 3 = 15/18
@@ -361,8 +293,8 @@ def test_sigmoid_golden() -> None:
     d = m.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["class_names"] == ["stomach", "large_bowel", "small_bowel"]
-    assert d["per_class"]["1"]["name"] == "large_bowel"
-    assert d["per_class"]["2"]["tp"] == 3
+    assert d["per_class"][1]["name"] == "large_bowel"
+    assert d["per_class"][2]["tp"] == 3
 
 
 def test_sigmoid_threshold_and_single_channel_matches_binary() -> None:
@@ -370,7 +302,7 @@ def test_sigmoid_threshold_and_single_channel_matches_binary() -> None:
     acc = MultiClassAccumulator(3, mode="sigmoid", threshold=0.9)
     acc.update(_pm2(SIG_PRED[None]), SIG_TARGET[None])
     m = acc.result()
-    assert m.tp == (0, 0, 0) and m.fn == (2, 0, 4) and m.threshold == 0.9
+    assert _pc(m, "tp") == (0, 0, 0) and _pc(m, "fn") == (2, 0, 4) and m.threshold == 0.9
 
     rng = np.random.default_rng(3)
     x = rng.normal(0, 2, size=(4, 1, 5, 5)).astype(np.float32)
@@ -381,9 +313,9 @@ def test_sigmoid_threshold_and_single_channel_matches_binary() -> None:
     one = MultiClassAccumulator(1, mode="sigmoid", threshold=0.3)
     one.update(x, target)
     o = one.result()
-    assert (o.dice[0], o.iou[0], o.accuracy) == (b.dice, b.iou, b.accuracy)
+    assert (o.per_class[0].dice, o.per_class[0].iou, o.accuracy) == (b.dice, b.iou, b.accuracy)
     assert o.loss == pytest.approx(b.loss, rel=1e-12)
-    assert list(o.dice_per_image[0]) == b.per_image["dice"]
+    assert list(o.per_class[0].dice_per_image) == b.per_image["dice"]
 
 
 # --- predictions and disagreement -------------------------------------------------------------
@@ -395,14 +327,17 @@ def test_softmax_predictions_and_label_disagreement() -> None:
     acc.update(logits[:2], target[:2])
     acc.update(logits[2:], target[2:])
     pred = acc.predictions()
-    assert pred.shape == (5, 8, 6) and pred.dtype == np.uint8
-    np.testing.assert_array_equal(pred, logits.argmax(axis=1))
-    share = label_disagreement(pred, target)
-    np.testing.assert_allclose(share, 1.0 - (pred == target).reshape(5, -1).mean(axis=1))
+    # Changed on purpose: softmax predictions are (N, 1, H, W) label maps now (were (N, H, W)).
+    assert pred.shape == (5, 1, 8, 6) and pred.dtype == np.uint8
+    np.testing.assert_array_equal(pred[:, 0], logits.argmax(axis=1))
+    share = label_disagreement(pred, target[:, None])
+    np.testing.assert_allclose(share, 1.0 - (pred[:, 0] == target).reshape(5, -1).mean(axis=1))
+    # the (N, H, W) label maps give the same shares
+    np.testing.assert_array_equal(label_disagreement(pred[:, 0], target), share)
     assert label_disagreement(pred, pred).tolist() == [0.0] * 5
     # the binary disagreement refuses label maps with more than two classes
     with pytest.raises(ValueError, match="must be binary"):
-        disagreement(pred, target)
+        disagreement(pred, target[:, None])
 
 
 def test_sigmoid_predictions_and_label_disagreement() -> None:
@@ -425,7 +360,10 @@ def test_sigmoid_predictions_and_label_disagreement() -> None:
 
 
 def test_predictions_edge_cases() -> None:
-    assert MultiClassAccumulator(3, keep_predictions=True).predictions().shape == (0, 0, 0)
+    # Changed on purpose: softmax predictions are (N, 1, H, W) now, so none is (0, 1, 0, 0)
+    # (was (0, 0, 0)); still in the label maps' dtype.
+    none = MultiClassAccumulator(3, keep_predictions=True).predictions()
+    assert none.shape == (0, 1, 0, 0) and none.dtype == np.uint8
     empty = MultiClassAccumulator(3, mode="sigmoid", keep_predictions=True).predictions()
     assert empty.shape == (0, 3, 0, 0) and empty.dtype == np.bool_
     with pytest.raises(RuntimeError, match="keep_predictions=True"):
@@ -440,23 +378,13 @@ def test_predictions_edge_cases() -> None:
     assert len(acc) == 0
 
 
-def test_label_disagreement_errors() -> None:
-    a = np.zeros((2, 4, 4), int)
-    with pytest.raises(ValueError, match=r"pred_a \(2, 4, 4\) vs pred_b \(2, 4, 3\)"):
-        label_disagreement(a, a[:, :, :3])
-    with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
-        label_disagreement(a[0], a[0])
-    with pytest.raises(ValueError, match="dtype float64"):
-        label_disagreement(a.astype(float), a.astype(float))
-    assert np.isnan(label_disagreement(np.zeros((2, 0, 4), int), np.zeros((2, 0, 4), int))).all()
-
-
 # --- errors -----------------------------------------------------------------------------------
 
 
 def test_update_shape_errors_name_shapes() -> None:
     acc = MultiClassAccumulator(3)
-    with pytest.raises(ValueError, match=r"\(N,3,H,W\).*logits \(1, 2, 4, 4\).*\(1, 4, 4\)"):
+    # the expected layout reads (N,3,...) now (was (N,3,H,W)): any number of spatial axes
+    with pytest.raises(ValueError, match=r"\(N,3,\.\.\.\).*logits \(1, 2, 4, 4\).*\(1, 4, 4\)"):
         acc.update(np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 4, 4), int))
     with pytest.raises(ValueError, match=r"logits \(1, 3, 4, 4\), got target \(1, 4, 3\)"):
         acc.update(np.zeros((1, 3, 4, 4), np.float32), np.zeros((1, 4, 3), int))
@@ -527,15 +455,21 @@ def test_to_dict_is_strict_json() -> None:
     text = json.dumps(d, allow_nan=False)
     back = json.loads(text)
     assert back == d
-    assert list(d["per_class"]) == ["0", "1", "2", "3"]
-    assert d["per_class"]["0"]["foreground"] is False and d["per_class"]["1"]["foreground"]
-    assert d["per_class"]["1"]["name"] == "a"
-    assert len(d["per_class"]["2"]["dice_per_image"]) == 3
+    # per_class is now a list of dicts in class order (was a dict keyed by str index)
+    assert [c["index"] for c in d["per_class"]] == [0, 1, 2, 3]
+    assert d["per_class"][0]["foreground"] is False and d["per_class"][1]["foreground"]
+    assert d["per_class"][1]["name"] == "a"
+    assert len(d["per_class"][2]["dice_per_image"]) == 3
     assert set(d["per_image"]) == set(MULTICLASS_PER_IMAGE_KEYS)
-    assert d["mode"] == "softmax" and d["threshold"] is None and d["background"] == 0
+    assert d["activation"] == "softmax" and d["threshold"] is None and d["background"] == 0
     assert d["foreground"] == [1, 2, 3]
-    for key in ("dice", "iou", "tp", "dice_per_image"):
-        assert key not in d  # per-class values live under per_class only
-    for v in (d["mean_dice"], d["mean_iou"], d["accuracy"], d["loss"]):
+    # per-class values live under per_class only; top-level dice/iou/tp are now the
+    # foreground aggregates of the one result type (changed on purpose), not per-class tuples
+    assert "dice_per_image" not in d
+    fg = d["per_class"][1:]
+    assert d["dice"] == pytest.approx(sum(c["dice"] for c in fg) / 3, rel=1e-15)
+    assert d["iou"] == pytest.approx(sum(c["iou"] for c in fg) / 3, rel=1e-15)
+    assert d["tp"] == sum(c["tp"] for c in fg)
+    for v in (d["dice"], d["mean_iou"], d["accuracy"], d["loss"]):
         assert isinstance(v, float)
     assert isinstance(d["n_images"], int)
