@@ -82,8 +82,12 @@ def test_label_disagreement_errors() -> None:
     a = np.zeros((2, 4, 4), int)
     with pytest.raises(ValueError, match=r"pred_a \(2, 4, 4\) vs pred_b \(2, 4, 3\)"):
         label_disagreement(a, a[:, :, :3])
-    with pytest.raises(ValueError, match=r"got shape \(4, 4\)"):
-        label_disagreement(a[0], a[0])
+    # Changed on purpose: 2-D input is now a classifier's (N, C) predictions (e.g. the softmax
+    # accumulator's (N, 1) labels), so only input without a batch and channel axis is refused.
+    with pytest.raises(ValueError, match=r"got shape \(4,\)"):
+        label_disagreement(a[0, 0], a[0, 0])
+    labels = np.array([[0], [2], [1]])
+    assert label_disagreement(labels, np.array([[0], [1], [1]])).tolist() == [0.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="dtype float64"):
         label_disagreement(a.astype(float), a.astype(float))
     assert np.isnan(label_disagreement(np.zeros((2, 0, 4), int), np.zeros((2, 0, 4), int))).all()
