@@ -1,16 +1,40 @@
 """`segshield` commands: thin wrappers that parse options, build a frozen config, call one
-library function, render, and set the exit code (0 ok, 1 gate failed, 2 usage/input error)."""
+library function, render, and set the exit code (0 ok, 1 gate failed, 2 usage/input error).
+
+Shared option types and helpers live in `segshield.cli.options`; the engine commands
+(`engines`, `export`, `bench`) in `segshield.cli.engine_commands`.
+"""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from segshield.cli import engine_commands
 from segshield.cli.errors import EXIT_GATE_FAILED, EXIT_OK, error_boundary, setup_logging
+from segshield.cli.options import (
+    Attacks,
+    CalibrationData,
+    CalibrationMethod,
+    Dataset,
+    DeferredDefaults,
+    EnginesDir,
+    Epsilons,
+    Model,
+    Size,
+    Split,
+    TrustPickle,
+    Verbose,
+    command_line,
+    console,
+    epsilons_option,
+    explicit,
+    flag_of,
+    json_object,
+    split_list,
+)
 
 app = typer.Typer(
     name="segshield",
@@ -19,32 +43,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# `audit` parameters that are not AuditConfig settings, and those named differently there.
+_NOT_SETTINGS = ("policy", "config", "verbose")
+_SETTING_NAMES = {"out": "out_dir"}
 
 
 @app.callback()
 def root() -> None:
     """Robustness audits of medical segmentation models and their deployed engines."""
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The command as it could be re-typed: its path plus every option not at its default
-    (rebuilt from the parsed options, so it is right under CliRunner and `python -m` too)."""
-    words = ctx.command_path.split()
-    words[0] = "segshield"
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        is_option = getattr(param, "param_type_name", "") == "option"
-        if value is None or value == param.default or not is_option:
-            if not is_option and value is not None:
-                words.append(str(value))
-            continue
-        flag = max(param.opts, key=len)
-        if isinstance(value, bool):
-            words.append(flag if value else (param.secondary_opts or [flag])[0])
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
 
 
 def _dataset(data: Path | None, bundled: str, split: str, size: int):
@@ -60,21 +66,21 @@ def train(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Folder for <name>.safetensors and <name>.json.")],
     name: Annotated[str, typer.Option(help="File name stem of the weights and card.")] = "unet",
-    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
+    dataset: Dataset = "nuclei",
     data: Annotated[
         Path | None, typer.Option(help="Your training data (images/+masks/ or BUSI layout).")
     ] = None,
     test_data: Annotated[
         Path | None, typer.Option(help="Your test data (default: the bundled test split).")
     ] = None,
-    size: Annotated[int, typer.Option(help="Images are resized to size x size.")] = 128,
+    size: Size = 128,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     seed: int = 0,
     base_width: Annotated[int, typer.Option(min=1)] = 16,
     depth: Annotated[int, typer.Option(min=1, max=6)] = 3,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train the seed U-Net (Adam, BCE, flip/rotate/zoom augmentation, seeded)."""
     setup_logging(verbose)
@@ -103,7 +109,7 @@ def train(
             def on_epoch(epoch: int, loss: float) -> None:
                 progress.update(task, completed=epoch, description=f"training (bce {loss:.4f})")
 
-            result = run_train(cfg, train_ds, test_ds, out, _command_line(ctx), on_epoch)
+            result = run_train(cfg, train_ds, test_ds, out, command_line(ctx), on_epoch)
     m = result.test_metrics
     console.print(
         f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s; test Dice "
@@ -112,70 +118,20 @@ def train(
     raise typer.Exit(EXIT_OK)
 
 
-def _explicit(ctx: typer.Context) -> set[str]:
-    """Names of the options the user actually typed (not left at their defaults)."""
-    explicit = set()
-    for name in ctx.params:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            explicit.add(name)
-    return explicit
-
-
-def _json_object(value: str | None) -> dict:
-    import json
-
-    from segshield.errors import SegShieldError
-
-    if value is None:
-        return {}
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise SegShieldError(f"--model-kwargs is not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise SegShieldError("--model-kwargs must be a JSON object")
-    return obj
-
-
-def _split_list(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _epsilons(value: str) -> tuple[float, ...]:
-    from segshield.audits import ADVUNET_EPSILONS, DEFAULT_EPSILONS
-    from segshield.errors import SegShieldError
-    from segshield.gate import parse_epsilon
-
-    if value == "default":
-        return DEFAULT_EPSILONS
-    if value == "advunet":
-        return ADVUNET_EPSILONS
-    try:
-        return tuple(parse_epsilon(v) for v in _split_list(value))
-    except Exception as exc:
-        raise SegShieldError(f"--epsilons: {exc}") from exc
-
-
-@app.command()
+@app.command(cls=DeferredDefaults)
 def audit(
     ctx: typer.Context,
     out: Annotated[
         Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")
-    ] = Path("segshield-out"),
-    model: Annotated[
-        str | None,
-        typer.Option(help="Your model factory package.module:callable (default: bundled U-Net)."),
-    ] = None,
+    ] = Path("{DEFAULT_OUT_DIR}"),
+    model: Model = None,
     weights: Annotated[
         Path | None,
         typer.Option(
             help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json."
         ),
     ] = None,
-    trust_pickle: Annotated[
-        bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
-    ] = False,
+    trust_pickle: TrustPickle = False,
     model_kwargs: Annotated[
         str | None,
         typer.Option(
@@ -193,20 +149,15 @@ def audit(
             "maps 0..N-1.",
         ),
     ] = 1,
-    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
-    split: Annotated[str, typer.Option(help="Bundled split: test or train.")] = "test",
-    size: Annotated[int, typer.Option(help="Images are resized to size x size.")] = 128,
+    dataset: Dataset = "nuclei",
+    split: Split = "test",
+    size: Size = 128,
     limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")] = None,
-    attacks: Annotated[str, typer.Option(help="Comma list of attacks.")] = "fgsm,bim,pgd",
+    attacks: Attacks = "{DEFAULT_ATTACKS}",
     losses: Annotated[
         str, typer.Option(help="Comma list of attack losses: bce, dice, focal, dice_focal.")
-    ] = "bce",
-    epsilons: Annotated[
-        str,
-        typer.Option(
-            help="Comma list (0.01 or 4/255), 'default' (1,2,4,8 /255) or 'advunet' (0.1..0.9)."
-        ),
-    ] = "default",
+    ] = "{DEFAULT_LOSSES}",
+    epsilons: Epsilons = "default",
     steps: Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")] = 10,
     alpha: Annotated[
         float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
@@ -214,21 +165,13 @@ def audit(
     engines: Annotated[
         str,
         typer.Option(
-            help="Comma list of engines (pytorch, ort-fp32, ort-fp16, ort-int8, "
-            "ort-int8-dynamic, aoti-fp32; GPU: ort-cuda, ort-trt, tensorrt-fp16, aoti-cuda-fp16, "
-            "...; see `segshield engines`)."
+            help="Comma list of engines (CPU: {CPU_ENGINES}; GPU: {GPU_ENGINES}; see "
+            "`segshield engines`)."
         ),
-    ] = "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32",
-    engines_dir: Annotated[
-        Path | None, typer.Option(help="Use engines built by `segshield export` (manifest).")
-    ] = None,
-    calibration_method: Annotated[
-        str, typer.Option(help="Static INT8 calibration: minmax, entropy or percentile.")
-    ] = "minmax",
-    calibration_data: Annotated[
-        Path | None,
-        typer.Option(help="INT8 calibration images (default: the bundled training split)."),
-    ] = None,
+    ] = "{DEFAULT_ENGINES}",
+    engines_dir: EnginesDir = None,
+    calibration_method: CalibrationMethod = "minmax",
+    calibration_data: CalibrationData = None,
     bench: Annotated[
         bool, typer.Option(help="Measure each engine's latency into the report.")
     ] = True,
@@ -251,79 +194,63 @@ def audit(
             "default: look for either in the current folder. Options given here override it."
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Attack the model on PyTorch, replay on the engines, write report.json and report.md."""
     setup_logging(verbose)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from segshield.api import audit as run
-    from segshield.gate import policy_from_toml
-
-    from .render import print_engines, print_verdict, summary_tables
+    from segshield.audits.settings import resolve_audit_config
+    from segshield.gate import policy_from_dict, policy_from_toml
 
     with error_boundary():
-        from segshield.audits.settings import config_from_settings, load_settings
-        from segshield.errors import SegShieldError
-        from segshield.gate import policy_from_dict
-
-        settings = load_settings(config)
-        explicit = _explicit(ctx)
-        given = {
-            "out_dir": out,
-            "model": model,
-            "model_kwargs": _json_object(model_kwargs),
-            "num_classes": num_classes,
-            "weights": weights,
-            "trust_pickle": trust_pickle,
-            "data": data,
-            "dataset": dataset,
-            "split": split,
-            "size": size,
-            "limit": limit,
-            "attacks": _split_list(attacks),
-            "losses": _split_list(losses),
-            "epsilons": _epsilons(epsilons),
-            "steps": steps,
-            "alpha": alpha,
-            "engines": _split_list(engines),
-            "engines_dir": engines_dir,
-            "calibration_method": calibration_method,
-            "calibration_data": calibration_data,
-            "bench": bench,
-            "target": target,
-            "asma_steps": asma_steps,
-            "batch_size": batch_size,
-            "seed": seed,
-        }
-        cli_name = {"out_dir": "out"}
-        overrides = {k: v for k, v in given.items() if cli_name.get(k, k) in explicit}
+        overrides, labels = _audit_overrides(ctx)
+        cfg, settings = resolve_audit_config(overrides, config, labels=labels)
         if policy is not None:
             pol = policy_from_toml(policy)
         elif settings.policy is not None:
             pol = policy_from_dict(settings.policy, origin=str(settings.origin))
         else:
             pol = None
-        base = settings.origin.parent if settings.origin else None
-        try:
-            cfg = config_from_settings(settings.audit, overrides, base)
-        except ValueError as exc:
-            raise SegShieldError(f"invalid audit settings: {exc}") from exc
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("preparing (data, model, ONNX export)", total=None)
+        outcome = _run_with_progress(run, cfg, pol, command_line(ctx))
+    raise typer.Exit(_print_audit(outcome))
 
-            def on_progress(stage: str, done: int, total: int) -> None:
-                progress.update(
-                    task, description=f"attacking: {stage}", completed=done, total=total
-                )
 
-            outcome = run(cfg, pol, on_progress, _command_line(ctx))
+def _audit_overrides(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]]:
+    """The explicitly given `audit` options by setting name (the file fills in the rest), and
+    the option flag of every setting, for error messages."""
+    overrides: dict[str, Any] = {}
+    for name in explicit(ctx) - set(_NOT_SETTINGS):
+        value = ctx.params[name]
+        if name == "model_kwargs":
+            value = json_object(value, flag_of(ctx, name))
+        overrides[_SETTING_NAMES.get(name, name)] = value
+    labels = {_SETTING_NAMES.get(n, n): flag_of(ctx, n) for n in ctx.params}
+    return overrides, labels
+
+
+def _run_with_progress(run: Any, cfg: Any, pol: Any, command: str) -> Any:
+    """`segshield.api.audit` under a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("preparing (data, model, ONNX export)", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=f"attacking: {stage}", completed=done, total=total)
+
+        return run(cfg, pol, on_progress, command)
+
+
+def _print_audit(outcome: Any) -> int:
+    """Print the engines, the summary tables and the verdict; returns the exit code."""
+    from .render import print_engines, print_verdict, summary_tables
+
     report = outcome.report
     print_engines(console, report)
     for table in summary_tables(report):
@@ -335,13 +262,13 @@ def audit(
     failed_cells = [c for c in report.cells if c.status != "ok"]
     if failed_cells:
         console.print(f"[yellow]{len(failed_cells)} cell(s) failed; see the report[/]")
-    if outcome.gate is not None:
-        print_verdict(console, outcome.gate)
-        raise typer.Exit(EXIT_OK if outcome.gate.passed else EXIT_GATE_FAILED)
-    raise typer.Exit(EXIT_OK)
+    if outcome.gate is None:
+        return EXIT_OK
+    print_verdict(console, outcome.gate)
+    return EXIT_OK if outcome.gate.passed else EXIT_GATE_FAILED
 
 
-@app.command("audit-classifier")
+@app.command("audit-classifier", cls=DeferredDefaults)
 def audit_classifier(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("segshield-classifier-out"),
@@ -352,18 +279,18 @@ def audit_classifier(
     data: Annotated[
         Path | None, typer.Option(help="Your segmentation data to cut into labelled patches.")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")] = "nuclei",
-    split: Annotated[str, typer.Option(help="Bundled split: test or train.")] = "test",
+    dataset: Dataset = "nuclei",
+    split: Split = "test",
     patch: Annotated[int, typer.Option(min=8, help="Patch side in pixels.")] = 32,
     stride: Annotated[int, typer.Option(min=1)] = 32,
     limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N patches.")] = None,
-    attacks: Annotated[str, typer.Option(help="Comma list of attacks.")] = "fgsm,bim,pgd",
+    attacks: Attacks = "{DEFAULT_ATTACKS}",
     epsilons: Annotated[
         str, typer.Option(help="Comma list, or 'seed' (0 .. 8/255 and 0.05 .. 0.3).")
     ] = "seed",
     steps: Annotated[int, typer.Option(min=1)] = 10,
     seed: int = 0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε."""
     setup_logging(verbose)
@@ -372,9 +299,9 @@ def audit_classifier(
     with error_boundary():
         from segshield.audits import SEED_CLASSIFIER_EPSILONS, ClassifierAuditConfig
 
-        eps = SEED_CLASSIFIER_EPSILONS if epsilons == "seed" else _epsilons(epsilons)
+        eps = SEED_CLASSIFIER_EPSILONS if epsilons == "seed" else epsilons_option(epsilons)
         cfg = ClassifierAuditConfig(
-            attacks=_split_list(attacks), epsilons=eps, steps=steps, seed=seed
+            attacks=split_list(attacks), epsilons=eps, steps=steps, seed=seed
         )
         ds = _dataset(data, dataset, split, 128)
         report, files = run(
@@ -385,7 +312,7 @@ def audit_classifier(
             patch=patch,
             stride=stride,
             limit=limit,
-            command=_command_line(ctx),
+            command=command_line(ctx),
         )
     clean = report.clean.get("accuracy") if isinstance(report.clean, dict) else None
     console.print(
@@ -399,114 +326,9 @@ def audit_classifier(
     raise typer.Exit(EXIT_OK)
 
 
-@app.command("engines")
-def list_engines() -> None:
-    """List the engines segshield can build, and whether each can run on this machine."""
-    from rich.table import Table
-
-    from segshield.engines import ENGINE_SPECS, engine_unavailable_reason
-
-    table = Table(title="segshield engines")
-    for col in ("engine", "kind", "precision", "device", "here"):
-        table.add_column(col)
-    for name, spec in ENGINE_SPECS.items():
-        reason = engine_unavailable_reason(name)
-        table.add_row(
-            name,
-            spec.kind,
-            spec.precision,
-            spec.device,
-            "[green]available[/]" if reason is None else f"[yellow]{reason}[/]",
-        )
-    console.print(table)
-    raise typer.Exit(EXIT_OK)
-
-
-@app.command()
-def export(
-    out: Annotated[Path, typer.Option(help="Folder for the engines and manifest.json.")],
-    engines: Annotated[str, typer.Option(help="Comma list of engines.")] = (
-        "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32"
-    ),
-    model: Annotated[str | None, typer.Option(help="package.module:factory")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights, TorchScript or card.")] = None,
-    trust_pickle: bool = False,
-    data: Annotated[
-        Path | None, typer.Option(help="Images for clean parity (default: bundled test).")
-    ] = None,
-    calibration_data: Annotated[
-        Path | None, typer.Option(help="INT8 calibration images (default: bundled train).")
-    ] = None,
-    calibration_method: str = "minmax",
-    size: int = 128,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Build engines into a folder with a manifest (hashes, parity, build time, notes)."""
-    setup_logging(verbose)
-    from segshield.api import export_engines
-    from segshield.models import ModelSpec
-
-    with error_boundary():
-        built, manifest = export_engines(
-            ModelSpec(model, weights, allow_pickle=trust_pickle),
-            _split_list(engines),
-            out,
-            data=data,
-            calibration_data=calibration_data,
-            calibration_method=calibration_method,
-            size=size,
-        )
-    from segshield.bench import engines_table
-
-    console.print(engines_table([b.record for b in built]), markup=False)
-    console.print(f"wrote {manifest}")
-    raise typer.Exit(EXIT_OK)
-
-
-@app.command("bench")
-def bench_command(
-    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path(
-        "segshield-bench"
-    ),
-    engines_dir: Annotated[
-        Path | None, typer.Option(help="Engines from `segshield export` (default: build).")
-    ] = None,
-    engines: str = "pytorch,ort-fp32,ort-fp16,ort-int8,aoti-fp32",
-    batch_sizes: Annotated[str, typer.Option(help="Comma list of batch sizes.")] = "1,8",
-    attacks: Annotated[str, typer.Option(help="Attacks whose throughput to measure.")] = (
-        "fgsm,pgd"
-    ),
-    steps: int = 10,
-    warmup_s: float = 1.0,
-    min_iters: int = 50,
-    min_duration_s: float = 2.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Engine latency (trtexec-style percentiles, images/s) and attack throughput vs its
-    k x (forward + backward) floor, on the bundled model and real images."""
-    setup_logging(verbose)
-    from segshield.api import run_bench
-
-    with error_boundary():
-        try:
-            sizes = tuple(int(b) for b in _split_list(batch_sizes))
-        except ValueError as exc:
-            from segshield.errors import SegShieldError
-
-            raise SegShieldError(f"--batch-sizes: {exc}") from exc
-        _, files = run_bench(
-            out,
-            engines=_split_list(engines),
-            engines_dir=engines_dir,
-            batch_sizes=sizes,
-            attacks=_split_list(attacks),
-            steps=steps,
-            warmup_s=warmup_s,
-            min_iters=min_iters,
-            min_duration_s=min_duration_s,
-        )
-    console.print(files["markdown"].read_text(), markup=False, highlight=False)
-    raise typer.Exit(EXIT_OK)
+app.command("engines")(engine_commands.list_engines)
+app.command(cls=DeferredDefaults)(engine_commands.export)
+app.command("bench", cls=DeferredDefaults)(engine_commands.bench_command)
 
 
 @app.command()

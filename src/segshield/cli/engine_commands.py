@@ -1,0 +1,125 @@
+"""`segshield engines`, `export` and `bench`: the engine matrix on its own, without an audit.
+
+Plain functions with typer annotations; `segshield.cli.main` registers them on the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segshield.cli.errors import EXIT_OK, error_boundary, setup_logging
+from segshield.cli.options import (
+    CalibrationData,
+    CalibrationMethod,
+    Engines,
+    TrustPickle,
+    Verbose,
+    console,
+    split_list,
+)
+
+
+def list_engines() -> None:
+    """List the engines segshield can build, and whether each can run on this machine."""
+    from rich.table import Table
+
+    from segshield.engines import ENGINE_SPECS, engine_unavailable_reason
+
+    table = Table(title="segshield engines")
+    for col in ("engine", "kind", "precision", "device", "here"):
+        table.add_column(col)
+    for name, spec in ENGINE_SPECS.items():
+        reason = engine_unavailable_reason(name)
+        table.add_row(
+            name,
+            spec.kind,
+            spec.precision,
+            spec.device,
+            "[green]available[/]" if reason is None else f"[yellow]{reason}[/]",
+        )
+    console.print(table)
+    raise typer.Exit(EXIT_OK)
+
+
+def export(
+    out: Annotated[Path, typer.Option(help="Folder for the engines and manifest.json.")],
+    engines: Engines = "{DEFAULT_ENGINES}",
+    model: Annotated[str | None, typer.Option(help="package.module:factory")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights, TorchScript or card.")] = None,
+    trust_pickle: TrustPickle = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Images for clean parity (default: bundled test).")
+    ] = None,
+    calibration_data: CalibrationData = None,
+    calibration_method: CalibrationMethod = "minmax",
+    size: int = 128,
+    verbose: Verbose = False,
+) -> None:
+    """Build engines into a folder with a manifest (hashes, parity, build time, notes)."""
+    setup_logging(verbose)
+    from segshield.api import export_engines
+    from segshield.models import ModelSpec
+
+    with error_boundary():
+        built, manifest = export_engines(
+            ModelSpec(model, weights, allow_pickle=trust_pickle),
+            split_list(engines),
+            out,
+            data=data,
+            calibration_data=calibration_data,
+            calibration_method=calibration_method,
+            size=size,
+        )
+    from segshield.bench import engines_table
+
+    console.print(engines_table([b.record for b in built]), markup=False)
+    console.print(f"wrote {manifest}")
+    raise typer.Exit(EXIT_OK)
+
+
+def bench_command(
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path(
+        "segshield-bench"
+    ),
+    engines_dir: Annotated[
+        Path | None, typer.Option(help="Engines from `segshield export` (default: build).")
+    ] = None,
+    engines: Engines = "{DEFAULT_ENGINES}",
+    batch_sizes: Annotated[str, typer.Option(help="Comma list of batch sizes.")] = "1,8",
+    attacks: Annotated[str, typer.Option(help="Attacks whose throughput to measure.")] = (
+        "fgsm,pgd"
+    ),
+    steps: int = 10,
+    warmup_s: float = 1.0,
+    min_iters: int = 50,
+    min_duration_s: float = 2.0,
+    verbose: Verbose = False,
+) -> None:
+    """Engine latency (trtexec-style percentiles, images/s) and attack throughput vs its
+    k x (forward + backward) floor, on the bundled model and real images."""
+    setup_logging(verbose)
+    from segshield.api import run_bench
+
+    with error_boundary():
+        try:
+            sizes = tuple(int(b) for b in split_list(batch_sizes))
+        except ValueError as exc:
+            from segshield.errors import SegShieldError
+
+            raise SegShieldError(f"--batch-sizes: {exc}") from exc
+        _, files = run_bench(
+            out,
+            engines=split_list(engines),
+            engines_dir=engines_dir,
+            batch_sizes=sizes,
+            attacks=split_list(attacks),
+            steps=steps,
+            warmup_s=warmup_s,
+            min_iters=min_iters,
+            min_duration_s=min_duration_s,
+        )
+    console.print(files["markdown"].read_text(), markup=False, highlight=False)
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,170 @@
+"""Reusable CLI pieces: option types shared by several commands, defaults looked up from the
+library's constants, and the small parsers the commands use.
+
+Defaults that live next to torch-importing code (the engine matrix, the default attacks and
+losses) are written as ``{NAME}`` markers and filled in by `DeferredDefaults` when a command
+runs or shows its help, so importing the CLI (and `segshield gate`/`report`) stays torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperCommand
+
+from segshield.epsilon import ADVUNET_EPSILONS, DEFAULT_EPSILONS, format_epsilon, parse_epsilons
+from segshield.errors import SegShieldError
+
+console = Console()
+
+_MARKER = re.compile(r"\{([A-Z][A-Z_]*)\}")
+
+
+@functools.cache
+def deferred_values() -> dict[str, Any]:
+    """The values behind the ``{NAME}`` markers (imports torch: call only from a command)."""
+    from segshield.audits.config import DEFAULT_ATTACKS, DEFAULT_LOSSES
+    from segshield.audits.settings import DEFAULT_OUT_DIR
+    from segshield.engines import CPU_ENGINES, DEFAULT_ENGINES, ENGINE_SPECS
+
+    return {
+        "DEFAULT_ATTACKS": ",".join(DEFAULT_ATTACKS),
+        "DEFAULT_LOSSES": ",".join(DEFAULT_LOSSES),
+        "DEFAULT_ENGINES": ",".join(DEFAULT_ENGINES),
+        "DEFAULT_OUT_DIR": DEFAULT_OUT_DIR,
+        "CPU_ENGINES": ", ".join(CPU_ENGINES),
+        "GPU_ENGINES": ", ".join(n for n, s in ENGINE_SPECS.items() if s.device != "cpu"),
+    }
+
+
+def _fill(text: str, values: dict[str, Any]) -> str:
+    return _MARKER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text)
+
+
+class DeferredDefaults(TyperCommand):
+    """A command whose option defaults and help may hold ``{NAME}`` markers (see
+    `deferred_values`), replaced the first time click asks for the parameters, which it does
+    before parsing and before printing help."""
+
+    _filled = False
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        if not self._filled:
+            self._filled = True
+            values = deferred_values()
+            for param in params:
+                default = param.default
+                if isinstance(default, (str, Path)) and (m := _MARKER.fullmatch(str(default))):
+                    param.default = values[m.group(1)]
+                if getattr(param, "help", None):
+                    param.help = _fill(param.help, values)
+        return params
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def epsilons_option(value: str, flag: str = "--epsilons") -> tuple[float, ...]:
+    """A comma list or preset of epsilons; a bad one is a SegShieldError naming the option."""
+    try:
+        return parse_epsilons(value)
+    except ValueError as exc:
+        raise SegShieldError(f"{flag}: {exc}") from exc
+
+
+def json_object(value: str | None, flag: str = "--model-kwargs") -> dict[str, Any]:
+    """A JSON object option (None -> {}); anything else is a SegShieldError naming `flag`."""
+    if value is None:
+        return {}
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise SegShieldError(f"{flag} is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SegShieldError(f"{flag} must be a JSON object")
+    return obj
+
+
+def explicit(ctx: typer.Context) -> set[str]:
+    """Names of the options the user actually typed (not left at their defaults)."""
+    found = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            found.add(name)
+    return found
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command as it could be re-typed: its path plus every option not at its default
+    (rebuilt from the parsed options, so it is right under CliRunner and `python -m` too)."""
+    words = ctx.command_path.split()
+    words[0] = "segshield"
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        is_option = getattr(param, "param_type_name", "") == "option"
+        if value is None or value == param.default or not is_option:
+            if not is_option and value is not None:
+                words.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            words.append(flag if value else (param.secondary_opts or [flag])[0])
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def flag_of(ctx: typer.Context, name: str) -> str:
+    """The longest option string of parameter `name` (``out`` -> ``--out``)."""
+    for param in ctx.command.params:
+        if param.name == name:
+            return max(param.opts, key=len)
+    return name
+
+
+def _advunet_range() -> str:
+    return f"{format_epsilon(ADVUNET_EPSILONS[0])}..{format_epsilon(ADVUNET_EPSILONS[-1])}"
+
+
+EPSILONS_HELP = (
+    "Comma list (0.01 or 4/255), 'default' ("
+    + ", ".join(format_epsilon(e) for e in DEFAULT_EPSILONS)
+    + f") or 'advunet' ({_advunet_range()})."
+)
+
+# Options shared by several commands.
+Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
+Dataset = Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")]
+Split = Annotated[str, typer.Option(help="Bundled split: test or train.")]
+Size = Annotated[int, typer.Option(help="Images are resized to size x size.")]
+Attacks = Annotated[str, typer.Option(help="Comma list of attacks.")]
+Engines = Annotated[str, typer.Option(help="Comma list of engines.")]
+Epsilons = Annotated[str, typer.Option(help=EPSILONS_HELP)]
+Model = Annotated[
+    str | None,
+    typer.Option(help="Your model factory package.module:callable (default: bundled U-Net)."),
+]
+TrustPickle = Annotated[
+    bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
+]
+CalibrationData = Annotated[
+    Path | None,
+    typer.Option(help="INT8 calibration images (default: the bundled training split)."),
+]
+CalibrationMethod = Annotated[
+    str, typer.Option(help="Static INT8 calibration: minmax, entropy or percentile.")
+]
+EnginesDir = Annotated[
+    Path | None, typer.Option(help="Use engines built by `segshield export` (manifest).")
+]
