@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from segshield.audits.config import AuditConfig
 from segshield.audits.settings import (
+    MODEL_FIELDS,
+    SETTINGS,
     SettingsError,
+    coercer,
     config_from_settings,
     load_settings,
+    resolve_audit_config,
 )
 from segshield.cli.main import app
+from segshield.models import ModelSpec
 
 SEGSHIELD_TOML = """
 [audit]
@@ -95,3 +103,90 @@ def test_cli_uses_the_file_and_options_override_it(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert [c["id"] for c in report["cells"]] == [f"fgsm/bce/{2 / 255:.6g}"]
     assert report["config"]["steps"] == 2 and report["verdict"]["policy_name"] == "from-file"
+
+
+def test_every_config_field_is_a_setting_or_explicitly_excluded() -> None:
+    """The schema is AuditConfig: a new field is a setting unless it opts out or is the model."""
+    hints = typing.get_type_hints(AuditConfig)
+    for f in dataclasses.fields(AuditConfig):
+        if hints[f.name] is ModelSpec:  # set through model, weights, trust_pickle, model_kwargs
+            assert set(MODEL_FIELDS) <= set(SETTINGS)
+            continue
+        excluded = f.metadata.get("setting", True) is False
+        assert (f.name in SETTINGS) != excluded, f"{f.name}: type {hints[f.name]} not supported"
+
+
+def test_a_new_config_field_is_accepted_without_editing_settings(tmp_path: Path) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Wider:
+        ratio: float = 0.5
+        names: tuple[str, ...] = ()
+        sizes: tuple[int, ...] = (1,)
+        where: Path | None = None
+        hidden: int = dataclasses.field(default=0, metadata={"setting": False})
+
+    hints = typing.get_type_hints(Wider, localns={"Path": Path})
+    checks = {f.name: coercer(hints[f.name]) for f in dataclasses.fields(Wider)}
+    assert checks["ratio"](1) == 1.0 and checks["names"]("a, b") == ("a", "b")
+    assert checks["sizes"]("1,8") == (1, 8) and checks["sizes"]([2]) == (2,)
+    assert checks["where"]("x") == Path("x") and checks["where"](None) is None
+    with pytest.raises(ValueError, match="expected a number"):
+        checks["ratio"](True)
+    # every AuditConfig field of a supported type is a setting today
+    path = tmp_path / "segshield.toml"
+    path.write_text("[audit]\nbench_batch_sizes = [1, 4]\nfooled-threshold = 0.3\n")
+    assert load_settings(path).audit == {"bench_batch_sizes": (1, 4), "fooled_threshold": 0.3}
+
+
+def test_all_bad_fields_of_every_kind_are_listed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "segshield.toml"
+    path.write_text(
+        "[audit]\nlimit = 1.5\nalpha = 'big'\nbench = 'yes'\nlosses = [1]\nengines = []\n"
+        "data = 3\nmodel_kwargs = 'x'\nbench_batch_sizes = ['a']\nepsilons = ['2/0', 9]\n"
+    )
+    with pytest.raises(SettingsError) as info:
+        load_settings(path)
+    msg = str(info.value)
+    for needle in (
+        "audit.limit: expected int, got 1.5",
+        "audit.alpha: expected a number",
+        "audit.bench: expected true or false",
+        "audit.losses: expected a list of names",
+        "audit.engines: expected a non-empty list",
+        "audit.data: expected a string (a path)",
+        "audit.model_kwargs: expected a table",
+        "audit.bench_batch_sizes: expected int",
+        "audit.epsilons: '2/0' divides by zero; 9 is > 1",
+    ):
+        assert needle in msg, needle
+    assert msg.count("\n  - ") == 9
+
+
+def test_resolve_audit_config_merges_file_and_options(tmp_path: Path) -> None:
+    (tmp_path / "segshield.toml").write_text(SEGSHIELD_TOML)
+    cfg, settings = resolve_audit_config(
+        {"steps": 4, "epsilons": "default", "attacks": "fgsm,pgd", "data": Path("rel")},
+        search_dir=tmp_path,
+    )
+    assert settings.origin == tmp_path / "segshield.toml" and settings.policy is not None
+    assert cfg.steps == 4 and cfg.attacks == ("fgsm", "pgd") and cfg.limit == 1
+    assert cfg.epsilons == (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    assert cfg.out_dir == tmp_path / "out" and cfg.data == Path("rel")  # options: as given
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg, settings = resolve_audit_config({}, search_dir=empty)
+    assert settings.origin is None and cfg == AuditConfig(out_dir=Path("segshield-out"))
+
+
+def test_resolve_audit_config_lists_every_bad_option(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        resolve_audit_config(
+            {"epsilons": "2/0", "steps": "3", "stepz": 1},
+            search_dir=tmp_path,
+            labels={"epsilons": "--epsilons"},
+        )
+    msg = str(info.value)
+    assert "--epsilons: '2/0' divides by zero" in msg
+    assert "steps: expected int" in msg and "stepz: unknown setting" in msg
+    with pytest.raises(SettingsError, match=r"invalid audit settings: .*pytorch engine"):
+        resolve_audit_config({"engines": "ort-fp32"}, search_dir=tmp_path)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-MISSING = "—"
+# One epsilon display rule for reports, the gate and the CLI: it lives with the parser.
+from segshield.epsilon import format_epsilon as format_epsilon
 
-# An epsilon is shown as k/255 when eps * 255 is this close to an integer.
-_EPS_INT_TOL = 1e-6
+MISSING = "—"
 
 
 def _number(value: object) -> float | None:
@@ -23,18 +23,6 @@ def _number(value: object) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
-
-
-def format_epsilon(eps: float | None) -> str:
-    """``4/255`` when ``eps * 255`` is within 1e-6 of an integer, else the float (``0.01``)."""
-    value = _number(eps)
-    if value is None:
-        return MISSING
-    steps = value * 255.0
-    if math.isfinite(steps) and abs(steps - round(steps)) <= _EPS_INT_TOL:
-        k = round(steps)
-        return "0" if k == 0 else f"{k}/255"
-    return f"{value:.6g}"
 
 
 def format_percent(value: float | None) -> str:
