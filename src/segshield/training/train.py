@@ -24,6 +24,7 @@ from segshield.errors import SegShieldError
 from segshield.hashing import sha256_file
 from segshield.metrics import SegmentationAccumulator
 from segshield.models import ModelCard, UNet, UNetConfig
+from segshield.tasks import metrics_record
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,15 @@ def augment(
 
 
 def evaluate(model: torch.nn.Module, data: SegDataset, batch_size: int = 8) -> dict:
-    """Clean metrics of `model` on `data` (aggregated over confusion counts)."""
+    """Clean metrics of `model` on `data`, in the audit report's `Metrics` schema (aggregated
+    over confusion counts)."""
     acc = SegmentationAccumulator()
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
             logits = model(torch.from_numpy(data.images[i : i + batch_size])).numpy()
             acc.update(logits, data.masks[i : i + batch_size])
-    result = acc.result().to_dict()
-    result.pop("per_image", None)
-    return result
+    return asdict(metrics_record(acc.result()))
 
 
 def train(
