@@ -40,7 +40,6 @@ in the order of the ``[[rules]]`` tables.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from segshield.audits.results import CLEAN, SEG_METRICS, SOURCE_ENGINE
+from segshield.epsilon import parse_epsilon
 from segshield.errors import PolicyError
 from segshield.reports.format import format_epsilon
 
@@ -95,7 +95,6 @@ _RULE_KEYS = (
     "min",
     "max",
 )
-_K255 = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*/\s*255\s*$")
 
 
 @dataclass(frozen=True)
@@ -155,29 +154,6 @@ class Policy:
 
     name: str
     rules: tuple[Rule, ...]
-
-
-def parse_epsilon(value: Any) -> float:
-    """A float/int in [0, 1] or a ``"k/255"`` string -> float; ValueError says what is wrong."""
-    if isinstance(value, str):
-        match = _K255.match(value)
-        if match is not None:
-            eps = float(match.group(1)) / 255.0
-        else:
-            try:  # a plain number typed on the command line, e.g. "0.3"
-                eps = float(value.strip())
-            except ValueError:
-                raise ValueError(f"{value!r} is not a number or a 'k/255' string") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        eps = float(value)
-    else:
-        raise ValueError(f"{value!r} is not a number or a 'k/255' string")
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{value!r} is not a non-negative finite epsilon")
-    if eps > 1:
-        # Epsilon is in pixel units of [0, 1] images; 8 almost surely meant 8/255.
-        raise ValueError(f"{value!r} is > 1 (epsilons are in [0, 1]; did you mean '{value}/255'?)")
-    return eps
 
 
 def _selector(value: Any, key: str) -> tuple[str, ...] | None:
