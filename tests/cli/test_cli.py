@@ -240,11 +240,14 @@ def test_audit_classifier_writes_reports(tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    report = json.loads((tmp_path / "classifier_report.json").read_text())
-    assert report["kind"] == "segshield.classifier_audit"
+    # The classifier audit is the one audit (task "classification"): the same report files.
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["kind"] == "segshield.audit" and report["task"] == "classification"
     eps0 = next(c for c in report["cells"] if c["epsilon"] == 0)
-    assert eps0["accuracy"] == report["clean"]["accuracy"]
-    assert (tmp_path / "classifier_report.html").read_text().count("<svg") >= 2
+    accuracy = eps0["engines"]["pytorch"]["metrics"]["accuracy"]
+    assert accuracy == report["clean"]["pytorch"]["metrics"]["accuracy"]
+    assert "Accuracy (%)" in res.output
+    assert (tmp_path / "report.html").read_text().count("<svg") >= 2
     bad = runner.invoke(app, ["audit-classifier", "--out", str(tmp_path), "--attacks", "nope"])
     assert bad.exit_code == 2 and "unknown attack" in bad.output
 

@@ -292,38 +292,37 @@ def audit_classifier(
     seed: int = 0,
     verbose: Verbose = False,
 ) -> None:
-    """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε."""
+    """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε. The same audit as
+    `segshield audit` with task "classification" on labelled patches; the same reports."""
     setup_logging(verbose)
-    from segshield.api import audit_classifier as run
+    from segshield.api import SEED_CLASSIFIER_EPSILONS, classifier_config
+    from segshield.api import audit as run
 
     with error_boundary():
-        from segshield.audits import SEED_CLASSIFIER_EPSILONS, ClassifierAuditConfig
+        from segshield.errors import SegShieldError
+        from segshield.models import ModelSpec
 
-        eps = SEED_CLASSIFIER_EPSILONS if epsilons == "seed" else epsilons_option(epsilons)
-        cfg = ClassifierAuditConfig(
-            attacks=split_list(attacks), epsilons=eps, steps=steps, seed=seed
-        )
-        ds = _dataset(data, dataset, split, 128)
-        report, files = run(
-            cfg,
-            ds,
-            out,
-            weights=weights,
-            patch=patch,
-            stride=stride,
-            limit=limit,
-            command=command_line(ctx),
-        )
-    clean = report.clean.get("accuracy") if isinstance(report.clean, dict) else None
-    console.print(
-        f"classifier audit: {report.dataset.get('n_images')} patches, clean accuracy "
-        f"{clean if clean is None else f'{100 * clean:.2f}%'}; wrote "
-        + ", ".join(str(p) for p in files.values())
-    )
-    for cell in report.cells:
-        if cell.status != "ok":
-            console.print(f"[red]{cell.attack} ε={cell.epsilon:g}: {cell.error}[/]")
-    raise typer.Exit(EXIT_OK)
+        options: dict[str, Any] = {
+            "model": ModelSpec(weights=weights),
+            "data": data,
+            "dataset": dataset,
+            "split": split,
+            "patch": patch,
+            "stride": stride,
+            "limit": limit,
+            "attacks": split_list(attacks),
+            "epsilons": SEED_CLASSIFIER_EPSILONS
+            if epsilons == "seed"
+            else epsilons_option(epsilons),
+            "steps": steps,
+            "seed": seed,
+        }
+        try:
+            cfg = classifier_config(out, **options)
+        except ValueError as exc:
+            raise SegShieldError(f"invalid classifier audit options: {exc}") from exc
+        outcome = _run_with_progress(run, cfg, None, command_line(ctx))
+    raise typer.Exit(_print_audit(outcome))
 
 
 app.command("engines")(engine_commands.list_engines)
