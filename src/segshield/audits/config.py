@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # The default engine matrix and epsilon presets are defined once, where they belong.
-from segshield.engines import DEFAULT_ENGINES
-from segshield.engines.specs import ENGINE_SPECS, resolve_engine_names
+from segshield.engines import DEFAULT_ENGINES, ENGINE_SPECS, resolve_engine_names
 from segshield.enums import TaskKind
 from segshield.epsilon import ADVUNET_EPSILONS as ADVUNET_EPSILONS  # re-exported
 from segshield.epsilon import DEFAULT_EPSILONS
