@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from segshield.audits import AuditReport
 from segshield.errors import PolicyError
 from segshield.gate import evaluate, policy_from_dict
+from segshield.results import AuditReport
 
 
 def _rule(**kw) -> dict:
@@ -16,7 +16,7 @@ def _rule(**kw) -> dict:
 def test_gate_on_the_lower_confidence_bound(cli_audit) -> None:
     report = AuditReport.from_dict(cli_audit.report)
     pgd = [c for c in report.cells if c.attack == "pgd"]
-    lows = [c.engines["pytorch"].ci["dice"]["low"] for c in pgd]
+    lows = [c.engines["pytorch"].ci["dice"].low for c in pgd]
     worst = min(lows)
     ok = evaluate(
         report,
@@ -35,7 +35,7 @@ def test_gate_on_the_lower_confidence_bound(cli_audit) -> None:
     assert bad.outcomes[0].worst_value == pytest.approx(worst)
     # the bound is below the point estimate, so gating on it is the stricter choice
     assert all(
-        low <= c.engines["pytorch"].metrics["dice"] + 1e-9 for low, c in zip(lows, pgd, strict=True)
+        low <= c.engines["pytorch"].metrics.dice + 1e-9 for low, c in zip(lows, pgd, strict=True)
     )
 
 

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
-from segshield.audits.results import AuditCell, AuditReport, EngineEval, EngineRecord
+from segshield.engines.records import EngineRecord
 from segshield.gate import GateResult, evaluate, example_policy_path, policy_from_dict
 from segshield.gate import policy_from_toml as load_policy
+from segshield.results import AuditCell, AuditReport, EngineEval, Metrics, Perturbation
 
 ORT = "onnxruntime"
 
 
 def _eval(engine: str, dice: float | None, **extra: float | None) -> EngineEval:
-    metrics = {"dice": dice, "iou": None if dice is None else dice * 0.8, "loss": 0.3}
+    metrics = Metrics(dice=dice, iou=None if dice is None else dice * 0.8, loss=0.3)
     return EngineEval(engine=engine, metrics=metrics, **extra)
 
 
@@ -25,7 +26,7 @@ def _cell(attack: str, loss: str, k: int, dice: float, ort_dice: float, **kw: ob
         attack=attack,
         loss=loss,
         epsilon=eps,
-        perturbation={"ssim_mean": 0.99 - k / 100, "ssim_min": 0.95 - k / 100, "linf_max": eps},
+        perturbation=Perturbation(ssim_mean=0.99 - k / 100, ssim_min=0.95 - k / 100, linf_max=eps),
         engines={
             "pytorch": _eval("pytorch", dice, attack_success=1 - dice / 0.8),
             ORT: _eval(
@@ -208,7 +209,7 @@ def test_errored_engine_eval_and_missing_value_fail() -> None:
     assert not outcome.passed
     assert "failed on engine onnxruntime: bad shape" in (outcome.reason or "")
     report = make_report()
-    report.cells[3].engines[ORT].metrics = {"dice": float("nan")}
+    report.cells[3].engines[ORT].metrics = Metrics(dice=float("nan"))
     outcome = gate(report, metric="dice", attack="fgsm", min=0.0).outcomes[0]
     assert not outcome.passed and "was not measured" in (outcome.reason or "")
 

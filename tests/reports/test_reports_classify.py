@@ -1,116 +1,116 @@
-"""Markdown and HTML renderers of a classifier audit: the seed's accuracy-vs-ε and SSIM-vs-ε
-tables and charts, failures and skipped attacks, escaping, and that nothing is recomputed."""
+"""The unified Markdown and HTML renderers fed a classifier audit: the seed's accuracy-vs-ε
+and SSIM-vs-ε tables and charts, per-class accuracy, flip and success rates, failures and
+skipped attacks, escaping, and that nothing is recomputed."""
 
 from __future__ import annotations
 
 import copy
+import json
 import re
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from segshield.audits.classify import (
-    ClassifierAuditConfig,
-    ClassifierAuditReport,
-    run_classifier_audit,
-)
-from segshield.data import bundled_dataset
-from segshield.data.classification import (
-    ClassificationDataset,
-    patch_classification_from_segmentation,
-)
-from segshield.reports.classify import (
-    CLASSIFIER_SECTION_IDS,
-    render_classifier_html,
-    render_classifier_markdown,
-)
+from segshield.reports import CLASSIFIER_SECTION_IDS, render_html, render_markdown
 from segshield.reports.format import format_epsilon, format_percent
-from segshield.training.classifier import bundled_patch_classifier
+from segshield.results import AuditCell, AuditReport, Status
 
-EPS = (0.0, 4 / 255, 0.1)
+DATA = Path(__file__).parent / "data"
 HOSTILE = "<script>alert('pwned')</script> | x"
 
 
-@pytest.fixture(scope="module")
-def report() -> ClassifierAuditReport:
-    """A real audit of the shipped classifier on 8 test patches: fgsm and pgd succeed, an
-    unknown attack fails, the targeted asma is skipped."""
-    patches = patch_classification_from_segmentation(bundled_dataset("nuclei", "test"))
-    idx = np.concatenate([np.flatnonzero(patches.labels == k)[:4] for k in (0, 1)])
-    few = ClassificationDataset(
-        patches.images[idx],
-        patches.labels[idx],
-        tuple(patches.names[i] for i in idx),
-        patches.source,
-    )
-    config = ClassifierAuditConfig(
-        attacks=("fgsm", "pgd", "nope", "asma"), epsilons=EPS, steps=2, n_boot=100
-    )
-    loaded = bundled_patch_classifier()
-    return run_classifier_audit(loaded.module, few, config, model_info={"name": "cnn"})
+@pytest.fixture
+def report() -> AuditReport:
+    """report_classify.json (scripts/make_report_fixtures.py): the shipped patch classifier,
+    fgsm and pgd at 0, 4/255 and 0.1, the targeted asma skipped, a failing "nope" injected."""
+    return AuditReport.from_dict(json.loads((DATA / "report_classify.json").read_text()))
 
 
-def test_markdown_tables(report: ClassifierAuditReport) -> None:
-    md = render_classifier_markdown(report)
-    assert md.startswith("# segshield classifier audit: cnn")
+def cells_of(report: AuditReport, attack: str) -> list[AuditCell]:
+    return [c for c in report.cells if c.attack == attack]
+
+
+def test_markdown_tables(report: AuditReport) -> None:
+    md = render_markdown(report)
+    assert md.startswith("# segshield classifier audit: ")
     assert "## Accuracy vs ε" in md and "## SSIM vs ε" in md
     assert "### FGSM" in md and "### PGD" in md and "### NOPE" in md
-    assert "| ε | Accuracy | 95% CI | Acc. background | Acc. nucleus | Flipped |" in md
+    names = [s.name or f"class {s.index}" for s in report.clean["pytorch"].metrics.per_class]
+    header = "| ε | Accuracy | 95% CI | " + " | ".join(f"Acc. {n}" for n in names)
+    assert header + " | Flipped | Success rate |" in md
     assert "| ε | FGSM mean | FGSM min | PGD mean | PGD min | NOPE mean | NOPE min |" in md
-    for c in report.cells_of("fgsm"):
-        ci = f"[{format_percent(c.accuracy_ci['low'])}, {format_percent(c.accuracy_ci['high'])}]"
-        row = f"| {format_epsilon(c.epsilon)} | {format_percent(c.accuracy)} | {ci} |"
+    for c in cells_of(report, "fgsm"):
+        ev = c.engines["pytorch"]
+        ci = ev.ci["accuracy"]
+        per_class = " | ".join(format_percent(s.recall) for s in ev.metrics.per_class)
+        row = (
+            f"| {format_epsilon(c.epsilon)} | {format_percent(ev.metrics.accuracy)} | "
+            f"[{format_percent(ci.low)}, {format_percent(ci.high)}] | {per_class} | "
+            f"{format_percent(ev.flip_rate)} | {format_percent(ev.success_rate)} |"
+        )
         assert row in md
     # Every ε of the SSIM table, ε = 0 with SSIM exactly shown as 1.
     assert "| 0 | 1 | 1 | 1 | 1 | — | — |" in md
     assert "| 4/255 |" in md and "| 0.1 |" in md
-    assert f"Clean accuracy: **{format_percent(report.clean['accuracy'])}**" in md
-    assert "## Failed cells" in md and "nope/0.1" in md and "unknown attack" in md
-    assert "## Skipped attacks" in md and "| asma | targeted attack" in md
+    clean = report.clean["pytorch"].metrics.accuracy
+    assert f"Clean accuracy: **{format_percent(clean)}**" in md
+    assert "## Failed cells" in md and "nope/" in md and "unknown attack" in md
+    assert "## Skipped attacks" in md and "| asma | " in md
     assert "## Provenance" in md and report.provenance["data_sha256"] in md
 
 
-def test_markdown_from_dict_and_escaping(report: ClassifierAuditReport) -> None:
-    assert render_classifier_markdown(report.to_dict()) == render_classifier_markdown(report)
+def test_markdown_from_dict_and_escaping(report: AuditReport) -> None:
+    again = AuditReport.from_dict(report.to_dict())
+    assert render_markdown(again) == render_markdown(report)
     hostile = copy.deepcopy(report)
-    hostile.cells_of("nope")[0].error = HOSTILE + "\nsecond line"
-    md = render_classifier_markdown(hostile)
-    line = next(x for x in md.splitlines() if x.startswith("| nope/0 |"))
+    cells_of(hostile, "nope")[0].error = HOSTILE + "\nsecond line"
+    md = render_markdown(hostile)
+    line = next(x for x in md.splitlines() if x.startswith("| `nope/"))
     assert "\\| x second line" in line  # one table row, pipe escaped
+    assert "<script>" not in md
 
 
-def test_renderers_compute_nothing(report: ClassifierAuditReport) -> None:
+def test_renderers_compute_nothing(report: AuditReport) -> None:
     edited = copy.deepcopy(report)
-    c = edited.cells_of("pgd")[1]
-    c.accuracy, c.ssim_mean = 0.123456, 0.5
-    md = render_classifier_markdown(edited)
+    c = cells_of(edited, "pgd")[1]
+    c.engines["pytorch"].metrics.accuracy = 0.123456
+    c.perturbation.ssim_mean = 0.5
+    md = render_markdown(edited)
     assert "12.35%" in md and "| 0.5 |" in md
-    assert "12.35%" in render_classifier_html(edited)
+    assert "12.35%" in render_html(edited)
 
 
-def test_html_is_self_contained_with_two_charts(report: ClassifierAuditReport) -> None:
-    html = render_classifier_html(report)
+def test_html_is_self_contained_with_two_charts(report: AuditReport) -> None:
+    html = render_html(report)
     assert html.startswith("<!DOCTYPE html>")
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert html.count("<svg") == 2
     assert 'aria-label="Accuracy vs ε"' in html
     assert 'aria-label="Mean SSIM (adversarial vs clean) vs ε"' in html
-    for sid in CLASSIFIER_SECTION_IDS:
+    for sid in (*CLASSIFIER_SECTION_IDS, "skipped"):
         assert f'<section id="{sid}">' in html
     # One line per attack with data in each chart (the failing one has none).
     assert len(re.findall(r'<polyline class="series" data-series="FGSM"', html)) == 2
     assert len(re.findall(r'<polyline class="series" data-series="PGD"', html)) == 2
     assert 'data-series="NOPE"' not in html
     assert 'class="interval"' in html  # accuracy CI bars
-    assert format_percent(report.clean["accuracy"]) in html
+    assert format_percent(report.clean["pytorch"].metrics.accuracy) in html
 
 
-def test_html_escapes_report_text(report: ClassifierAuditReport) -> None:
+def test_html_escapes_report_text(report: AuditReport) -> None:
     hostile = copy.deepcopy(report)
     hostile.model["name"] = HOSTILE
-    hostile.cells_of("nope")[0].error = HOSTILE
+    cells_of(hostile, "nope")[0].error = HOSTILE
     hostile.skipped[0]["reason"] = HOSTILE
-    html = render_classifier_html(hostile)
+    html = render_html(hostile)
     assert "<script" not in html
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in html
+
+
+def test_failed_cells_are_listed(report: AuditReport) -> None:
+    failed = [c for c in report.cells if c.status != Status.OK]
+    assert failed
+    md = render_markdown(report)
+    for c in failed:
+        assert f"| `{c.id}` | all |" in md

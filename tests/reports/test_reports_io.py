@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from segshield.audits.results import AuditCell, AuditReport, EngineEval, EngineRecord
+from segshield.engines.records import EngineRecord
 from segshield.errors import ReportError
 from segshield.reports import read_report, write_json
+from segshield.results import AuditCell, AuditReport, EngineEval, Metrics, Perturbation
 
 
 def make_report() -> AuditReport:
@@ -20,7 +21,7 @@ def make_report() -> AuditReport:
         model={"name": "unet"},
         dataset={"name": "nuclei"},
         engines=[EngineRecord(name="pytorch", kind="torch")],
-        clean={"pytorch": EngineEval("pytorch", metrics={"dice": 0.8, "loss": 0.2})},
+        clean={"pytorch": EngineEval("pytorch", metrics=Metrics(dice=0.8, loss=0.2))},
         cells=[
             AuditCell(
                 id=AuditCell.make_id("pgd", "bce", 4 / 255),
@@ -28,11 +29,11 @@ def make_report() -> AuditReport:
                 loss="bce",
                 epsilon=4 / 255,
                 params={"steps": 10},
-                perturbation={"ssim_mean": 0.98, "linf_max": 4 / 255},
+                perturbation=Perturbation(ssim_mean=0.98, linf_max=4 / 255),
                 engines={
                     "pytorch": EngineEval(
                         "pytorch",
-                        metrics={"dice": 0.5, "loss": float("nan")},
+                        metrics=Metrics(dice=0.5, loss=float("nan")),
                         attack_success=0.375,
                     )
                 },

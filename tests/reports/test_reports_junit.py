@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from segshield.audits.results import AuditCell, AuditReport, EngineEval
+from segshield.reports.format import format_percent
 from segshield.reports.junit import render_junit
 from segshield.reports.summary import render_pr_summary
+from segshield.results import AuditCell, AuditReport, EngineEval, Status
 
 DATA = Path(__file__).parent / "data"
 XSD = DATA / "junit.xsd"
@@ -66,35 +67,42 @@ def test_schema_rejects_a_malformed_document(schema) -> None:
 
 
 def test_failed_rules_become_failures() -> None:
-    xml = render_junit(load("fail"))
+    report = load("fail")
+    xml = render_junit(report)
     root = ET.fromstring(xml)
     suite = suite_of(xml)
+    outcomes = report.verdict["outcomes"]
+    n, n_failed = str(len(outcomes)), str(sum(not o["passed"] for o in outcomes))
     assert suite.get("name") == "segshield gate: strict <release>"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "2", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (n, n_failed, "0")
+    assert n_failed == "2"
     assert suite.get("skipped") == "0"
-    assert (root.get("tests"), root.get("failures")) == ("6", "2")
-    assert suite.get("timestamp") == "2026-11-21T15:33:44"
-    assert float(suite.get("time")) == pytest.approx(88.76)
+    assert (root.get("tests"), root.get("failures")) == (n, n_failed)
+    started = report.provenance["started_at"][:19]
+    assert suite.get("timestamp") == started
+    assert float(suite.get("time")) == pytest.approx(report.provenance["seconds"])
     cases = suite.findall("testcase")
-    assert len(cases) == 6
+    assert len(cases) == len(outcomes)
     assert {c.get("classname") for c in cases} == {"segshield.gate"}
     failures = [(c, c.find("failure")) for c in cases if c.find("failure") is not None]
     assert len(failures) == 2
     case, failure = failures[0]
-    assert case.get("name") == "PGD and BIM Dice at eps 8/255 stay >= 0.80 on every engine <strict>"
+    assert case.get("name") == "FGSM Dice at 8/255 stays >= 0.95 <strict>"
     assert failure.get("type") == "GateRuleFailed"
     message = failure.get("message")
-    assert "measured 0.735559" in message
-    assert "threshold min 0.8" in message
-    assert "at bim/bce/0.0313725 on pytorch" in message
-    assert "<script>alert('pwned')</script>" in failure.text  # escaped in XML, intact here
+    first = next(o for o in outcomes if not o["passed"])
+    assert f"measured {first['worst_value']:.6g}" in message
+    assert "threshold min 0.95" in message
+    assert f"at {first['worst_where']}" in message
+    assert "bad input <b>here</b>" in failure.text  # escaped in XML, intact here
     unverified = failures[1][1].get("message")
-    assert "could not be verified" in unverified and "threshold min 0.9" in unverified
+    assert "tensorrt-fp16" in failures[1][1].text and "threshold min 0" in unverified
 
 
 def test_passing_verdict_has_no_failures() -> None:
     suite = suite_of(render_junit(load("pass")))
-    assert (suite.get("tests"), suite.get("failures")) == ("5", "0")
+    n = str(len(load("pass").verdict["outcomes"]))
+    assert (suite.get("tests"), suite.get("failures")) == (n, "0")
     assert not suite.findall(".//failure")
     assert all(c.find("system-out") is not None for c in suite.findall("testcase"))
 
@@ -107,15 +115,18 @@ def test_failed_verdict_without_failed_rules_still_fails() -> None:
 
 
 def test_without_verdict_cells_are_test_cases() -> None:
-    suite = suite_of(render_junit(no_verdict("fail")))
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("13", "0", "2")
+    report = no_verdict("fail")
+    suite = suite_of(render_junit(report))
+    n = str(1 + len(report.cells))
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (n, "0", "2")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert len(cases) == 13 and "clean" in cases
-    error = cases["pgd/bce/0.0313725"].find("error")
+    assert len(cases) == 1 + len(report.cells) and "clean" in cases
+    bad = next(c for c in report.cells if c.status != Status.OK)
+    error = cases[bad.id].find("error")
     assert error is not None and error.get("type") == "AuditCellError"
     assert "<script>" in error.get("message")
-    assert cases["bim/bce/0.0313725"].find("error") is not None
-    assert cases["fgsm/bce/0.0313725"].find("error") is None
+    assert cases["fgsm/bce/0.0313725"].find("error") is not None  # ort-int8 failed there
+    assert cases["fgsm/bce/0.00784314"].find("error") is None
 
 
 def test_control_characters_do_not_break_the_xml(schema) -> None:
@@ -139,26 +150,45 @@ def test_control_characters_do_not_break_the_xml(schema) -> None:
 # ----------------------------------------------------------------------------- PR summary
 
 
+def _row(report: AuditReport, attack: str, loss: str, engine: str) -> str:
+    """The PR summary's Dice row of one attack, loss and engine, from the stored values."""
+    cells = sorted(
+        (c for c in report.cells if (c.attack, c.loss) == (attack, loss)), key=lambda c: c.epsilon
+    )
+    values = [format_percent(report.clean[engine].metrics.dice)]
+    for c in cells:
+        ev = c.engines.get(engine)
+        ok = c.status == Status.OK and ev is not None and ev.ok
+        values.append(format_percent(ev.metrics.dice) if ok else "failed")
+    return f"| {attack.upper()} ({loss}) | `{engine}` | " + " | ".join(values)
+
+
 def test_pr_summary_fail() -> None:
-    text = render_pr_summary(load("fail"))
+    report = load("fail")
+    text = render_pr_summary(report)
+    outcomes = report.verdict["outcomes"]
+    n_ok = sum(o["passed"] for o in outcomes)
     assert text.splitlines()[0].startswith("**segshield gate: ❌ FAIL**")
-    assert "4 of 6 rules passed" in text
+    assert f"{n_ok} of {len(outcomes)} rules passed" in text
     assert "&lt;strict&gt;" in text and "<strict>" not in text  # markup shown, not rendered
     assert "<script>" not in text
-    assert "| 0.7356 | ≥ 0.8 | bim/bce/0.0313725 on pytorch |" in text
-    assert "| BIM | `onnxruntime` | 93.20% | 90.86% | 88.37% | 83.38% | — |" in text
-    assert "| PGD | `pytorch` | 93.20% | 90.85% | 88.47% | 83.62% | failed |" in text
-    assert "1 of 12 attack cells failed to run." in text
+    first = next(o for o in outcomes if not o["passed"])
+    assert f"| {first['worst_value']:.4g} | ≥ 0.95 | {first['worst_where']} |" in text
+    assert _row(report, "fgsm", "bce", "ort-fp32") in text
+    assert _row(report, "pgd", "bce", "pytorch").endswith("failed")
+    assert _row(report, "pgd", "bce", "pytorch") in text
+    assert f"1 of {len(report.cells)} attack cells failed to run." in text
     assert "http" not in text
 
 
 def test_pr_summary_pass_and_no_verdict() -> None:
-    text = render_pr_summary(load("pass"))
+    report = load("pass")
+    text = render_pr_summary(report)
     assert text.startswith("**segshield gate: ✅ PASS**")
     assert "Failed rule" not in text
     dice_rows = [
         ln for ln in text.splitlines() if ln.startswith("| FGSM") or ln.startswith("| PGD")
     ]
-    assert len(dice_rows) == 4  # 2 attacks shown here x 2 engines
-    assert "| Attack | Engine | clean | 1/255 | 2/255 | 4/255 | 8/255 |" in text
+    assert len(dice_rows) == 2 * 2 * 3  # 2 attacks x 2 losses x 3 ok engines
+    assert "| Attack | Engine | clean | 2/255 | 8/255 |" in text
     assert render_pr_summary(no_verdict("pass")).startswith("**segshield audit: no verdict**")

@@ -7,25 +7,28 @@ from collections.abc import Callable
 
 import pytest
 
-from segshield.audits.results import AuditCell, AuditReport, EngineEval, EngineRecord
+from segshield.engines.records import EngineRecord
 from segshield.reports import format_epsilon, render_markdown
 from segshield.reports.format import format_float, format_percent, format_points, format_steps
+from segshield.results import AuditCell, AuditReport, EngineEval, Metrics, Perturbation
 
 ORT = "onnxruntime"
 
 
-def _metrics(dice: float) -> dict:
-    return {
-        "accuracy": 0.95,
-        "loss": 0.1234,
-        "dice": dice,
-        "iou": dice - 0.1,
-        "mean_iou": dice - 0.05,
-        "precision": 0.9,
-        "recall": 0.8,
-        "pixel_error_l2": 3.21,
-        "pixel_error_rms": 0.05,
-    }
+def _metrics(dice: float) -> Metrics:
+    return Metrics(
+        **{
+            "accuracy": 0.95,
+            "loss": 0.1234,
+            "dice": dice,
+            "iou": dice - 0.1,
+            "mean_iou": dice - 0.05,
+            "precision": 0.9,
+            "recall": 0.8,
+            "pixel_error_l2": 3.21,
+            "pixel_error_rms": 0.05,
+        }
+    )
 
 
 def _cell(attack: str, k: int, dice: float) -> AuditCell:
@@ -35,7 +38,7 @@ def _cell(attack: str, k: int, dice: float) -> AuditCell:
         attack=attack,
         loss="bce",
         epsilon=eps,
-        perturbation={"ssim_mean": 0.97, "ssim_min": 0.9, "linf_max": eps, "l2_mean": 0.5},
+        perturbation=Perturbation(ssim_mean=0.97, ssim_min=0.9, linf_max=eps, l2_mean=0.5),
         engines={
             "pytorch": EngineEval("pytorch", metrics=_metrics(dice), attack_success=0.25),
             ORT: EngineEval(
@@ -52,7 +55,7 @@ def _cell(attack: str, k: int, dice: float) -> AuditCell:
 def make_report() -> AuditReport:
     """Two ok engines, one unavailable; PGD at 2 and 4/255, FGSM at 4/255 and a failed 8/255."""
     clean_ort = EngineEval(ORT, metrics=_metrics(0.8464), disagreement=0.0, dice_gap=-0.0001)
-    clean_ort.metrics["recall"] = None  # a metric the engine could not compute
+    clean_ort.metrics.recall = None  # a metric the engine could not compute
     return AuditReport(
         provenance={
             "versions": {"segshield": "0.1.0", "torch": "2.13.0"},
@@ -150,9 +153,9 @@ def test_sections_in_order() -> None:
     headings = [
         "# segshield audit: unet-small on nuclei (test)",
         "## Verdict: FAIL",
-        "## Engines",
         "## Summary per engine (Table I)",
-        "## Epsilon curves",
+        "## ε curves",
+        "## Engines",
         "## Engine transfer",
         "## Failed cells",
         "## Provenance",
@@ -165,8 +168,8 @@ def test_verdict_lists_failed_rules_only() -> None:
     md = render_markdown(make_report())
     assert "Policy `example`: 1 of 2 rules passed." in md
     assert (
-        "| PGD Dice at eps <= 4/255 | dice | 0.599 | ≥ 0.65 | pgd/bce/0.0156863 on onnxruntime |"
-        in md
+        "| PGD Dice at eps &lt;= 4/255 | `dice` | 0.599 | ≥ 0.65 "
+        "| pgd/bce/0.0156863 on onnxruntime |" in md
     )
     assert "| clean dice |" not in md
 
@@ -204,7 +207,7 @@ def test_table_i_rows_and_columns() -> None:
 def test_epsilon_curve() -> None:
     md = render_markdown(make_report())
     assert "### PGD, loss `bce`" in md
-    assert "| ε | Dice `pytorch` | Attack success `pytorch` | Dice `onnxruntime` |" in md
+    assert "| ε | Dice pytorch | Attack success pytorch | Dice onnxruntime |" in md
     assert "| 0 (clean) | 84.65% | — | 84.64% | — | — | — |" in md
     assert "| 2/255 | 70.00% | 25.00% | 69.90% | 26.00% | 97.00% | 2.00/255 |" in md
     assert "| 8/255 (failed) | — | — | — | — | — | — |" in md
@@ -214,14 +217,14 @@ def test_transfer_and_failures() -> None:
     md = render_markdown(make_report())
     assert "| `pgd/bce/0.0156863` | `onnxruntime` | 59.90% | -0.10 pp | 0.05% |" in md
     assert "| `clean` | `onnxruntime` | 84.64% | -0.01 pp | 0.00% |" in md
-    assert "- `fgsm/bce/0.0313725`: RuntimeError: gradient is NaN" in md
+    assert "| `fgsm/bce/0.0313725` | all | RuntimeError: gradient is NaN |" in md
 
 
 def test_engine_eval_error_listed() -> None:
     report = make_report()
     report.cells[0].engines[ORT] = EngineEval(ORT, status="error", error="shape\nmismatch | x")
     md = render_markdown(report)
-    assert "- `pgd/bce/0.00784314` on `onnxruntime`: shape mismatch \\| x" in md
+    assert "| `pgd/bce/0.00784314` | `onnxruntime` | shape mismatch \\| x |" in md
 
 
 def test_provenance() -> None:
@@ -250,4 +253,4 @@ def test_minimal_report_renders() -> None:
     md = render_markdown(report)
     assert "No engine records." in md
     assert "No attack cells." in md
-    assert "None." in md
+    assert "None: every cell ran." in md

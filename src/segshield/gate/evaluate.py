@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from segshield.audits.results import CLEAN, AuditCell, AuditReport, EngineEval
-from segshield.gate.policy import CI_METRICS, ENGINE_METRICS, Policy, Rule
+from segshield.gate.policy import Policy, Rule
+from segshield.results import CLEAN, AuditCell, AuditReport, Status
 
 # At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
 _MAX_REASONS = 5
@@ -77,15 +77,6 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _read_eval(ev: EngineEval, metric: str) -> Any:
-    if metric in ENGINE_METRICS:
-        return (ev.metrics or {}).get(metric)
-    if metric in CI_METRICS:
-        base, _, side = metric.rpartition("_ci_")
-        return ((ev.ci or {}).get(base) or {}).get(side)
-    return getattr(ev, metric)
-
-
 def _engine_names(report: AuditReport) -> list[str]:
     """Every engine the report mentions, in record order, then any only seen in evaluations."""
     names = list(report.engine_names)
@@ -122,7 +113,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
         records = {e.name: e for e in report.engines}
         for name in (n for n in _engine_names(report) if rule.matches_engine(n)):
             record = records.get(name)
-            if record is not None and record.status != "ok":
+            if record is not None and record.status != Status.OK:
                 why = f": {record.reason}" if record.reason else ""
                 unverifiable.append((f"engine {name}", f"engine {name} was {record.status}{why}"))
             else:
@@ -133,12 +124,12 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
         return _outcome(rule, [], [], reason=f"matched no audit cell (engines in report: {known})")
 
     for label, cell in targets:
-        if cell is not None and cell.status != "ok":
+        if cell is not None and cell.status != Status.OK:
             unverifiable.append((label, f"cell {label} failed: {cell.error or cell.status}"))
             continue
         if not rule.per_engine:
             perturbation = cell.perturbation if cell is not None else None
-            value = _number((perturbation or {}).get(rule.metric))
+            value = _number(getattr(perturbation, rule.metric, None))
             if value is None:
                 unverifiable.append((label, f"cell {label} has no {rule.metric} measured"))
             else:
@@ -150,10 +141,10 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
             ev = evals.get(engine)
             if ev is None:
                 unverifiable.append((where, f"{label} has no evaluation on engine {engine}"))
-            elif ev.status != "ok":
+            elif ev.status != Status.OK:
                 unverifiable.append((where, f"{label} failed on engine {engine}: {ev.error}"))
             else:
-                value = _number(_read_eval(ev, rule.metric))
+                value = _number(ev.value(rule.metric))
                 if value is None:
                     unverifiable.append((where, f"{rule.metric} was not measured for {where}"))
                 else:

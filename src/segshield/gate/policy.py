@@ -17,15 +17,15 @@ Format::
     # epsilon = "2/255"       # optional: exactly this epsilon (not with epsilon_min/_max)
     min = 0.5                 # exactly one of min / max; the bound is inclusive
 
-Metrics: the segmentation metrics of every engine evaluation (``accuracy``, ``loss``, ``dice``,
-``iou``, ``mean_iou``, ``precision``, ``recall``, ``pixel_error_l2``, ``pixel_error_rms``);
-``attack_success`` (relative Dice drop on the same engine), ``disagreement`` and ``dice_gap``
-(both against the source engine on the same inputs); bootstrap confidence bounds over images
-``dice_ci_low``/``_high``, ``iou_ci_low``/``_high``, ``attack_success_ci_low``/``_high`` (gate
-on a lower confidence bound: ``metric = "dice_ci_low"``, ``min = 0.7``); and the
-engine-independent perturbation
-metrics ``ssim_mean``, ``ssim_min``, ``linf_max``, ``l2_mean``. Values are fractions, not
-percent.
+Metrics (``METRICS``, generated from the result types by :mod:`segshield.results.catalogue`):
+every number of an engine evaluation's ``Metrics`` (``accuracy``, ``loss``, ``dice``, ``iou``,
+``mean_iou``, ``precision``, ``recall``, ``pixel_error_l2``, ...); its comparisons
+(``attack_success``: relative drop of the task's primary metric on the same engine;
+``disagreement``, ``dice_gap``, ``transfer_ratio``, ``fooled_source_only``/``_engine_only``
+against the source engine on the same inputs; ``flip_rate``, ``success_rate``); bootstrap
+confidence bounds over images ``<metric>_ci_low``/``_high`` (gate on a lower confidence bound:
+``metric = "dice_ci_low"``, ``min = 0.7``); and the engine-independent perturbation metrics
+(``ssim_mean``, ``ssim_min``, ``linf_max``, ``l2_mean``, ...). Values are fractions, not percent.
 
 Selectors: names compare case-insensitively. ``attack = "*"`` selects every attack cell; the
 clean evaluation is selected only by naming ``"clean"`` (alone or in a list), and counts as
@@ -49,29 +49,26 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from segshield.audits.results import CLEAN, SEG_METRICS, SOURCE_ENGINE
-from segshield.epsilon import parse_epsilon
+from segshield.epsilon import format_epsilon, parse_epsilon
 from segshield.errors import PolicyError
-from segshield.reports.format import format_epsilon
+from segshield.results import CLEAN, COMPARISONS, SOURCE_ENGINE
+from segshield.results.catalogue import (
+    CI_BOUNDS,
+    GATE_METRICS,
+    METRIC_FIELDS,
+    PERTURBATION_METRICS,
+)
 
 POLICY_SCHEMA_VERSION = 1
 EPSILON_TOLERANCE = 1e-9
 
-ENGINE_METRICS = SEG_METRICS
-EVAL_METRICS = (
-    "attack_success",
-    "disagreement",
-    "dice_gap",
-    "transfer_ratio",
-    "fooled_source_only",
-    "fooled_engine_only",
-)
-PERTURBATION_METRICS = ("ssim_mean", "ssim_min", "linf_max", "l2_mean")
+# The catalogue is generated from the result types (segshield.results.catalogue): a metric
+# added to Metrics, a comparison or a perturbation field is gateable without editing the gate.
+ENGINE_METRICS = METRIC_FIELDS
+EVAL_METRICS = COMPARISONS
 # Bootstrap confidence bounds over images (EngineEval.ci): gate on "Dice's lower bound >= x".
-CI_METRICS = tuple(
-    f"{m}_ci_{side}" for m in ("dice", "iou", "attack_success") for side in ("low", "high")
-)
-METRICS = (*ENGINE_METRICS, *EVAL_METRICS, *CI_METRICS, *PERTURBATION_METRICS)
+CI_METRICS = CI_BOUNDS
+METRICS = GATE_METRICS
 # Metrics defined against the source engine: meaningless on the source itself.
 SOURCE_RELATIVE_METRICS = (
     "disagreement",

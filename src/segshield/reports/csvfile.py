@@ -2,7 +2,7 @@
 
 Values are written as stored (fractions in [0, 1], epsilon in pixel units, full precision);
 a missing value is an empty field. The header is always present. The cell's attack loss is
-the column ``attack_loss``: ``loss`` is the evaluation metric of SEG_METRICS, named as in
+the column ``attack_loss``: ``loss`` is the evaluation metric of METRIC_FIELDS, named as in
 gate policies.
 """
 
@@ -13,7 +13,15 @@ import io
 import math
 from typing import Any
 
-from segshield.audits.results import CLEAN, SEG_METRICS, AuditCell, AuditReport, EngineEval
+from segshield.results import (
+    CLEAN,
+    EVAL_METRICS,
+    PERTURBATION_METRICS,
+    AuditCell,
+    AuditReport,
+    EngineEval,
+    Status,
+)
 
 CSV_COLUMNS: tuple[str, ...] = (
     "cell_id",
@@ -23,15 +31,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "engine",
     "status",
     "error",
-    *SEG_METRICS,
-    "attack_success",
-    "disagreement",
-    "dice_gap",
-    "dice_ci_low",
-    "dice_ci_high",
-    "ssim_mean",
-    "linf_max",
-    "l2_mean",
+    *EVAL_METRICS,
+    *PERTURBATION_METRICS,
 )
 
 
@@ -49,20 +50,8 @@ def _value(value: Any) -> str:
 def _eval_fields(ev: EngineEval | None) -> dict[str, Any]:
     if ev is None:
         return {}
-    metrics = ev.metrics or {}
-    ci = (ev.ci or {}).get("dice")
-    ci = ci if isinstance(ci, dict) else {}
-    out: dict[str, Any] = {key: metrics.get(key) for key in SEG_METRICS}
-    out.update(
-        engine=ev.engine,
-        status=ev.status,
-        error=ev.error,
-        attack_success=ev.attack_success,
-        disagreement=ev.disagreement,
-        dice_gap=ev.dice_gap,
-        dice_ci_low=ci.get("low"),
-        dice_ci_high=ci.get("high"),
-    )
+    out: dict[str, Any] = {name: ev.value(name) for name in EVAL_METRICS}
+    out.update(engine=ev.engine, status=str(ev.status), error=ev.error)
     return out
 
 
@@ -77,24 +66,21 @@ def _rows(report: AuditReport) -> list[dict[str, Any]]:
 
 
 def _cell_rows(cell: AuditCell) -> list[dict[str, Any]]:
-    pert = cell.perturbation or {}
-    base = {
+    base: dict[str, Any] = {
         "cell_id": cell.id,
         "attack": cell.attack,
         "attack_loss": cell.loss,
         "epsilon": cell.epsilon,
-        "ssim_mean": pert.get("ssim_mean"),
-        "linf_max": pert.get("linf_max"),
-        "l2_mean": pert.get("l2_mean"),
     }
+    base.update({k: getattr(cell.perturbation, k, None) for k in PERTURBATION_METRICS})
     if not cell.engines:
         # A cell that failed before any engine ran still gets its row.
-        return [{**base, "engine": None, "status": cell.status, "error": cell.error}]
+        return [{**base, "engine": None, "status": str(cell.status), "error": cell.error}]
     rows = []
     for name, ev in cell.engines.items():
         row = {**base, **_eval_fields(ev), "engine": name}
-        if cell.status != "ok":
-            row["status"], row["error"] = cell.status, cell.error or ev.error
+        if cell.status != Status.OK:
+            row["status"], row["error"] = str(cell.status), cell.error or ev.error
         rows.append(row)
     return rows
 

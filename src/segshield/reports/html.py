@@ -1,58 +1,46 @@
-"""Self-contained HTML rendering of an audit report: a pure function of the report.
+"""Self-contained HTML rendering of an audit report: the lay-out of :func:`build_view`.
 
 One file, no external resources: inline CSS, inline SVG charts, image panels inlined as
 base64 ``data:`` URIs, and a Content-Security-Policy that forbids any fetch or script. Every
-text from the report is HTML-escaped. Values are formatted as in the Markdown report
-(fractions as percent with two decimals, ε in 1/255 steps, "—" for a missing value); the
-renderer computes no statistic.
+text is HTML-escaped here. Values come formatted from the view (the same strings as in the
+Markdown report); this module computes nothing.
 
-Sections (stable ids for tests and links): ``verdict`` (first), ``summary``, ``curves``,
-``panels``, ``engines``, ``transfer``, ``failed-cells``, ``provenance``.
+Sections carry stable ids (``view.SECTION_IDS``): ``verdict`` first, then the task's own
+(``summary``, ``curves``, ``panels`` ... for segmentation; ``summary``, ``accuracy``, ``ssim``
+for a classifier), ``engines``, ``transfer``, ``failed-cells``, ``provenance``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import math
-from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from segshield.audits.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval
-from segshield.reports.format import (
-    MISSING,
-    format_epsilon,
-    format_float,
-    format_percent,
-    format_points,
+from segshield.reports.format import MISSING, format_epsilon, format_float, format_percent
+from segshield.reports.svg import line_chart
+from segshield.reports.view import (
+    CLASSIFIER_SECTION_IDS,
+    CORE_SECTION_IDS,
+    SECTION_IDS,
+    Banner,
+    Block,
+    Bullets,
+    Cell,
+    Chart,
+    PanelGroup,
+    PanelView,
+    Para,
+    ReportView,
+    Section,
+    Table,
+    build_view,
 )
-from segshield.reports.markdown import (
-    TABLE_I_ROWS,
-    _default_loss,
-    _engines,
-    _largest_cells,
-    _metric,
-    _ok,
-    _ordered,
-)
-from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series, line_chart
+from segshield.results import AuditReport
 
-SECTION_IDS = (
-    "verdict",
-    "summary",
-    "curves",
-    "panels",
-    "engines",
-    "transfer",
-    "failed-cells",
-    "provenance",
-)
+__all__ = ["CLASSIFIER_SECTION_IDS", "CORE_SECTION_IDS", "SECTION_IDS", "render_html"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MAX_LISTED = 8
-_MAX_FAILURES_SHOWN = 20
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -119,437 +107,70 @@ ul.failures { margin: 4px 0; padding-left: 20px; }
 """
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     """Escaped text; None as the missing mark."""
     return MISSING if value is None else escape(str(value), quote=True)
 
 
-def _plain(value: Any) -> str:
-    """A number with six significant digits, other values as text (escaped)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _e(value)
-    if isinstance(value, float) and math.isnan(value):
-        return MISSING
-    return f"{value:.6g}"
+_BADGES = {"ok": "ok", "bad": "bad", "warn": "warn"}
 
 
-def _code(value: Any) -> str:
-    return MISSING if value is None else f"<code>{_e(value)}</code>"
+def _inline(c: Cell) -> str:
+    text = _e(c.text)
+    if c.badge:
+        title = f' title="{_e(c.title)}"' if c.title else ""
+        return f'<span class="badge {_BADGES.get(c.badge, "bad")}"{title}>{text}</span>'
+    if c.code:
+        title = f' title="{_e(c.title)}"' if c.title else ""
+        text = f"<code{title}>{text}</code>"
+    if c.strong:
+        text = f"<strong>{text}</strong>"
+    if c.ci:
+        text += f'<span class="ci" title="{_e(c.title or "")}">{_e(c.ci)}</span>'
+    return text
 
 
-def _td(content: str, cls: str = "") -> str:
-    return f'<td class="{cls}">{content}</td>' if cls else f"<td>{content}</td>"
+def _parts(parts: list[Cell]) -> str:
+    return "".join(_inline(c) for c in parts)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
-    """`header` texts are escaped here; `rows` hold ready HTML (``<td>`` elements or text)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row)
-        body.append(f"<tr>{cells}</tr>")
+def _td(c: Cell) -> str:
+    cls = "num" if c.num else ("wrap" if len(c.text) > 40 else "")
     attr = f' class="{cls}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<td{attr}>{_inline(c)}</td>"
 
 
-def _badge(status: Any, ok_words: Sequence[str] = ("ok", "pass")) -> str:
-    text = str(status) if status is not None else "unknown"
-    kind = "ok" if text.lower() in ok_words else ("warn" if text == "unavailable" else "bad")
-    return f'<span class="badge {kind}">{escape(text)}</span>'
+def _table(table: Table) -> str:
+    title = f"<h3>{_parts(table.title)}</h3>" if table.title else ""
+    if not table.rows:
+        return f'{title}<p class="note">Not recorded.</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in table.rows)
+    attr = f' class="{table.cls}"' if table.cls else ""
+    html = f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if table.folded:
+        label = _parts(table.title) if table.title else "Table"
+        return f"<details><summary>{label}</summary>{html}</details>"
+    return title + html
 
 
-def _section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}">\n<h2>{escape(title)}</h2>\n{body}\n</section>'
-
-
-def _attack_label(attack: str) -> str:
-    return attack.upper()
-
-
-def _percent_bounds(ci: Any) -> str | None:
-    """``[91.0, 95.1]`` from a stored CI entry, or None when it has no bounds."""
-    if not isinstance(ci, dict):
-        return None
-    low, high = ci.get("low"), ci.get("high")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        return None
-    return f"[{low * 100:.1f}, {high * 100:.1f}]"
-
-
-def _ci_title(ci: dict) -> str:
-    level = ci.get("level")
-    n_boot = ci.get("n_boot")
-    what = f"{level * 100:g}% " if isinstance(level, (int, float)) else ""
-    boot = f" ({n_boot} bootstrap resamples)" if n_boot is not None else ""
-    return f"{what}bootstrap confidence interval over images{boot}"
-
-
-def _with_ci(text: str, ev: EngineEval | None, key: str) -> str:
-    """`text` followed by the engine's stored CI for `key`, when there is one."""
-    ci = ((ev.ci or {}) if ev is not None else {}).get(key)
-    bounds = _percent_bounds(ci)
-    if bounds is None or text == MISSING:
-        return escape(text)
-    return f'{escape(text)}<span class="ci" title="{escape(_ci_title(ci))}">{bounds}</span>'
-
-
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested mappings -> dotted keys with plain-text values (not yet escaped)."""
-    if isinstance(value, dict):
-        out: list[tuple[str, str]] = []
-        for key in value:
-            out += _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
-        return out or [(prefix, "{}")]
-    if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
-        items = [_raw(v) for v in value]
-        if len(items) > _MAX_LISTED:
-            return [(prefix, f"{len(items)} items: {', '.join(items[:_MAX_LISTED])}, …")]
-        return [(prefix, ", ".join(items) if items else MISSING)]
-    if isinstance(value, list):
-        return [(prefix, json.dumps(value, sort_keys=True, separators=(",", ":")))]
-    return [(prefix, _raw(value))]
-
-
-def _raw(value: Any) -> str:
-    if value is None:
-        return MISSING
-    if isinstance(value, float):
-        return MISSING if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
-
-def _kv_table(data: dict | None) -> str:
-    if not data:
-        return '<p class="note">Not recorded.</p>'
-    rows = [[_code(k), _td(escape(v), "wrap")] for k, v in _flatten(data)]
-    return _table(["Key", "Value"], rows)
-
-
-def _generic_table(data: Any) -> str:
-    """Any JSON-like value as a table: list of dicts, dict of dicts, dict, else JSON text."""
-    if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
-        keys = _ordered(k for d in data for k in d)
-        rows = [[_td(_plain(d.get(k)), _num_cls(d.get(k))) for k in keys] for d in data]
-        return _table([str(k) for k in keys], rows)
-    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
-        keys = _ordered(k for v in data.values() for k in v)
-        rows = [
-            [_code(name), *(_td(_plain(v.get(k)), _num_cls(v.get(k))) for k in keys)]
-            for name, v in data.items()
-        ]
-        return _table(["", *(str(k) for k in keys)], rows)
-    if isinstance(data, dict):
-        return _kv_table(data)
-    return f"<pre>{_e(json.dumps(data, sort_keys=True, indent=2, default=str))}</pre>"
-
-
-def _num_cls(value: Any) -> str:
-    return "num" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-
-
-# ----------------------------------------------------------------------------- sections
-
-
-def _title(report: AuditReport) -> str:
-    m = report.model or {}
-    model = m.get("name") or m.get("factory") or m.get("source") or "model"
-    dataset = report.dataset.get("name") or report.dataset.get("source") or "dataset"
-    split = report.dataset.get("split")
-    on = f"{dataset} ({split})" if split else str(dataset)
-    return f"segshield audit: {model} on {on}"
-
-
-def _header(report: AuditReport) -> str:
-    prov = report.provenance or {}
-    facts = []
-    when = prov.get("finished_at") or prov.get("started_at") or prov.get("started")
-    if when:
-        facts.append(f"finished {when}")
-    version = prov.get("segshield") or (prov.get("versions") or {}).get("segshield")
-    if version:
-        facts.append(f"segshield {version}")
-    n_images = report.dataset.get("n_images")
-    if n_images is not None:
-        facts.append(f"{n_images} images")
-    if report.engines:
-        facts.append("engines: " + ", ".join(e.name for e in report.engines))
-    links = "".join(
-        f'<a href="#{sid}">{escape(sid.replace("-", " ").capitalize())}</a>' for sid in SECTION_IDS
+def _chart(chart: Chart) -> str:
+    svg = line_chart(
+        chart.series,
+        title=f"{chart.title} vs ε" if not chart.title.endswith("vs ε") else chart.title,
+        x_label=chart.x_label,
+        y_label=chart.y_label,
+        format_x=format_epsilon,
+        format_y=format_percent if chart.fraction else format_float,
+        x_ticks=chart.x_ticks,
+        y_scale=100.0 if chart.fraction else 1.0,
+        y_bounds=(0.0, 1.0) if chart.fraction else None,
     )
+    name = chart.title if chart.title.endswith("vs ε") else f"{chart.title} vs ε"
     return (
-        f"<header>\n<h1>{_e(_title(report))}</h1>\n"
-        f'<p class="meta">{_e(" · ".join(facts))}</p>\n<nav>{links}</nav>\n</header>'
+        f'<figure class="chart-box" id="curve-{_e(chart.slug)}"><figcaption>{_e(name)}'
+        f'</figcaption><p class="note">{_e(chart.note)}</p>{svg}</figure>'
     )
-
-
-def _rule_row(o: dict) -> list[str]:
-    op = "≥" if o.get("bound") == "min" else "≤"
-    return [
-        _e(o.get("rule")),
-        _badge("pass" if o.get("passed") is True else "fail"),
-        _code(o.get("metric")),
-        _td(_plain(o.get("worst_value")), "num"),
-        _td(f"{escape(op)} {_plain(o.get('threshold'))}", "num"),
-        _e(o.get("worst_where")),
-        _td(_plain(o.get("n_checked")), "num"),
-        _e(o.get("reason")),
-    ]
-
-
-def _failure_details(o: dict) -> str:
-    failures = [f for f in o.get("failures") or [] if isinstance(f, dict)]
-    if not failures:
-        return ""
-    items = []
-    for f in failures[:_MAX_FAILURES_SHOWN]:
-        value = f.get("value")
-        text = f"{_e(f.get('where'))}: {_plain(value)}"
-        if f.get("reason"):
-            text += f" ({_e(f.get('reason'))})"
-        items.append(f"<li>{text}</li>")
-    more = len(failures) - _MAX_FAILURES_SHOWN
-    if more > 0:
-        items.append(f"<li>… and {more} more</li>")
-    return (
-        f"<details><summary>{_e(o.get('rule'))}: {len(failures)} failing "
-        f'measurement(s)</summary><ul class="failures">{"".join(items)}</ul></details>'
-    )
-
-
-def _section_verdict(report: AuditReport) -> str:
-    verdict = report.verdict
-    if not isinstance(verdict, dict):
-        body = (
-            '<div class="banner none"><span class="word">NO VERDICT</span>'
-            "No gate policy was applied to this audit.</div>"
-        )
-        return _section("verdict", "Verdict", body)
-    passed = verdict.get("passed") is True
-    outcomes = [o for o in verdict.get("outcomes") or [] if isinstance(o, dict)]
-    failed = [o for o in outcomes if o.get("passed") is not True]
-    word, cls = ("PASS", "pass") if passed else ("FAIL", "fail")
-    body = [
-        f'<div class="banner {cls}" data-verdict="{word}"><span class="word">{word}</span>'
-        f"Policy <code>{_e(verdict.get('policy_name'))}</code>: "
-        f"{len(outcomes) - len(failed)} of {len(outcomes)} rules passed.</div>"
-    ]
-    header = ["Rule", "Result", "Metric", "Measured (worst)", "Threshold", "Where"]
-    header += ["Checked", "Reason"]
-    units = (
-        '<p class="note">Measured values and thresholds are plain fractions, in the units of '
-        "the policy file.</p>"
-    )
-    if failed:
-        body += [
-            "<h3>Failed rules</h3>",
-            units,
-            _table(header, [_rule_row(o) for o in failed], "failed-rules"),
-            *(_failure_details(o) for o in failed),
-        ]
-    if outcomes:
-        title = "All rules" if failed else "Rules checked"
-        table = _table(header, [_rule_row(o) for o in outcomes], "all-rules")
-        if failed:
-            body.append(f"<details><summary>{title} ({len(outcomes)})</summary>{table}</details>")
-        else:
-            body += [f"<h3>{title}</h3>", units, table]
-    return _section("verdict", "Verdict", "\n".join(body))
-
-
-def _section_summary(report: AuditReport) -> str:
-    loss = _default_loss(report)
-    cells = _largest_cells(report, loss)
-    engines = _engines(report)
-    intro = (
-        f'<p class="note">Clean inputs, then each attack at its largest ε with loss '
-        f"<code>{_e(loss)}</code>. Fractions in percent"
-        + (
-            "; a bracket is the stored bootstrap confidence interval (hover for its level)"
-            if _has_ci(report)
-            else ""
-        )
-        + ".</p>"
-    )
-    if not engines:
-        return _section("summary", "Summary per engine", intro + "<p>No engine was evaluated.</p>")
-    header = ["Metric", "Clean"]
-    for cell in cells:
-        failed = "" if cell.status == "ok" else " (failed)"
-        header.append(f"{_attack_label(cell.attack)} ε={format_epsilon(cell.epsilon)}{failed}")
-    parts = [intro]
-    for engine in engines:
-        columns = [report.clean.get(engine)]
-        columns += [c.engines.get(engine) if c.status == "ok" else None for c in cells]
-        rows = []
-        for label, key, fmt in TABLE_I_ROWS:
-            row = [escape(label)]
-            for ev in columns:
-                if ev is not None and ev.status != "ok":
-                    # Evaluated but failed on this engine: say so, not just "—".
-                    cell = f'<span class="badge bad" title="{_e(ev.error)}">error</span>'
-                else:
-                    cell = _with_ci(fmt(_metric(ev, key)), _ok(ev), key)
-                row.append(_td(cell, "num"))
-            rows.append(row)
-        source = " (source)" if engine == SOURCE_ENGINE else ""
-        parts.append(
-            f'<div class="engine-table"><h3><code>{_e(engine)}</code>{source}</h3>'
-            f"{_table(header, rows, 'table-i')}</div>"
-        )
-    body = f'{intro}<div class="engine-tables">{"".join(parts[1:])}</div>'
-    return _section("summary", "Summary per engine (Table I)", body)
-
-
-def _curve_series(
-    report: AuditReport,
-    value: Callable[[AuditCell | None, str], float | None],
-    per_engine: bool,
-    ci_key: str | None = None,
-) -> list[Series]:
-    """One series per attack x loss (x engine), colour by attack, dash and marker by engine.
-    `value(cell, engine)` reads one stored value (cell None: the clean evaluation); `ci_key`
-    names the stored confidence interval drawn as error bars around it."""
-    engines = _engines(report) if per_engine else [""]
-    pairs = _ordered((c.attack, c.loss) for c in report.cells)
-    many_losses = len({loss for _, loss in pairs}) > 1
-    series = []
-    for i, (attack, loss) in enumerate(pairs):
-        cells = sorted(
-            (c for c in report.cells if c.attack == attack and c.loss == loss),
-            key=lambda c: c.epsilon,
-        )
-        sources: list[AuditCell | None] = [None, *cells]
-        for j, engine in enumerate(engines):
-            points: list[tuple[float, float | None]] = []
-            intervals: list[tuple[float, float, float]] = []
-            for cell in sources:
-                y = value(cell, engine)
-                if y is None:
-                    continue
-                x = 0.0 if cell is None else cell.epsilon
-                points.append((x, y))
-                if ci_key is None:
-                    continue
-                ev = report.clean.get(engine) if cell is None else cell.engines.get(engine)
-                ci = ((ev.ci or {}) if ev is not None else {}).get(ci_key)
-                if isinstance(ci, dict):
-                    low, high = _number(ci.get("low")), _number(ci.get("high"))
-                    if low is not None and high is not None:
-                        intervals.append((x, low, high))
-            label = _attack_label(attack) + (f" · {loss}" if many_losses else "")
-            if per_engine:
-                label += f" · {engine}"
-            series.append(
-                Series(
-                    label=label,
-                    points=points,
-                    intervals=intervals,
-                    color=PALETTE[i % len(PALETTE)],
-                    dash=DASHES[j % len(DASHES)],
-                    marker=MARKERS[j % len(MARKERS)],
-                )
-            )
-    return series
-
-
-def _has_ci(report: AuditReport) -> bool:
-    evals = [*report.clean.values(), *(e for c in report.cells for e in c.engines.values())]
-    return any(ev.ci for ev in evals)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) else float(value)
-
-
-def _section_curves(report: AuditReport) -> str:
-    if not report.cells:
-        return _section("curves", "ε curves", "<p>No attack cells.</p>")
-
-    def engine_metric(key: str) -> Callable[[AuditCell | None, str], Any]:
-        def read(cell: AuditCell | None, engine: str) -> float | None:
-            if cell is None:
-                return _number(_metric(report.clean.get(engine), key))
-            if cell.status != "ok":
-                return None
-            return _number(_metric(cell.engines.get(engine), key))
-
-        return read
-
-    def attack_success(cell: AuditCell | None, engine: str) -> float | None:
-        if cell is None or cell.status != "ok":
-            return None
-        ev = _ok(cell.engines.get(engine))
-        return _number(ev.attack_success) if ev else None
-
-    def ssim(cell: AuditCell | None, engine: str) -> float | None:
-        if cell is None or cell.status != "ok":
-            return None
-        return _number((cell.perturbation or {}).get("ssim_mean"))
-
-    x_ticks = [0.0, *sorted({c.epsilon for c in report.cells})]
-    bars = " Bars: stored bootstrap confidence intervals." if _has_ci(report) else ""
-    charts = (
-        ("dice", "Dice", engine_metric("dice"), True, True, "dice", "ε = 0 is clean." + bars),
-        ("iou", "IoU", engine_metric("iou"), True, True, "iou", "ε = 0 is clean." + bars),
-        (
-            "attack-success",
-            "Attack success",
-            attack_success,
-            True,
-            True,
-            "attack_success",
-            "(Dice clean − Dice adversarial) / Dice clean on each engine." + bars,
-        ),
-        (
-            "ssim",
-            "SSIM (adversarial vs clean image)",
-            ssim,
-            False,
-            True,
-            None,
-            "Mean SSIM of the perturbed images; one line per attack (engine-independent).",
-        ),
-        (
-            "pixel-error",
-            "Pixel error (L2)",
-            engine_metric("pixel_error_l2"),
-            True,
-            False,
-            None,
-            "L2 distance between binary label and prediction, √(FP+FN) per image, mean over "
-            "images; ε = 0 is clean.",
-        ),
-    )
-    figures = []
-    for slug, name, read, per_engine, fraction, ci_key, note in charts:
-        series = _curve_series(report, read, per_engine, ci_key)
-        svg = line_chart(
-            series,
-            title=f"{name} vs ε",
-            x_label="ε (L∞ budget, in 1/255 steps)",
-            y_label=name.split(" (")[0] + (" (%)" if fraction else ""),
-            format_x=format_epsilon,
-            format_y=format_percent if fraction else format_float,
-            x_ticks=x_ticks,
-            y_scale=100.0 if fraction else 1.0,
-            y_bounds=(0.0, 1.0) if fraction else None,
-        )
-        figures.append(
-            f'<figure class="chart-box" id="curve-{slug}"><figcaption>{escape(name)} vs ε'
-            f'</figcaption><p class="note">{escape(note)}</p>{svg}</figure>'
-        )
-    intro = (
-        '<p class="note">Colour: attack; line style and marker: engine. Engines that agree '
-        "exactly draw on top of each other. Failed cells are left out of their line; hover a "
-        "point for its value.</p>"
-    )
-    body = f'{intro}<div class="charts">{"".join(figures)}</div>'
-    return _section("curves", "ε curves", body)
 
 
 def _panel_image(base_dir: Path | None, file: Any) -> str:
@@ -579,216 +200,102 @@ def _panel_image(base_dir: Path | None, file: Any) -> str:
     return f'<img src="data:image/png;base64,{b64}" alt="{_e(file)}" loading="eager">'
 
 
-def _panel_figure(cell: AuditCell, panel: dict, base_dir: Path | None) -> str:
-    columns = panel.get("columns")
+def _panel(panel: PanelView, base_dir: Path | None) -> str:
     titles = ""
-    if isinstance(columns, list) and columns:
-        spans = "".join(f"<span>{_e(c)}</span>" for c in columns)
-        titles = (
-            f'<div class="tiles" style="grid-template-columns: repeat({len(columns)}, 1fr)">'
-            f"{spans}</div>"
+    if panel.columns:
+        spans = "".join(f"<span>{_e(c)}</span>" for c in panel.columns)
+        style = f"grid-template-columns: repeat({len(panel.columns)}, 1fr)"
+        titles = f'<div class="tiles" style="{style}">{spans}</div>'
+    return (
+        f'<figure class="panel">{titles}{_panel_image(base_dir, panel.file)}'
+        f"<figcaption>{_parts(panel.caption)}</figcaption></figure>"
+    )
+
+
+def _panels(group: PanelGroup, base_dir: Path | None) -> str:
+    figures = "".join(_panel(p, base_dir) for p in group.panels)
+    title = _parts(group.title)
+    if not group.folded:
+        return f"<h3>{title}</h3>{figures}"
+    plural = "" if len(group.panels) == 1 else "s"
+    return (
+        f'<details class="panels"><summary>{title} ({len(group.panels)} panel{plural})'
+        f"</summary>{figures}</details>"
+    )
+
+
+def _block(block: Block, base_dir: Path | None) -> str:
+    if isinstance(block, Table):
+        return _table(block)
+    if isinstance(block, Para):
+        return (
+            f'<p class="note">{_parts(block.parts)}</p>'
+            if block.note
+            else f"<p>{_parts(block.parts)}</p>"
         )
-    caption = (
-        f"<strong>{_e(_attack_label(cell.attack))}</strong> "
-        f"ε={_e(format_epsilon(cell.epsilon))} · image <code>{_e(panel.get('image'))}"
-        f"</code> · Dice {_e(format_percent(panel.get('dice_clean')))} → "
-        f"{_e(format_percent(panel.get('dice_adv')))}"
+    if isinstance(block, Bullets):
+        items = "".join(f"<li>{_parts(item)}</li>" for item in block.items)
+        cls = ' class="failures"' if block.summary else ""
+        listing = f"<ul{cls}>{items}</ul>"
+        if block.summary:
+            return f"<details><summary>{_e(block.summary)}</summary>{listing}</details>"
+        return listing
+    if isinstance(block, Chart):
+        return _chart(block)
+    return _panels(block, base_dir)
+
+
+def _banner(banner: Banner) -> str:
+    data = f' data-verdict="{_e(banner.word)}"' if banner.kind != "none" else ""
+    return (
+        f'<div class="banner {_e(banner.kind)}"{data}><span class="word">{_e(banner.word)}</span>'
+        f"{_parts(banner.parts)}</div>"
+    )
+
+
+def _section(section: Section, base_dir: Path | None) -> str:
+    parts = [_banner(section.banner)] if section.banner else []
+    charts = [_block(b, base_dir) for b in section.blocks if isinstance(b, Chart)]
+    others = [_block(b, base_dir) for b in section.blocks if not isinstance(b, Chart)]
+    if charts:
+        others.insert(
+            1 if others and isinstance(section.blocks[0], Para) else 0,
+            f'<div class="charts">{"".join(charts)}</div>',
+        )
+    body = "\n".join(parts + others)
+    return f'<section id="{section.id}">\n<h2>{_e(section.title)}</h2>\n{body}\n</section>'
+
+
+def _header(view: ReportView) -> str:
+    links = "".join(
+        f'<a href="#{sid}">{escape(sid.replace("-", " ").capitalize())}</a>'
+        for sid in view.section_ids
     )
     return (
-        f'<figure class="panel">{titles}{_panel_image(base_dir, panel.get("file"))}'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
-def _section_panels(report: AuditReport, base_dir: Path | None) -> str:
-    cells = [c for c in report.cells if c.panels]
-    if not cells:
-        return _section("panels", "Image panels", "<p>No image panels in this report.</p>")
-    parts = [
-        '<p class="note">The images each cell hit hardest, as stored by the audit; Dice is per '
-        "image (source engine), clean → adversarial. Each attack's largest ε is shown; smaller "
-        "ε are folded (click to open).</p>"
-    ]
-    pairs = _ordered((c.attack, c.loss) for c in cells)
-    for attack, loss in pairs:
-        group = sorted(
-            (c for c in cells if (c.attack, c.loss) == (attack, loss)),
-            key=lambda c: -c.epsilon,
-        )
-        for k, cell in enumerate(group):
-            figures = [_panel_figure(cell, p, base_dir) for p in cell.panels if isinstance(p, dict)]
-            title = (
-                f"{_e(_attack_label(cell.attack))} ε={_e(format_epsilon(cell.epsilon))}, "
-                f"loss <code>{_e(cell.loss)}</code>"
-            )
-            if k == 0:
-                parts += [f"<h3>{title}</h3>", *figures]
-                continue
-            plural = "" if len(figures) == 1 else "s"
-            parts.append(
-                f'<details class="panels"><summary>{title} ({len(figures)} panel{plural})'
-                f"</summary>{''.join(figures)}</details>"
-            )
-    return _section("panels", "Image panels", "\n".join(parts))
-
-
-def _section_engines(report: AuditReport) -> str:
-    if not report.engines:
-        return _section("engines", "Engines", "<p>No engine records.</p>")
-    rows = []
-    for e in report.engines:
-        sha = e.sha256
-        sha_html = (
-            f'<code title="{_e(sha)}">{_e(sha[:12])}…</code>'
-            if isinstance(sha, str) and len(sha) > 12
-            else _code(sha)
-        )
-        rows.append(
-            [
-                _code(e.name) + (" (source)" if e.name == SOURCE_ENGINE else ""),
-                _e(e.kind),
-                _e(e.precision),
-                _e(", ".join(e.providers)) if e.providers else MISSING,
-                _badge(e.status),
-                _e(e.reason),
-                _td(_plain(e.build_seconds), "num"),
-                _td(_e(e.artifact), "wrap"),
-                sha_html,
-            ]
-        )
-    header = ["Engine", "Kind", "Precision", "Providers used", "Status", "Note"]
-    header += ["Build (s)", "Artifact", "SHA-256"]
-    parts = [_table(header, rows)]
-    notes = [(e.name, n) for e in report.engines for n in (e.notes or [])]
-    if notes:
-        parts.append(
-            "<h3>Engine notes</h3><ul>"
-            + "".join(f"<li>{_code(name)}: {_e(note)}</li>" for name, note in notes)
-            + "</ul>"
-        )
-    parity = {e.name: e.parity for e in report.engines if isinstance(e.parity, dict)}
-    parts.append("<h3>Parity with the source engine</h3>")
-    if parity:
-        parts.append(_generic_table(parity))
-    else:
-        parts.append('<p class="note">No parity check recorded.</p>')
-    latency = getattr(report, "latency", None)
-    if latency is None:
-        latency = (report.provenance or {}).get("latency")
-    if latency:
-        parts += ["<h3>Latency</h3>", _generic_table(latency)]
-    return _section("engines", "Engines", "\n".join(parts))
-
-
-def _section_transfer(report: AuditReport) -> str:
-    targets = [e for e in _engines(report) if e != SOURCE_ENGINE]
-    if not targets:
-        body = "<p>No engine besides the source was evaluated.</p>"
-        return _section("transfer", "Engine transfer", body)
-    intro = (
-        f"<p class=\"note\">Dice gap: the engine's Dice minus <code>{SOURCE_ENGINE}</code>'s on "
-        "the same inputs, in percentage points; disagreement: share of pixels whose prediction "
-        "differs from it.</p>"
-    )
-    sources: list[tuple[AuditCell | None, dict[str, EngineEval], bool]] = [
-        (None, report.clean, True)
-    ]
-    sources += [(c, c.engines, c.status == "ok") for c in report.cells]
-    rows = []
-    for cell, evals, ok in sources:
-        where = (
-            ["clean", MISSING, "0"]
-            if cell is None
-            else [_attack_label(cell.attack), cell.loss, format_epsilon(cell.epsilon)]
-        )
-        for engine in targets:
-            ev = _ok(evals.get(engine)) if ok else None
-            rows.append(
-                [
-                    *(_e(w) for w in where),
-                    _code(engine),
-                    _td(escape(format_percent(_metric(ev, "dice"))), "num"),
-                    _td(escape(format_points(ev.dice_gap if ev else None)), "num"),
-                    _td(escape(format_percent(ev.disagreement if ev else None)), "num"),
-                    _td(escape(format_float(ev.transfer_ratio if ev else None)), "num"),
-                    _td(escape(format_percent(ev.fooled_source_only if ev else None)), "num"),
-                    _td(escape(format_percent(ev.fooled_engine_only if ev else None)), "num"),
-                ]
-            )
-    header = ["Attack", "Loss", "ε", "Engine", "Dice", "Dice gap", "Disagreement"]
-    header += ["Transfer ratio", "Fooled source only", "Fooled engine only"]
-    table = _table(header, rows)
-    return _section("transfer", "Engine transfer", intro + table)
-
-
-def _section_failures(report: AuditReport) -> str:
-    rows = []
-    for engine, ev in report.clean.items():
-        if ev.status != "ok":
-            rows.append([_code("clean"), _code(engine), _td(_e(ev.error), "wrap")])
-    for cell in report.cells:
-        if cell.status != "ok":
-            rows.append([_code(cell.id), "all", _td(_e(cell.error), "wrap")])
-            continue
-        for engine, ev in cell.engines.items():
-            if ev.status != "ok":
-                rows.append([_code(cell.id), _code(engine), _td(_e(ev.error), "wrap")])
-    if not rows:
-        return _section("failed-cells", "Failed cells", "<p>None: every cell ran.</p>")
-    return _section("failed-cells", "Failed cells", _table(["Cell", "Engine", "Error"], rows))
-
-
-def _section_provenance(report: AuditReport) -> str:
-    parts = []
-    for title, data in (
-        ("Run", report.provenance),
-        ("Model", report.model),
-        ("Dataset", report.dataset),
-        ("Audit configuration", report.config),
-    ):
-        parts += [f"<h3>{escape(title)}</h3>", _kv_table(data)]
-    parts.append(
-        f'<p class="note">Report kind <code>{_e(report.kind)}</code>, schema version '
-        f"{_e(report.schema_version)}.</p>"
-    )
-    return _section("provenance", "Provenance", "\n".join(parts))
-
-
-def _units_note() -> str:
-    return (
-        '<p class="note">Fractions are shown as percent with two decimals; the Dice gap in '
-        "percentage points; loss and pixel errors as plain values; ε in 1/255 steps; "
-        f"{MISSING} marks a missing value.</p>"
+        f"<header>\n<h1>{_e(view.title)}</h1>\n"
+        f'<p class="meta">{_e(" · ".join(view.facts))}</p>\n<nav>{links}</nav>\n</header>'
     )
 
 
 def render_html(report: AuditReport, base_dir: Path | None = None) -> str:
-    """The report as one self-contained HTML page.
+    """The report as one self-contained HTML page, for every task.
 
-    base_dir: the report's folder; image panels (``cell.panels[i]["file"]``, relative to it)
-    are read from there and inlined. Without it, or when a file is missing, the panel shows a
-    visible "missing image" note instead.
+    base_dir: the report's folder; image panels (``panel.file``, relative to it) are read
+    from there and inlined. Without it, or when a file is missing, the panel shows a visible
+    "missing image" note instead.
     """
-    body = [
-        _header(report),
-        "<main>",
-        _section_verdict(report),
-        _units_note(),
-        _section_summary(report),
-        _section_curves(report),
-        _section_panels(report, Path(base_dir) if base_dir is not None else None),
-        _section_engines(report),
-        _section_transfer(report),
-        _section_failures(report),
-        _section_provenance(report),
-        "</main>",
-    ]
+    view = build_view(report)
+    base = Path(base_dir) if base_dir is not None else None
+    sections = [_section(s, base) for s in view.sections]
+    sections.insert(1, f'<p class="note">{_e(view.units)}</p>')
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(_title(report))}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
+        f"<title>{_e(view.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + _header(view)
+        + "\n<main>\n"
+        + "\n".join(sections)
+        + "\n</main>\n</body>\n</html>\n"
     )

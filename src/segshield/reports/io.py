@@ -7,8 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from segshield.audits.results import AuditReport
 from segshield.errors import ReportError
+from segshield.results import AuditReport
 
 
 def _reject_constant(name: str) -> None:

@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
 
-from segshield.audits.results import AuditCell, AuditReport, EngineEval
 from segshield.reports.format import MISSING, format_percent
+from segshield.results import AuditCell, AuditReport, EngineEval, Status
 
 GATE_CLASSNAME = "segshield.gate"
 AUDIT_CLASSNAME = "segshield.audit"
@@ -186,19 +186,19 @@ def _render_gate(report: AuditReport, verdict: dict) -> str:
     return _finish(suite, len(outcomes), failures, 0, 0)
 
 
-def _eval_summary(evals: dict[str, EngineEval]) -> str:
+def _eval_summary(evals: dict[str, EngineEval], primary: str) -> str:
+    label = "Dice" if primary == "dice" else primary.replace("_", " ").capitalize()
     parts = []
     for name, ev in evals.items():
-        if ev.status == "ok":
-            dice = format_percent((ev.metrics or {}).get("dice"))
-            parts.append(f"{name}: Dice {dice}")
+        if ev.status == Status.OK:
+            parts.append(f"{name}: {label} {format_percent(ev.value(primary))}")
         else:
             parts.append(f"{name}: {ev.status}")
     return "; ".join(parts) or "no engine evaluated"
 
 
 def _eval_errors(evals: dict[str, EngineEval]) -> list[str]:
-    return [f"{n}: {ev.error or ev.status}" for n, ev in evals.items() if ev.status != "ok"]
+    return [f"{n}: {ev.error or ev.status}" for n, ev in evals.items() if ev.status != Status.OK]
 
 
 def _render_cells(report: AuditReport) -> str:
@@ -207,13 +207,16 @@ def _render_cells(report: AuditReport) -> str:
         ("clean", report.clean, None)
     ]
     items += [(c.id, c.engines, c) for c in report.cells]
+    # Engines whose record is not ok (unavailable here) are left out: the record says why.
+    skip = {e.name for e in report.engines if e.status != Status.OK}
+    items = [(n, {k: v for k, v in ev.items() if k not in skip}, c) for n, ev, c in items]
     errors = 0
     for name, evals, cell in items:
         time = _seconds(cell.seconds) if cell is not None else "0"
         case = ET.SubElement(
             suite, "testcase", {"classname": AUDIT_CLASSNAME, "name": _clean(name), "time": time}
         )
-        if cell is not None and cell.status != "ok":
+        if cell is not None and cell.status != Status.OK:
             message = f"cell {name} failed: {cell.error or cell.status}"
             err = ET.SubElement(case, "error", {"message": _clean(message), "type": ERROR_TYPE})
             err.text = _clean(cell.error or cell.status)
@@ -227,7 +230,7 @@ def _render_cells(report: AuditReport) -> str:
             errors += 1
             continue
         out = ET.SubElement(case, "system-out")
-        out.text = _clean(_eval_summary(evals))
+        out.text = _clean(_eval_summary(evals, report.primary_metric))
     return _finish(suite, len(items), 0, errors, 0)
 
 

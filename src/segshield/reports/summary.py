@@ -1,16 +1,24 @@
 """A short Markdown summary for a pull-request comment or ``$GITHUB_STEP_SUMMARY``.
 
-Verdict line, failed rules, and Dice per attack at each ε for each engine; no links, no
-images. Values are formatted as in the full report and computed nowhere here.
+Verdict line, failed rules, and the task's primary metric (Dice; accuracy for a classifier)
+per attack at each ε for each engine; no links, no images. Values are formatted as in the
+full report and computed nowhere here.
 """
 
 from __future__ import annotations
 
-from segshield.audits.results import AuditReport
 from segshield.reports.format import MISSING, format_epsilon, format_percent
-from segshield.reports.markdown import _engines, _metric, _ok, _ordered, _text
+from segshield.reports.view_common import PRIMARY_LABEL, engines, ordered, value
+from segshield.results import AuditReport, Status
 
 _MAX_RULES_LISTED = 10
+
+
+def _text(value: object) -> str:
+    """One line with unescaped pipes escaped; None as the missing mark."""
+    if value is None:
+        return MISSING
+    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _md(value: object) -> str:
@@ -57,16 +65,17 @@ def _verdict_lines(report: AuditReport) -> list[str]:
     return lines
 
 
-def _dice_lines(report: AuditReport) -> list[str]:
-    engines = _engines(report)
-    if not engines or not (report.cells or report.clean):
+def _metric_lines(report: AuditReport) -> list[str]:
+    names = engines(report)
+    if not names or not (report.cells or report.clean):
         return []
+    primary = report.primary_metric
     epsilons = sorted({c.epsilon for c in report.cells})
-    pairs = _ordered((c.attack, c.loss) for c in report.cells)
+    pairs = ordered((c.attack, c.loss) for c in report.cells)
     many_losses = len({loss for _, loss in pairs}) > 1
     header = ["Attack", "Engine", "clean", *(format_epsilon(e) for e in epsilons)]
     lines = [
-        "Dice per attack and ε (ε in 1/255 steps):",
+        f"{PRIMARY_LABEL.get(primary, primary)} per attack and ε (ε in 1/255 steps):",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---", "---", *("--:" for _ in header[2:])]) + "|",
@@ -74,26 +83,27 @@ def _dice_lines(report: AuditReport) -> list[str]:
     for attack, loss in pairs:
         by_eps = {c.epsilon: c for c in report.cells if c.attack == attack and c.loss == loss}
         label = attack.upper() + (f" ({loss})" if many_losses else "")
-        for engine in engines:
+        for engine in names:
             row = [_md(label), _code(engine)]
-            row.append(format_percent(_metric(report.clean.get(engine), "dice")))
+            row.append(format_percent(value(report.clean.get(engine), primary)))
             for eps in epsilons:
                 cell = by_eps.get(eps)
                 if cell is None:
                     row.append("")
-                elif cell.status != "ok":
+                elif cell.status != Status.OK:
                     row.append("failed")
                 else:
-                    row.append(format_percent(_metric(_ok(cell.engines.get(engine)), "dice")))
+                    row.append(format_percent(value(cell.engines.get(engine), primary)))
             lines.append("| " + " | ".join(row) + " |")
     return [*lines, ""]
 
 
 def render_pr_summary(report: AuditReport) -> str:
-    """A compact Markdown summary: verdict, failed rules, Dice per attack x ε x engine."""
+    """A compact Markdown summary: verdict, failed rules, the primary metric per attack x ε x
+    engine."""
     lines = _verdict_lines(report)
-    lines += _dice_lines(report)
-    n_failed = sum(c.status != "ok" for c in report.cells)
+    lines += _metric_lines(report)
+    n_failed = sum(c.status != Status.OK for c in report.cells)
     if n_failed:
         lines += [f"{n_failed} of {len(report.cells)} attack cells failed to run.", ""]
     model = report.model.get("name") or report.model.get("source") or "model"
