@@ -41,8 +41,10 @@ def evaluate_engine(
     boot: shared bootstrap indices (n_boot, N) for the task's intervals.
     """
     if engine.runner is None:
-        reason = f"engine unavailable: {engine.record.reason}"
-        return EngineEval(engine.name, Status.ERROR, reason), None, None
+        # Not run: UNAVAILABLE (this machine cannot) or ERROR (its build failed), as built.
+        status = Status.UNAVAILABLE if engine.record.status == Status.UNAVAILABLE else Status.ERROR
+        reason = f"engine {engine.record.status}: {engine.record.reason}"
+        return EngineEval(engine.name, status, reason), None, None
     try:
         logits = infer_batched(engine.runner, images, batch_size)
         acc = task.accumulator()

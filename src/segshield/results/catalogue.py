@@ -19,7 +19,8 @@ def _float_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if hints[f.name] == (float | None))
 
 
-METRIC_FIELDS: tuple[str, ...] = _float_fields(Metrics)
+# threshold is a setting recorded with the metrics, not a measurement to gate on.
+METRIC_FIELDS: tuple[str, ...] = tuple(n for n in _float_fields(Metrics) if n != "threshold")
 CI_BOUNDS: tuple[str, ...] = tuple(f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high"))
 # Read from one engine's evaluation (EngineEval.value).
 EVAL_METRICS: tuple[str, ...] = (*METRIC_FIELDS, *COMPARISONS, *CI_BOUNDS)
