@@ -100,4 +100,4 @@ def test_markdown_compares_losses_and_shows_targeted_columns(suite_report, tmp_p
     )
     md = render_markdown(losses)
     assert "## Attack losses compared" in md
-    assert all(f"AS `{loss}`" in md for loss in ("bce", "dice", "focal", "dice_focal"))
+    assert all(f"AS {loss}" in md for loss in ("bce", "dice", "focal", "dice_focal"))

@@ -81,10 +81,7 @@ def test_e2e_report_is_complete(cli_audit) -> None:
         "adversarial image",
         "ground truth",
     ]
-    assert (
-        panel.dice_clean - panel.dice_adv
-        >= pgd8.panels[1].dice_clean - pgd8.panels[1].dice_adv
-    )
+    assert panel.dice_clean - panel.dice_adv >= pgd8.panels[1].dice_clean - pgd8.panels[1].dice_adv
     clean_dice = report.clean["pytorch"].metrics.dice
     assert pgd8.engines["pytorch"].metrics.dice < clean_dice
     assert pgd8.engines["pytorch"].attack_success > 0.0

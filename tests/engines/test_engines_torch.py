@@ -69,15 +69,24 @@ class _DictOut(nn.Module):
 
 
 class _Flat(nn.Module):
+    """Neither classifier logits (N, K) nor a mask of the input's size."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
+        return x.flatten(2)
+
+
+class _Classifier(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :2]
 
 
 def test_torch_runner_rejects_non_4d_or_non_tensor_output(batch):
     with pytest.raises(ModelOutputError, match="dict"):
         TorchRunner(_DictOut()).infer(batch)
-    with pytest.raises(ModelOutputError, match=r"returned shape \(6, 3072\)"):
+    with pytest.raises(ModelOutputError, match=r"returned shape \(6, 3, 1024\)"):
         TorchRunner(_Flat()).infer(batch)
+    # (N, K) logits are a classifier's: accepted (the task checks K against the labels)
+    assert TorchRunner(_Classifier()).infer(batch).shape == (6, 2)
 
 
 def test_torch_runner_input_errors(unet, batch):

@@ -109,10 +109,12 @@ def check_logits(logits: np.ndarray, engine: str, input_shape: tuple[int, ...]) 
     """Check engine output is finite logits (N, K, *spatial) — (N, K, H, W) for segmentation,
     (N, K) for a classifier — with N matching `input_shape`; return float32."""
     n = input_shape[0]
-    if logits.ndim < 2 or logits.shape[0] != n:
+    classifier = logits.ndim == 2
+    segmentation = logits.ndim == len(input_shape) and logits.shape[2:] == input_shape[2:]
+    if not (classifier or segmentation) or logits.shape[0] != n:
         raise ModelOutputError(
             f"engine '{engine}' returned shape {logits.shape} for input {input_shape}; "
-            f"expected logits (N,K,...) with N={n}"
+            f"expected logits (N,K) or (N,K,*spatial of the input) with N={n}"
         )
     logits = np.asarray(logits, dtype=np.float32)
     finite = np.count_nonzero(np.isfinite(logits))

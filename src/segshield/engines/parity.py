@@ -53,10 +53,10 @@ def parity_stats(
     """
     src = np.asarray(source_logits)
     eng = np.asarray(engine_logits)
-    if src.shape != eng.shape or src.ndim < 2 or src.shape[0] == 0:
+    if src.shape != eng.shape or src.ndim not in (2, 4, 5) or src.shape[0] == 0:
         raise ValueError(
-            f"parity needs two logits arrays of the same shape (N,K,...), got {src.shape} and "
-            f"{eng.shape}"
+            "parity needs two logits arrays of the same shape (N,K), (N,K,H,W) or "
+            f"(N,K,D,H,W), got {src.shape} and {eng.shape}"
         )
     if not (0.0 < threshold < 1.0):
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
