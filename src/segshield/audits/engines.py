@@ -57,7 +57,7 @@ def _from_dir(config: AuditConfig, loaded: LoadedModel, names: list[str]) -> tup
     except ValueError as exc:
         raise SegShieldError(f"--engines-dir {config.engines_dir}: {exc}") from exc
     source = AuditEngine(
-        EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", providers=["cpu"]),
+        EngineRecord(SOURCE_ENGINE, "pytorch", "fp32", device="cpu", providers=["cpu"]),
         TorchRunner(loaded.module),
     )
     info = built[0].info.to_dict() if built and built[0].info else {}
