@@ -1,5 +1,6 @@
-"""Shared fixtures: one real end-to-end `segshield audit` through the CLI (bundled model, real
-nuclei tiles, real ONNX Runtime), reused by the tests that read its report."""
+"""Shared fixtures: the one tiny seeded test U-Net (engines and exporters), and one real
+end-to-end `segshield audit` through the CLI (bundled model, real nuclei tiles, real ONNX
+Runtime), reused by the tests that read its report."""
 
 from __future__ import annotations
 
@@ -8,9 +9,54 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from segshield.cli.main import app
+
+
+class TinyUNet(nn.Module):
+    """Two-level U-Net: conv/BN/ReLU, maxpool, transposed conv, skip concat; 3 -> 2 classes."""
+
+    def __init__(self, in_ch: int = 3, classes: int = 2, width: int = 8) -> None:
+        super().__init__()
+        self.enc1 = nn.Sequential(
+            nn.Conv2d(in_ch, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.enc2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU())
+        self.up = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
+        self.dec = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.enc1(x)
+        deep = self.enc2(self.pool(skip))
+        return self.head(self.dec(torch.cat([self.up(deep), skip], dim=1)))
+
+
+def make_tiny_unet(seed: int = 0) -> TinyUNet:
+    """A fresh seeded TinyUNet in eval mode, with non-trivial BatchNorm statistics so that
+    eval-mode export is actually exercised."""
+    torch.manual_seed(seed)
+    model = TinyUNet()
+    with torch.no_grad():
+        model.enc1[1].running_mean.uniform_(-0.2, 0.2)
+        model.enc1[1].running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture
+def unet() -> TinyUNet:
+    return make_tiny_unet()
+
+
+@pytest.fixture(scope="session")
+def unet_factory():
+    """`make_tiny_unet(seed)` (tests must not import conftest)."""
+    return make_tiny_unet
+
 
 E2E_ARGS = [
     "--limit",

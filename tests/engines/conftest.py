@@ -1,4 +1,5 @@
-"""Fixtures for engine tests: a tiny seeded U-Net-like model and its verified ONNX export."""
+"""Fixtures for engine tests: the tiny U-Net's verified ONNX export (the model itself is in
+tests/conftest.py) and the bundled model with real nuclei data."""
 
 from __future__ import annotations
 
@@ -12,47 +13,13 @@ from torch import nn
 from segshield.exporters import OnnxExport, onnx_from_torch
 
 
-class TinyUNet(nn.Module):
-    """Two-level U-Net: conv/BN/ReLU, maxpool, transposed conv, skip concat; 3 -> 2 classes."""
-
-    def __init__(self, in_ch: int = 3, classes: int = 2, width: int = 8) -> None:
-        super().__init__()
-        self.enc1 = nn.Sequential(
-            nn.Conv2d(in_ch, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
-        )
-        self.pool = nn.MaxPool2d(2)
-        self.enc2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU())
-        self.up = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
-        self.dec = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU())
-        self.head = nn.Conv2d(width, classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.enc1(x)
-        deep = self.enc2(self.pool(skip))
-        return self.head(self.dec(torch.cat([self.up(deep), skip], dim=1)))
-
-
-def _make_unet() -> TinyUNet:
-    torch.manual_seed(0)
-    model = TinyUNet()
-    with torch.no_grad():
-        model.enc1[1].running_mean.uniform_(-0.2, 0.2)
-        model.enc1[1].running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-@pytest.fixture
-def unet() -> TinyUNet:
-    return _make_unet()
-
-
 @pytest.fixture(scope="session")
-def unet_onnx(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+def unet_onnx(tmp_path_factory: pytest.TempPathFactory, unet_factory) -> OnnxExport:
     """The TinyUNet exported once per session (exporting takes ~1 s)."""
     gen = torch.Generator().manual_seed(1)
     sample = torch.rand(2, 3, 32, 32, generator=gen)
     path: Path = tmp_path_factory.mktemp("onnx") / "tiny_unet.onnx"
-    return onnx_from_torch(_make_unet(), sample, path)
+    return onnx_from_torch(unet_factory(), sample, path)
 
 
 @pytest.fixture
