@@ -180,6 +180,7 @@ def run_audit(
         loop, engines, build_info, skipped, cells = _audit(
             config, loaded, data, comparisons, progress
         )
+        latency = _latency(config, engines, data.images)  # inside the audit's clock
     onnx_export = (build_info or {}).get("onnx_export") or {}
     return AuditReport(
         provenance=provenance(
@@ -198,7 +199,7 @@ def run_audit(
         engines=[e.record for e in engines],
         clean=loop.clean,
         cells=cells,
-        latency=_latency(config, engines, data.images),
+        latency=latency,
         build=build_info or None,
         skipped=skipped,
     )
