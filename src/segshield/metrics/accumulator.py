@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from segshield.metrics.confusion import (
     multilabel_confusion_counts,
 )
 from segshield.metrics.losses import bce_logits_per_pixel
+from segshield.metrics.scores import ClassMetrics, SegmentationMetrics
 
 __all__ = [
     "PER_IMAGE_KEYS",
@@ -46,110 +46,6 @@ __all__ = [
 ]
 
 PER_IMAGE_KEYS: tuple[str, ...] = ("dice", "iou", "pixel_error_l2", "loss")
-
-
-def _json_float(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class ClassMetrics:
-    """One class's one-vs-rest scores over the whole set (ratios in [0, 1])."""
-
-    index: int
-    name: str | None
-    foreground: bool
-    dice: float
-    iou: float
-    precision: float
-    recall: float
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    dice_per_image: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class SegmentationMetrics:
-    """Scores of one model/engine on one set of images, for every task.
-
-    ``dice``/``iou``/``precision``/``recall``: the NaN-skipping mean over the foreground
-    classes of each class's ratio from its tp/fp/fn totals (binary: the one channel).
-    ``mean_iou``: binary, the mean of foreground and background IoU (Keras ``MeanIoU``, seed
-    unet-busi); otherwise the foreground-mean IoU. ``accuracy``: share of right pixel
-    decisions (softmax: pixels; sigmoid: channel-pixels; classification: images). ``loss``:
-    mean BCE (sigmoid) or cross-entropy (softmax) in nats per decision. ``pixel_error_l2``:
-    mean over images of sqrt(wrong pixels); ``pixel_error_rms``: sqrt(wrong / decisions).
-    ``tp``..``tn``: totals over the foreground classes. ``per_image``: ``PER_IMAGE_KEYS`` ->
-    N floats in update order (foreground means per image). ``per_class``: every class.
-    """
-
-    activation: Activation
-    num_classes: int
-    background: int | None
-    foreground: tuple[int, ...]
-    class_names: tuple[str, ...] | None
-    accuracy: float
-    loss: float
-    dice: float
-    iou: float
-    mean_iou: float
-    precision: float
-    recall: float
-    pixel_error_l2: float
-    pixel_error_rms: float
-    dice_per_image_mean: float
-    n_images: int
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    threshold: float | None
-    empty_value: float
-    per_class: tuple[ClassMetrics, ...]
-    per_image: dict[str, list[float]]
-
-    @property
-    def mean_dice(self) -> float:
-        """The foreground-mean Dice (the name the multi-class results used)."""
-        return self.dice
-
-    def class_name(self, index: int) -> str:
-        """Name of class ``index``: from ``class_names`` when given, else its index as str."""
-        return self.class_names[index] if self.class_names is not None else str(index)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dict for ``json.dumps(allow_nan=False)``; NaN/Inf become None."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "per_image":
-                out[f.name] = {k: [_json_float(v) for v in vs] for k, vs in value.items()}
-            elif f.name == "per_class":
-                out[f.name] = [_class_dict(c) for c in value]
-            elif f.name in ("foreground", "class_names"):
-                out[f.name] = None if value is None else list(value)
-            elif f.name == "activation":
-                out[f.name] = str(value)
-            elif value is None or isinstance(value, (bool, str)):
-                out[f.name] = value
-            elif isinstance(value, (int, np.integer)):
-                out[f.name] = int(value)
-            else:
-                out[f.name] = _json_float(value)
-        return out
-
-
-def _class_dict(c: ClassMetrics) -> dict[str, Any]:
-    raw = {f.name: getattr(c, f.name) for f in fields(c)}
-    for key in ("dice", "iou", "precision", "recall"):
-        raw[key] = _json_float(raw[key])
-    raw["dice_per_image"] = [_json_float(v) for v in c.dice_per_image]
-    return raw
 
 
 class Accumulator:
