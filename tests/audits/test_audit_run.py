@@ -191,3 +191,22 @@ def test_artifact_paths_are_relative_to_the_report(cli_audit) -> None:
         if engine["artifact"]:
             assert not Path(engine["artifact"]).is_absolute(), engine["artifact"]
             assert (cli_audit.out_dir / engine["artifact"]).is_file()
+
+
+def test_comparisons_are_passed_in(tmp_path: Path) -> None:
+    """The audit applies the comparison functions it is given, and only those."""
+    from segshield.audits.compare import DEFAULT_COMPARISONS, Context
+
+    seen: list[tuple[str, bool]] = []
+
+    def record(ctx: Context) -> None:
+        seen.append((ctx.name, ctx.clean is None))
+
+    cfg = AuditConfig(tmp_path, attacks=("fgsm",), **{**FAST, "n_boot": 0})
+    report = run_audit(cfg, comparisons=(record,))
+    # clean run + 2 cells, one engine each; nothing else filled the comparison fields
+    assert seen == [("pytorch", True), ("pytorch", False), ("pytorch", False)]
+    assert all(c.engines["pytorch"].attack_success is None for c in report.cells)
+    full = run_audit(cfg, comparisons=DEFAULT_COMPARISONS)
+    assert all(c.engines["pytorch"].attack_success > 0 for c in full.cells)
+    assert all(c.engines["pytorch"].flip_rate > 0 for c in full.cells)
