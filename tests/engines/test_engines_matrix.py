@@ -24,7 +24,7 @@ from segshield.engines import (
     resolve_engine_names,
 )
 from segshield.errors import DataError
-from segshield.exporters.onnx_variants import images_digest
+from segshield.exporters.calibration import images_digest
 from segshield.hashing import sha256_file
 
 GPU_ENGINES = [n for n, s in ENGINE_SPECS.items() if s.device == "cuda"]

@@ -23,12 +23,9 @@ from segshield.exporters import (
     tensorrt_engine_from_onnx,
 )
 from segshield.exporters.aoti import aoti_unavailable_reason
-from segshield.exporters.onnx_variants import (
-    _float16_with_onnx,
-    check_calibration_images,
-    images_digest,
-    ort_compute_precision,
-)
+from segshield.exporters.calibration import check_calibration_images, images_digest
+from segshield.exporters.onnx_fp16 import _float16_with_onnx
+from segshield.exporters.onnx_graph import ort_compute_precision
 
 
 @pytest.fixture(scope="module")

@@ -81,11 +81,32 @@ def measure_attack_throughput(
     with _frozen_parameters(model):
         attack_s = _repeat(run_attack, warmup, min_repeats, min_duration_s)
         fb_s = _repeat(fwd_bwd, warmup, min_repeats, min_duration_s)
-    n = int(x.shape[0])
+    result = _throughput_row(attack, k, int(x.shape[0]), attack_s, fb_s, device)
+    logger.info(
+        "%s (k=%d) batch %d: %.1f ms, %.1f img/s, %.2fx the k x fwd+bwd floor",
+        attack.name,
+        k,
+        result["batch_size"],
+        result["attack_ms"],
+        result["images_per_s"],
+        result["ratio_to_floor"],
+    )
+    return result
+
+
+def _throughput_row(
+    attack: Attack,
+    k: int,
+    n: int,
+    attack_s: list[float],
+    fb_s: list[float],
+    device: torch.device,
+) -> dict[str, Any]:
+    """The result row from the timed attack runs and forward+backward runs (seconds each)."""
     attack_ms = float(np.median(attack_s)) * 1e3
     fb_ms = float(np.median(fb_s)) * 1e3
     floor_ms = k * fb_ms
-    result = {
+    return {
         "attack": attack.name,
         "params": attack.attack_params(),
         "steps": k,
@@ -100,16 +121,6 @@ def measure_attack_throughput(
         "fwd_bwd_repeats": len(fb_s),
         "device": str(device),
     }
-    logger.info(
-        "%s (k=%d) batch %d: %.1f ms, %.1f img/s, %.2fx the k x fwd+bwd floor",
-        attack.name,
-        k,
-        n,
-        attack_ms,
-        result["images_per_s"],
-        result["ratio_to_floor"],
-    )
-    return result
 
 
 def _repeat(fn: Callable[[], None], warmup: int, min_repeats: int, min_s: float) -> list[float]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -101,31 +101,8 @@ def measure_latency(
     sync = _synchroniser(runner, cuda_sync)
     batch = np.ascontiguousarray(batch, dtype=np.float32)
 
-    warm_iters = 0
-    start = time.perf_counter()
-    while True:
-        runner.infer(batch)
-        sync()
-        warm_iters += 1
-        if time.perf_counter() - start >= warmup_s:
-            break
-    warm = time.perf_counter() - start
-
-    times: list[int] = []
-    clock = time.perf_counter_ns
-    begin = clock()
-    deadline = begin + int(min_duration_s * 1e9)
-    while True:
-        t0 = clock()
-        runner.infer(batch)
-        sync()
-        t1 = clock()
-        times.append(t1 - t0)
-        n = len(times)
-        if max_iters is not None and n >= max_iters:
-            break
-        if n >= min_iters and t1 >= deadline:
-            break
+    warm_iters, warm = _warm_up(runner, batch, sync, warmup_s)
+    times = _timed_calls(runner, batch, sync, min_iters, min_duration_s, max_iters)
     ms = np.asarray(times, dtype=np.float64) / 1e6
     total_s = float(ms.sum()) / 1e3
     p90, p95, p99, p999 = np.percentile(ms, [90, 95, 99, 99.9])
@@ -195,6 +172,49 @@ def bench_engines(
                 row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}"
             rows.append(row)
     return rows
+
+
+def _warm_up(
+    runner: Runner, batch: np.ndarray, sync: Callable[[], Any], warmup_s: float
+) -> tuple[int, float]:
+    """Untimed calls until `warmup_s` has passed (at least one); (calls, seconds)."""
+    warm_iters = 0
+    start = time.perf_counter()
+    while True:
+        runner.infer(batch)
+        sync()
+        warm_iters += 1
+        if time.perf_counter() - start >= warmup_s:
+            break
+    return warm_iters, time.perf_counter() - start
+
+
+def _timed_calls(
+    runner: Runner,
+    batch: np.ndarray,
+    sync: Callable[[], Any],
+    min_iters: int,
+    min_duration_s: float,
+    max_iters: int | None,
+) -> list[int]:
+    """Nanoseconds of each timed call, until `min_iters` calls *and* `min_duration_s` have
+    passed, or `max_iters` calls were made."""
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    begin = clock()
+    deadline = begin + int(min_duration_s * 1e9)
+    while True:
+        t0 = clock()
+        runner.infer(batch)
+        sync()
+        t1 = clock()
+        times.append(t1 - t0)
+        n = len(times)
+        if max_iters is not None and n >= max_iters:
+            break
+        if n >= min_iters and t1 >= deadline:
+            break
+    return times
 
 
 def _no_sync() -> None:

@@ -31,7 +31,7 @@ from segshield.engines.records import EngineRecord
 from segshield.engines.registry import ENGINE_SPECS, EngineSpec, resolve_engine_names
 from segshield.enums import Status
 from segshield.errors import DataError, EngineUnavailableError, SegShieldError
-from segshield.exporters.onnx_variants import CALIBRATION_METHODS
+from segshield.exporters.calibration import CALIBRATION_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def build_engines(
         ValueError: unknown engine name. DataError: `sample`/`calibration_images` are not
             real-image batches of the same (C,H,W) in [0,1].
     """
-    from segshield.exporters.onnx_variants import check_calibration_images
+    from segshield.exporters.calibration import check_calibration_images
 
     options = options or BuildOptions()
     resolved = resolve_engine_names(names)
@@ -255,7 +255,7 @@ def build_engines(
 
 
 def _build_info(ctx: BuildContext) -> BuildInfo:
-    from segshield.exporters.onnx_variants import images_digest
+    from segshield.exporters.calibration import images_digest
 
     model, sample, calib, options = ctx.model, ctx.sample, ctx.calibration, ctx.options
     return BuildInfo(

@@ -9,14 +9,11 @@ imported when an exporter runs, not when this package is imported.
 from __future__ import annotations
 
 from segshield.exporters.aoti import AotiExport, aoti_from_torch
+from segshield.exporters.calibration import ImageCalibrationReader
 from segshield.exporters.onnx import OnnxExport, onnx_from_torch
-from segshield.exporters.onnx_variants import (
-    ImageCalibrationReader,
-    OnnxVariant,
-    onnx_fp16_from_onnx,
-    onnx_int8_dynamic_from_onnx,
-    onnx_int8_from_onnx,
-)
+from segshield.exporters.onnx_fp16 import onnx_fp16_from_onnx
+from segshield.exporters.onnx_graph import OnnxVariant
+from segshield.exporters.onnx_int8 import onnx_int8_dynamic_from_onnx, onnx_int8_from_onnx
 from segshield.exporters.tensorrt import TensorRTBuild, tensorrt_engine_from_onnx
 from segshield.hashing import sha256_bytes, sha256_file
 

@@ -136,34 +136,14 @@ def aoti_from_torch(
     dtype = AOTI_DTYPES[precision]
     module = copy.deepcopy(model).eval().to(device=dev, dtype=dtype)
     example = sample.detach().to(device=dev, dtype=dtype)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
     start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            exported = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-    except Exception as exc:
-        raise ExportError(
-            f"torch.export of {type(model).__name__} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+    exported = _export_program(module, example, max_batch, type(model).__name__)
     export_seconds = time.perf_counter() - start
     inductor = importlib.import_module("torch._inductor")
     start = time.perf_counter()
-    tmp = path.with_name(f".{path.name}.tmp.pt2")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            # Inductor's own use of torch.jit internals; not actionable here.
-            warnings.filterwarnings(
-                "ignore", message=".*script_method.*", category=DeprecationWarning
-            )
-            built = inductor.aoti_compile_and_package(exported, package_path=str(tmp))
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(
-            f"AOTInductor compile of {type(model).__name__} for {dev} {precision} failed: "
-            f"{type(exc).__name__}: {_first_line(exc)}"
-        ) from exc
+    built = _compile_package(
+        inductor, exported, path, f"{type(model).__name__} for {dev} {precision}"
+    )
     compile_seconds = time.perf_counter() - start
     os.replace(built, path)
     logger.info(
@@ -185,6 +165,42 @@ def aoti_from_torch(
         compile_seconds=compile_seconds,
         torch_version=torch.__version__,
     )
+
+
+def _export_program(
+    module: nn.Module, example: torch.Tensor, max_batch: int, model_name: str
+) -> Any:
+    """`torch.export` of `module` on `example` with a dynamic batch axis 1..max_batch."""
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    except Exception as exc:
+        raise ExportError(
+            f"torch.export of {model_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _compile_package(inductor: Any, exported: Any, path: Path, what: str) -> Any:
+    """AOTInductor-compile the exported program into a package next to `path`; return where it
+    was written (a temp file, removed on failure). `what` names the model and target in errors.
+    """
+    tmp = path.with_name(f".{path.name}.tmp.pt2")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            # Inductor's own use of torch.jit internals; not actionable here.
+            warnings.filterwarnings(
+                "ignore", message=".*script_method.*", category=DeprecationWarning
+            )
+            built = inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(
+            f"AOTInductor compile of {what} failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    return built
 
 
 def _first_line(exc: BaseException) -> str:

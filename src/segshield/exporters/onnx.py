@@ -93,49 +93,74 @@ def onnx_from_torch(
         raise ExportError(f"atol must be a finite number >= 0, got {atol!r}")
 
     # A second batch of another size proves the exported batch axis is really dynamic.
-    n = sample.shape[0]
-    alt = sample[:1] if n > 1 else sample.repeat(2, 1, 1, 1)
+    alt = sample[:1] if sample.shape[0] > 1 else sample.repeat(2, 1, 1, 1)
 
     # Remember every submodule's flag: model.train(flag) would flatten mixed modes.
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
-        device = _model_device(model)
-        example = sample.detach().to(device)
-        with torch.no_grad():
-            ref = _torch_logits(model, example)
-            ref_alt = _torch_logits(model, alt.detach().to(device))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Export into a private temp folder next to `path`: stray side files (external data)
-        # are detectable there, and a failed export never replaces a good file at `path`.
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".segshield-export-") as tmp:
-            tmp_path = Path(tmp) / path.name
-            start = time.perf_counter()
-            exporter = _export(model, example, tmp_path, opset=opset, dynamo=dynamo)
-            seconds = time.perf_counter() - start
-            actual_opset = _check_onnx_file(tmp_path)
-            max_abs_diff = _parity(
-                tmp_path,
-                [(sample.detach().cpu().numpy(), ref), (alt.detach().cpu().numpy(), ref_alt)],
-            )
-            if math.isnan(max_abs_diff):
-                raise ExportError(
-                    f"ONNX export of {type(model).__name__} produces non-finite logits in "
-                    f"ONNX Runtime where PyTorch's are finite (exporter={exporter})"
-                )
-            if max_abs_diff > atol:
-                raise ExportError(
-                    f"ONNX export of {type(model).__name__} disagrees with PyTorch: "
-                    f"max |onnxruntime - pytorch| = {max_abs_diff:.3g} exceeds tolerance "
-                    f"{atol:.3g} (exporter={exporter}, opset={actual_opset})"
-                )
-            digest = sha256_file(tmp_path)
-            os.replace(tmp_path, path)
+        result = _export_and_verify(
+            model, sample, alt, path, opset=opset, dynamo=dynamo, atol=float(atol)
+        )
     finally:
         for module, training in modes.items():
             module.training = training
 
-    result = OnnxExport(
+    logger.info(
+        "exported %s to %s (%s, opset %d, max_abs_diff %.3g)",
+        type(model).__name__,
+        path,
+        result.exporter,
+        result.opset,
+        result.max_abs_diff,
+    )
+    return result
+
+
+def _export_and_verify(
+    model: nn.Module,
+    sample: torch.Tensor,
+    alt: torch.Tensor,
+    path: Path,
+    *,
+    opset: int,
+    dynamo: bool,
+    atol: float,
+) -> OnnxExport:
+    """Export the eval-mode `model` next to `path`, check the file and its parity with PyTorch
+    on `sample` and `alt` (another batch size), then move it to `path`."""
+    device = _model_device(model)
+    example = sample.detach().to(device)
+    with torch.no_grad():
+        ref = _torch_logits(model, example)
+        ref_alt = _torch_logits(model, alt.detach().to(device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Export into a private temp folder next to `path`: stray side files (external data)
+    # are detectable there, and a failed export never replaces a good file at `path`.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".segshield-export-") as tmp:
+        tmp_path = Path(tmp) / path.name
+        start = time.perf_counter()
+        exporter = _export(model, example, tmp_path, opset=opset, dynamo=dynamo)
+        seconds = time.perf_counter() - start
+        actual_opset = _check_onnx_file(tmp_path)
+        max_abs_diff = _parity(
+            tmp_path,
+            [(sample.detach().cpu().numpy(), ref), (alt.detach().cpu().numpy(), ref_alt)],
+        )
+        if math.isnan(max_abs_diff):
+            raise ExportError(
+                f"ONNX export of {type(model).__name__} produces non-finite logits in "
+                f"ONNX Runtime where PyTorch's are finite (exporter={exporter})"
+            )
+        if max_abs_diff > atol:
+            raise ExportError(
+                f"ONNX export of {type(model).__name__} disagrees with PyTorch: "
+                f"max |onnxruntime - pytorch| = {max_abs_diff:.3g} exceeds tolerance "
+                f"{atol:.3g} (exporter={exporter}, opset={actual_opset})"
+            )
+        digest = sha256_file(tmp_path)
+        os.replace(tmp_path, path)
+    return OnnxExport(
         path=path,
         sha256=digest,
         opset=actual_opset,
@@ -143,19 +168,10 @@ def onnx_from_torch(
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         max_abs_diff=max_abs_diff,
-        tolerance=float(atol),
-        parity_batch=int(n),
+        tolerance=atol,
+        parity_batch=int(sample.shape[0]),
         seconds=seconds,
     )
-    logger.info(
-        "exported %s to %s (%s, opset %d, max_abs_diff %.3g)",
-        type(model).__name__,
-        path,
-        exporter,
-        actual_opset,
-        max_abs_diff,
-    )
-    return result
 
 
 def _check_sample(sample: torch.Tensor) -> None:

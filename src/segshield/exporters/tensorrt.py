@@ -17,6 +17,11 @@ from typing import Any
 import numpy as np
 
 from segshield.errors import ExportError
+from segshield.exporters.calibration import (
+    check_calibration_images,
+    equal_batch_size,
+    images_digest,
+)
 from segshield.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -72,7 +77,6 @@ def tensorrt_engine_from_onnx(
         EngineUnavailableError: tensorrt or CUDA missing.
         ExportError: parsing or building fails.
     """
-    from segshield.exporters.onnx_variants import check_calibration_images, images_digest
     from segshield.lazy import import_tensorrt, trt_logger
 
     trt = import_tensorrt()
@@ -84,15 +88,7 @@ def tensorrt_engine_from_onnx(
     start = time.perf_counter()
     log = trt_logger(trt)
     builder = trt.Builder(log)
-    major = int(str(trt.__version__).split(".")[0])
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, log)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {'; '.join(errors)}")
-    if network.num_inputs != 1:
-        raise ExportError(f"{onnx_path.name} has {network.num_inputs} inputs; expected one")
+    network, _parser = _parse_onnx(trt, builder, log, onnx_path)  # _parser: alive until built
     tensor = network.get_input(0)
     chw = tuple(int(d) for d in tensor.shape[1:])
     config = builder.create_builder_config()
@@ -108,25 +104,10 @@ def tensorrt_engine_from_onnx(
     if precision == "int8":
         if calibration_images is None:
             raise ExportError("TensorRT int8 needs calibration images (real images, not noise)")
-        images = check_calibration_images(calibration_images, chw)
-        n = len(images)
-        batch = max(d for d in range(1, min(8, n) + 1) if n % d == 0)  # uses every image
         cache = Path(calibration_cache) if calibration_cache else plan_path.with_suffix(".calib")
-        cache.unlink(missing_ok=True)  # a stale cache would skip calibrating on these images
-        calibrator = _entropy_calibrator(trt, torch, images, batch, cache)
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        calib_profile = builder.create_optimization_profile()
-        shape = (batch, *chw)
-        calib_profile.set_shape(tensor.name, shape, shape, shape)
-        config.set_calibration_profile(calib_profile)
-        calibration = {
-            "calibrator": "IInt8EntropyCalibrator2",
-            "n_images": n,
-            "batch_size": batch,
-            "sha256": images_digest(images),
-            "cache": str(cache),
-        }
+        calibrator, calibration = _set_int8_calibration(
+            trt, torch, builder, config, tensor.name, chw, calibration_images, cache
+        )
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -146,6 +127,57 @@ def tensorrt_engine_from_onnx(
         seconds=time.perf_counter() - start,
         calibration=calibration,
     )
+
+
+def _parse_onnx(trt: Any, builder: Any, log: Any, onnx_path: Path) -> tuple[Any, Any]:
+    """(network, parser) of `onnx_path` parsed by TensorRT's ONNX parser; the network must have
+    one input. Keep the parser alive until the engine is built: it owns the weights."""
+    major = int(str(trt.__version__).split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, log)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {'; '.join(errors)}")
+    if network.num_inputs != 1:
+        raise ExportError(f"{onnx_path.name} has {network.num_inputs} inputs; expected one")
+    return network, parser
+
+
+def _set_int8_calibration(
+    trt: Any,
+    torch: Any,
+    builder: Any,
+    config: Any,
+    input_name: str,
+    chw: tuple[int, ...],
+    calibration_images: np.ndarray,
+    cache: Path,
+) -> tuple[Any, dict[str, Any]]:
+    """Turn on INT8 in `config` with an entropy calibrator over the checked real images.
+
+    Returns the calibrator (keep it alive until the engine is built) and the calibration
+    record (calibrator, n_images, batch_size, sha256, cache) of the build.
+    """
+    images = check_calibration_images(calibration_images, chw)
+    n = len(images)
+    batch = equal_batch_size(n, 8)  # uses every image
+    cache.unlink(missing_ok=True)  # a stale cache would skip calibrating on these images
+    calibrator = _entropy_calibrator(trt, torch, images, batch, cache)
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = calibrator
+    calib_profile = builder.create_optimization_profile()
+    shape = (batch, *chw)
+    calib_profile.set_shape(input_name, shape, shape, shape)
+    config.set_calibration_profile(calib_profile)
+    calibration = {
+        "calibrator": "IInt8EntropyCalibrator2",
+        "n_images": n,
+        "batch_size": batch,
+        "sha256": images_digest(images),
+        "cache": str(cache),
+    }
+    return calibrator, calibration
 
 
 def _entropy_calibrator(trt: Any, torch: Any, images: np.ndarray, batch: int, cache: Path) -> Any:

@@ -128,7 +128,7 @@ def _graph_fp32(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
 
 
 def _graph_fp16(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
-    from segshield.exporters.onnx_variants import onnx_fp16_from_onnx
+    from segshield.exporters.onnx_fp16 import onnx_fp16_from_onnx
 
     out = ctx.engine_dir(spec.name) / "model.fp16.onnx"
     variant = onnx_fp16_from_onnx(ctx.onnx_path(), out)
@@ -144,7 +144,7 @@ def _graph_fp16(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
 
 
 def _graph_int8_qdq(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
-    from segshield.exporters.onnx_variants import onnx_int8_from_onnx
+    from segshield.exporters.onnx_int8 import onnx_int8_from_onnx
 
     if ctx.calibration is None:
         raise BuildFailed(f"{spec.name} needs calibration images (real images, e.g. train split)")
@@ -170,7 +170,7 @@ def _graph_int8_qdq(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
 
 
 def _graph_int8_dynamic(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
-    from segshield.exporters.onnx_variants import onnx_int8_dynamic_from_onnx
+    from segshield.exporters.onnx_int8 import onnx_int8_dynamic_from_onnx
 
     variant = onnx_int8_dynamic_from_onnx(
         ctx.onnx_path(),
@@ -221,7 +221,7 @@ def _cpu_fp32_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) ->
 
 
 def _cpu_fp16_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) -> None:
-    from segshield.exporters.onnx_variants import ort_compute_precision
+    from segshield.exporters.onnx_graph import ort_compute_precision
 
     counts = ort_compute_precision(result.artifacts[0].path)
     result.details["cpu_compute_nodes"] = counts
@@ -237,7 +237,7 @@ def _cpu_fp16_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) ->
 
 
 def _cpu_int8_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) -> None:
-    from segshield.exporters.onnx_variants import ort_executed_ops
+    from segshield.exporters.onnx_graph import ort_executed_ops
 
     ops = ort_executed_ops(result.artifacts[0].path)
     result.details["cpu_executed_ops"] = ops

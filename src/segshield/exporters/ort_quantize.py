@@ -1,0 +1,80 @@
+"""Running onnxruntime's quantizers quietly: on an optionally pre-processed copy of the model
+in a temp folder, with their stdout and root-logger warnings moved to the debug log, and any
+failure raised as an ExportError. onnxruntime is imported when a quantizer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from segshield.errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+
+def quantize_quietly(
+    quantize: Callable[[Path], None],
+    src: Path,
+    dst: Path,
+    *,
+    preprocess: bool,
+    tmp_prefix: str,
+    failure: str,
+) -> str:
+    """Run `quantize(model_input)` writing `dst`, on `src` pre-processed in a temp folder next
+    to `dst` when `preprocess`; ORT's stdout is captured and returned, its root-logger warnings
+    go to the debug log. Any failure raises ExportError("<failure>: <error>")."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=tmp_prefix, dir=dst.parent) as tmp:
+        model_input = _preprocessed(src, Path(tmp)) if preprocess else src
+        chatter = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(chatter), _quiet_ort_quantization():
+                quantize(model_input)
+        except Exception as exc:
+            raise ExportError(f"{failure}: {type(exc).__name__}: {exc}") from exc
+    return chatter.getvalue()
+
+
+def _preprocessed(src: Path, tmp: Path) -> Path:
+    """onnxruntime's quant_pre_process into `tmp`; falls back to `src` with a warning."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = tmp / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(src), str(out))
+    except Exception as exc:
+        logger.warning("quant_pre_process failed on %s (%s); quantizing it as is", src.name, exc)
+        return src
+    return out
+
+
+class _OrtQuantizationChatter(logging.Filter):
+    """Moves onnxruntime.quantization's root-logger warnings (e.g. pre-processing hints) to
+    this module's debug log; errors pass through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname.replace("\\", "/")
+        if "onnxruntime/quantization" in path and record.levelno < logging.ERROR:
+            logger.debug("onnxruntime.quantization: %s", record.getMessage())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_ort_quantization() -> Iterator[None]:
+    root = logging.getLogger()
+    chatter = _OrtQuantizationChatter()
+    root.addFilter(chatter)
+    try:
+        yield
+    finally:
+        root.removeFilter(chatter)
+
+
+__all__ = ["quantize_quietly"]
