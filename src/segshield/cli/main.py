@@ -15,14 +15,30 @@ import typer
 from segshield.cli import engine_commands
 from segshield.cli.errors import EXIT_GATE_FAILED, EXIT_OK, error_boundary, setup_logging
 from segshield.cli.options import (
+    AsmaSteps,
+    AttackAlpha,
     Attacks,
+    AttackSteps,
+    AttackTarget,
+    AuditData,
+    AuditEngines,
+    AuditLimit,
+    AuditOut,
+    AuditWeights,
+    BatchSize,
+    Bench,
     CalibrationData,
     CalibrationMethod,
     Dataset,
     DeferredDefaults,
     EnginesDir,
     Epsilons,
+    Losses,
     Model,
+    ModelKwargs,
+    NumClasses,
+    PolicyFile,
+    SettingsFile,
     Size,
     Split,
     TrustPickle,
@@ -121,79 +137,33 @@ def train(
 @app.command(cls=DeferredDefaults)
 def audit(
     ctx: typer.Context,
-    out: Annotated[
-        Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")
-    ] = Path("{DEFAULT_OUT_DIR}"),
+    out: AuditOut = Path("{DEFAULT_OUT_DIR}"),
     model: Model = None,
-    weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json."
-        ),
-    ] = None,
+    weights: AuditWeights = None,
     trust_pickle: TrustPickle = False,
-    model_kwargs: Annotated[
-        str | None,
-        typer.Option(
-            help="Keyword arguments of the factory as JSON, e.g. '{\"out_channels\": 3}'."
-        ),
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Your dataset: images/+masks/ folders or BUSI layout.")
-    ] = None,
-    num_classes: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="1: binary model (one sigmoid logit); N > 1: softmax model, masks are label "
-            "maps 0..N-1.",
-        ),
-    ] = 1,
+    model_kwargs: ModelKwargs = None,
+    data: AuditData = None,
+    num_classes: NumClasses = 1,
     dataset: Dataset = "nuclei",
     split: Split = "test",
     size: Size = 128,
-    limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")] = None,
+    limit: AuditLimit = None,
     attacks: Attacks = "{DEFAULT_ATTACKS}",
-    losses: Annotated[
-        str, typer.Option(help="Comma list of attack losses: bce, dice, focal, dice_focal.")
-    ] = "{DEFAULT_LOSSES}",
+    losses: Losses = "{DEFAULT_LOSSES}",
     epsilons: Epsilons = "default",
-    steps: Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")] = 10,
-    alpha: Annotated[
-        float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
-    ] = None,
-    engines: Annotated[
-        str,
-        typer.Option(
-            help="Comma list of engines (CPU: {CPU_ENGINES}; GPU: {GPU_ENGINES}; see "
-            "`segshield engines`)."
-        ),
-    ] = "{DEFAULT_ENGINES}",
+    steps: AttackSteps = 10,
+    alpha: AttackAlpha = None,
+    engines: AuditEngines = "{DEFAULT_ENGINES}",
     engines_dir: EnginesDir = None,
     calibration_method: CalibrationMethod = "minmax",
     calibration_data: CalibrationData = None,
-    bench: Annotated[
-        bool, typer.Option(help="Measure each engine's latency into the report.")
-    ] = True,
-    target: Annotated[
-        str,
-        typer.Option(
-            help="Target of targeted attacks (asma): empty, other, shift:DY,DX, scale:F, file:PATH."
-        ),
-    ] = "empty",
-    asma_steps: Annotated[int, typer.Option(min=1, help="Step budget of ASMA.")] = 300,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    bench: Bench = True,
+    target: AttackTarget = "empty",
+    asma_steps: AsmaSteps = 300,
+    batch_size: BatchSize = 8,
     seed: int = 0,
-    policy: Annotated[
-        Path | None, typer.Option(help="Gate policy (TOML): exit 1 when a rule is crossed.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
-            "default: look for either in the current folder. Options given here override it."
-        ),
-    ] = None,
+    policy: PolicyFile = None,
+    config: SettingsFile = None,
     verbose: Verbose = False,
 ) -> None:
     """Attack the model on PyTorch, replay on the engines, write report.json and report.md."""

@@ -168,3 +168,61 @@ CalibrationMethod = Annotated[
 EnginesDir = Annotated[
     Path | None, typer.Option(help="Use engines built by `segshield export` (manifest).")
 ]
+
+# Options of `segshield audit` (kept here so that the command's signature stays readable).
+AuditOut = Annotated[Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")]
+AuditWeights = Annotated[
+    Path | None,
+    typer.Option(
+        help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json."
+    ),
+]
+ModelKwargs = Annotated[
+    str | None,
+    typer.Option(help="Keyword arguments of the factory as JSON, e.g. '{\"out_channels\": 3}'."),
+]
+AuditData = Annotated[
+    Path | None, typer.Option(help="Your dataset: images/+masks/ folders or BUSI layout.")
+]
+NumClasses = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="1: binary model (one sigmoid logit); N > 1: softmax model, masks are label "
+        "maps 0..N-1.",
+    ),
+]
+AuditLimit = Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")]
+Losses = Annotated[
+    str, typer.Option(help="Comma list of attack losses: bce, dice, focal, dice_focal.")
+]
+AttackSteps = Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")]
+AttackAlpha = Annotated[
+    float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
+]
+AuditEngines = Annotated[
+    str,
+    typer.Option(
+        help="Comma list of engines (CPU: {CPU_ENGINES}; GPU: {GPU_ENGINES}; see "
+        "`segshield engines`)."
+    ),
+]
+Bench = Annotated[bool, typer.Option(help="Measure each engine's latency into the report.")]
+AttackTarget = Annotated[
+    str,
+    typer.Option(
+        help="Target of targeted attacks (asma): empty, other, shift:DY,DX, scale:F, file:PATH."
+    ),
+]
+AsmaSteps = Annotated[int, typer.Option(min=1, help="Step budget of ASMA.")]
+BatchSize = Annotated[int, typer.Option(min=1)]
+PolicyFile = Annotated[
+    Path | None, typer.Option(help="Gate policy (TOML): exit 1 when a rule is crossed.")
+]
+SettingsFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
+        "default: look for either in the current folder. Options given here override it."
+    ),
+]

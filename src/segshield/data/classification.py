@@ -135,6 +135,24 @@ def _check_fraction(value: float, what: str) -> float:
     return v
 
 
+def _check_patch_parameters(
+    height: int, width: int, patch: int, stride: int, positive_min: float, negative_max: float
+) -> tuple[float, float]:
+    """Validate the patch grid and coverage thresholds; returns (positive_min, negative_max)."""
+    for what, value in (("patch", patch), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{what} must be an integer >= 1, got {value!r}")
+    if patch > min(height, width):
+        raise DataError(f"patch {patch} does not fit images of {height}x{width} px")
+    pos = _check_fraction(positive_min, "positive_min")
+    neg = _check_fraction(negative_max, "negative_max")
+    if not neg < pos:
+        raise DataError(
+            f"negative_max ({negative_max}) must be below positive_min ({positive_min})"
+        )
+    return pos, neg
+
+
 def patch_classification_from_segmentation(
     ds: SegDataset,
     patch: int = 32,
@@ -162,17 +180,7 @@ def patch_classification_from_segmentation(
         DataError: bad parameters, or no patch kept.
     """
     _, _, height, width = ds.images.shape
-    for what, value in (("patch", patch), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise DataError(f"{what} must be an integer >= 1, got {value!r}")
-    if patch > min(height, width):
-        raise DataError(f"patch {patch} does not fit images of {height}x{width} px")
-    pos = _check_fraction(positive_min, "positive_min")
-    neg = _check_fraction(negative_max, "negative_max")
-    if not neg < pos:
-        raise DataError(
-            f"negative_max ({negative_max}) must be below positive_min ({positive_min})"
-        )
+    pos, neg = _check_patch_parameters(height, width, patch, stride, positive_min, negative_max)
     area = patch * patch
     ys = range(0, height - patch + 1, stride)
     xs = range(0, width - patch + 1, stride)

@@ -107,6 +107,172 @@ def _legend_sample(series: Series, x: float, y: float) -> str:
     return line + _marker(series.marker, x + 14, y, series.color, series.label)
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The plot box in pixels and the data range it shows; maps data to pixel coordinates."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+
+    def px(self, x: float) -> float:
+        return self.left + (x - self.x_lo) / (self.x_hi - self.x_lo) * (self.right - self.left)
+
+    def py(self, y: float) -> float:
+        return self.bottom - (y - self.y_lo) / (self.y_hi - self.y_lo) * (self.bottom - self.top)
+
+
+def _x_range(
+    xs: Sequence[float], x_ticks: Sequence[float] | None
+) -> tuple[list[float], float, float]:
+    """x axis: the given ticks (epsilons) when they fit, else round values; (ticks, lo, hi)."""
+    ticks = sorted(set(x_ticks)) if x_ticks else nice_ticks(min(xs), max(xs))
+    lo = min([*ticks, *xs])
+    hi = max([*ticks, *xs])
+    if hi == lo:
+        hi = lo + 1.0
+    return ticks, lo, hi
+
+
+def _y_range(
+    ys: Sequence[float], y_bounds: tuple[float, float] | None
+) -> tuple[list[float], float, float]:
+    """y axis: round ticks around the values, clamped to y_bounds; (ticks, lo, hi)."""
+    ticks = nice_ticks(min(ys), max(ys))
+    if y_bounds is not None:
+        ticks = [t for t in ticks if y_bounds[0] - 1e-12 <= t <= y_bounds[1] + 1e-12]
+        if len(ticks) < 2:
+            ticks = nice_ticks(*y_bounds)
+    lo, hi = min([*ticks, *ys]), max([*ticks, *ys])
+    if hi == lo:
+        hi = lo + 1.0
+    return ticks, lo, hi
+
+
+def _y_ticks(frame: _Frame, ticks: Sequence[float], y_scale: float, y_unit: str) -> list[str]:
+    """Grid lines, tick marks and labels (``value * y_scale`` + unit) of the y axis."""
+    out = []
+    left, right = frame.left, frame.right
+    decimals = tick_decimals(ticks, y_scale)
+    for t in ticks:
+        y = frame.py(t)
+        out.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid" '
+            'stroke="#e3e6ea"/>'
+        )
+        out.append(
+            f'<line x1="{left - 5}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" stroke="#555"/>'
+            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            f"{escape(f'{t * y_scale:.{decimals}f}{y_unit}')}</text>"
+        )
+    return out
+
+
+def _x_ticks(frame: _Frame, ticks: Sequence[float], format_x: Callable[[float], str]) -> list[str]:
+    """Tick marks of the x axis; a label only where it keeps its distance from the last one."""
+    out = []
+    bottom = frame.bottom
+    last_label = -math.inf
+    for t in ticks:
+        x = frame.px(t)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#555"/>'
+        )
+        if x - last_label >= _MIN_LABEL_GAP:
+            out.append(
+                f'<text x="{x:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">'
+                f"{escape(format_x(t))}</text>"
+            )
+            last_label = x
+    return out
+
+
+def _axes(frame: _Frame, x_label: str, y_label: str) -> list[str]:
+    """The two axis lines and their titles."""
+    left, right, top, bottom = frame.left, frame.right, frame.top, frame.bottom
+    return [
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>',
+        f'<text x="{(left + right) / 2:.1f}" y="{bottom + 36}" text-anchor="middle" '
+        f'class="axis-title">{escape(x_label)}</text>',
+        f'<text transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle" class="axis-title">{escape(y_label)}</text>',
+    ]
+
+
+def _interval_bars(frame: _Frame, series: Sequence[Series]) -> list[str]:
+    """Error bars, nudged sideways per series so that overlapping ones stay visible."""
+    out = []
+    for j, s in enumerate(series):
+        shift = (j % 4 - 1.5) * 2.0
+        for x, lo, hi in s.drawable_intervals():
+            cx, y1, y2 = frame.px(x) + shift, frame.py(lo), frame.py(hi)
+            out.append(
+                f'<path class="interval" d="M{cx - 3:.1f},{y1:.1f}H{cx + 3:.1f}M{cx:.1f},'
+                f'{y1:.1f}V{y2:.1f}M{cx - 3:.1f},{y2:.1f}H{cx + 3:.1f}" stroke="{s.color}" '
+                f'stroke-width="1.2" stroke-opacity="0.55" fill="none"/>'
+            )
+    return out
+
+
+def _series_lines(
+    frame: _Frame, drawn: Sequence[tuple[Series, list[tuple[float, float]]]]
+) -> list[str]:
+    """One ``<polyline>`` per series with points."""
+    out = []
+    for s, pts in drawn:
+        if not pts:
+            continue
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        coords = " ".join(f"{frame.px(x):.1f},{frame.py(y):.1f}" for x, y in pts)
+        out.append(
+            f'<polyline class="series" data-series="{escape(s.label)}" points="{coords}" '
+            f'fill="none" stroke="{s.color}" stroke-width="2"{dash}/>'
+        )
+    return out
+
+
+def _point_markers(
+    frame: _Frame,
+    drawn: Sequence[tuple[Series, list[tuple[float, float]]]],
+    format_x: Callable[[float], str],
+    format_y: Callable[[float], str],
+) -> list[str]:
+    """A marker per point, its hover title ``label: x → y``."""
+    return [
+        _marker(
+            s.marker, frame.px(x), frame.py(y), s.color, f"{s.label}: {format_x(x)} → {format_y(y)}"
+        )
+        for s, pts in drawn
+        for x, y in pts
+    ]
+
+
+def _legend(frame: _Frame, series: Sequence[Series]) -> list[str]:
+    """The legend below the axes, `_LEGEND_COLUMNS` entries a row; long labels are cut."""
+    out = []
+    legend_top = frame.bottom + _AXIS_SPACE + 8
+    col_width = (frame.right - frame.left + _MARGIN_LEFT - 10) / _LEGEND_COLUMNS
+    for i, s in enumerate(series):
+        row, col = divmod(i, _LEGEND_COLUMNS)
+        x = 10 + col * col_width
+        y = legend_top + row * _LEGEND_ROW + 6
+        label = s.label if len(s.label) <= _LEGEND_CHARS else s.label[: _LEGEND_CHARS - 1] + "…"
+        if not s.drawable():
+            label += " (no data)"
+        out.append(
+            f'<g class="legend-item">{_legend_sample(s, x, y)}'
+            f'<text x="{x + 36:.1f}" y="{y + 4:.1f}" class="legend">{escape(label)}'
+            f"<title>{escape(s.label)}</title></text></g>"
+        )
+    return out
+
+
 def line_chart(
     series: Sequence[Series],
     *,
@@ -149,99 +315,15 @@ def line_chart(
         )
         xs, ys = [0.0, 1.0], [0.0, 1.0]
 
-    # x axis: the given ticks (epsilons) when they fit, else round values.
-    x_tick_values = sorted(set(x_ticks)) if x_ticks else nice_ticks(min(xs), max(xs))
-    x_lo = min([*x_tick_values, *xs])
-    x_hi = max([*x_tick_values, *xs])
-    if x_hi == x_lo:
-        x_hi = x_lo + 1.0
-
-    # y axis: round ticks around the values, clamped to y_bounds.
-    y_ticks = nice_ticks(min(ys), max(ys))
-    if y_bounds is not None:
-        y_ticks = [t for t in y_ticks if y_bounds[0] - 1e-12 <= t <= y_bounds[1] + 1e-12]
-        if len(y_ticks) < 2:
-            y_ticks = nice_ticks(*y_bounds)
-    y_lo, y_hi = min([*y_ticks, *ys]), max([*y_ticks, *ys])
-    if y_hi == y_lo:
-        y_hi = y_lo + 1.0
-
-    def px(x: float) -> float:
-        return left + (x - x_lo) / (x_hi - x_lo) * (right - left)
-
-    def py(y: float) -> float:
-        return bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)
-
-    decimals = tick_decimals(y_ticks, y_scale)
-    for t in y_ticks:
-        y = py(t)
-        out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid" '
-            'stroke="#e3e6ea"/>'
-        )
-        out.append(
-            f'<line x1="{left - 5}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" stroke="#555"/>'
-            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
-            f"{escape(f'{t * y_scale:.{decimals}f}{y_unit}')}</text>"
-        )
-    last_label = -math.inf
-    for t in x_tick_values:
-        x = px(t)
-        out.append(
-            f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" stroke="#555"/>'
-        )
-        if x - last_label >= _MIN_LABEL_GAP:
-            out.append(
-                f'<text x="{x:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">'
-                f"{escape(format_x(t))}</text>"
-            )
-            last_label = x
-    out += [
-        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>',
-        f'<text x="{(left + right) / 2:.1f}" y="{bottom + 36}" text-anchor="middle" '
-        f'class="axis-title">{escape(x_label)}</text>',
-        f'<text transform="translate(16 {(top + bottom) / 2:.1f}) rotate(-90)" '
-        f'text-anchor="middle" class="axis-title">{escape(y_label)}</text>',
-    ]
-
-    for j, s in enumerate(series):
-        # Error bars, nudged sideways per series so that overlapping ones stay visible.
-        shift = (j % 4 - 1.5) * 2.0
-        for x, lo, hi in s.drawable_intervals():
-            cx, y1, y2 = px(x) + shift, py(lo), py(hi)
-            out.append(
-                f'<path class="interval" d="M{cx - 3:.1f},{y1:.1f}H{cx + 3:.1f}M{cx:.1f},'
-                f'{y1:.1f}V{y2:.1f}M{cx - 3:.1f},{y2:.1f}H{cx + 3:.1f}" stroke="{s.color}" '
-                f'stroke-width="1.2" stroke-opacity="0.55" fill="none"/>'
-            )
-    for s, pts in drawn:
-        if not pts:
-            continue
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
-        out.append(
-            f'<polyline class="series" data-series="{escape(s.label)}" points="{coords}" '
-            f'fill="none" stroke="{s.color}" stroke-width="2"{dash}/>'
-        )
-    for s, pts in drawn:
-        for x, y in pts:
-            tip = f"{s.label}: {format_x(x)} → {format_y(y)}"
-            out.append(_marker(s.marker, px(x), py(y), s.color, tip))
-
-    legend_top = bottom + _AXIS_SPACE + 8
-    col_width = (right - left + _MARGIN_LEFT - 10) / _LEGEND_COLUMNS
-    for i, s in enumerate(series):
-        row, col = divmod(i, _LEGEND_COLUMNS)
-        x = 10 + col * col_width
-        y = legend_top + row * _LEGEND_ROW + 6
-        label = s.label if len(s.label) <= _LEGEND_CHARS else s.label[: _LEGEND_CHARS - 1] + "…"
-        if not s.drawable():
-            label += " (no data)"
-        out.append(
-            f'<g class="legend-item">{_legend_sample(s, x, y)}'
-            f'<text x="{x + 36:.1f}" y="{y + 4:.1f}" class="legend">{escape(label)}'
-            f"<title>{escape(s.label)}</title></text></g>"
-        )
+    x_tick_values, x_lo, x_hi = _x_range(xs, x_ticks)
+    y_tick_values, y_lo, y_hi = _y_range(ys, y_bounds)
+    frame = _Frame(left, right, top, bottom, x_lo, x_hi, y_lo, y_hi)
+    out += _y_ticks(frame, y_tick_values, y_scale, y_unit)
+    out += _x_ticks(frame, x_tick_values, format_x)
+    out += _axes(frame, x_label, y_label)
+    out += _interval_bars(frame, series)
+    out += _series_lines(frame, drawn)
+    out += _point_markers(frame, drawn, format_x, format_y)
+    out += _legend(frame, series)
     out.append("</svg>")
     return "\n".join(out)

@@ -125,6 +125,40 @@ def _versions() -> dict:
     }
 
 
+def _class_weights(train: ClassificationDataset) -> torch.Tensor:
+    """Cross-entropy weights inversely proportional to the class counts of `train`."""
+    counts = np.bincount(train.labels, minlength=len(train.classes)).astype(np.float64)
+    if (counts == 0).any():
+        raise SegShieldError(f"class weighting needs every class in train: {counts}")
+    return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+
+
+def _fit(
+    model: SmallCNN,
+    train: ClassificationDataset,
+    config: ClassifierTrainConfig,
+    weight: torch.Tensor | None,
+    gen: torch.Generator,
+) -> None:
+    """Adam on (weighted) cross-entropy over augmented, shuffled batches, in place."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    images = torch.from_numpy(train.images)
+    labels = torch.from_numpy(train.labels)
+    n = len(train)
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(0, n, config.batch_size):
+            b = order[s : s + config.batch_size]
+            loss = F.cross_entropy(model(augment_images(images[b], gen)), labels[b], weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        log.info("epoch %d/%d ce %.4f", epoch + 1, config.epochs, total / n)
+
+
 def train_patch_classifier(
     config: ClassifierTrainConfig,
     train: ClassificationDataset,
@@ -148,28 +182,8 @@ def train_patch_classifier(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     model = SmallCNN(train.image_shape[0], len(train.classes), config.width, config.hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    images = torch.from_numpy(train.images)
-    labels = torch.from_numpy(train.labels)
-    counts = np.bincount(train.labels, minlength=len(train.classes)).astype(np.float64)
-    weight = None
-    if config.class_weighted:
-        if (counts == 0).any():
-            raise SegShieldError(f"class weighting needs every class in train: {counts}")
-        weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
-    n = len(train)
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for s in range(0, n, config.batch_size):
-            b = order[s : s + config.batch_size]
-            loss = F.cross_entropy(model(augment_images(images[b], gen)), labels[b], weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        log.info("epoch %d/%d ce %.4f", epoch + 1, config.epochs, total / n)
+    weight = _class_weights(train) if config.class_weighted else None
+    _fit(model, train, config, weight, gen)
     metrics = evaluate_classifier(model, test)
     train_metrics = evaluate_classifier(model, train)
     out_dir = Path(out_dir)

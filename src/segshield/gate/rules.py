@@ -1,0 +1,275 @@
+"""One gate rule: its selectors and bound (`Rule`), and the validation of a ``[[rules]]`` table.
+
+The policy file format, the metrics and the selector semantics are described in
+:mod:`segshield.gate.policy`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from segshield.epsilon import format_epsilon, parse_epsilon
+from segshield.results import CLEAN, COMPARISONS, SOURCE_ENGINE
+from segshield.results.catalogue import (
+    CI_BOUNDS,
+    GATE_METRICS,
+    METRIC_FIELDS,
+    PERTURBATION_METRICS,
+)
+
+EPSILON_TOLERANCE = 1e-9
+
+# The catalogue is generated from the result types (segshield.results.catalogue): a metric
+# added to Metrics, a comparison or a perturbation field is gateable without editing the gate.
+ENGINE_METRICS = METRIC_FIELDS
+EVAL_METRICS = COMPARISONS
+# Bootstrap confidence bounds over images (EngineEval.ci): gate on "Dice's lower bound >= x".
+CI_METRICS = CI_BOUNDS
+METRICS = GATE_METRICS
+# Metrics defined against the source engine: meaningless on the source itself.
+SOURCE_RELATIVE_METRICS = (
+    "disagreement",
+    "dice_gap",
+    "transfer_ratio",
+    "fooled_source_only",
+    "fooled_engine_only",
+)
+
+_RULE_KEYS = (
+    "name",
+    "metric",
+    "attack",
+    "loss",
+    "engine",
+    "epsilon",
+    "epsilon_min",
+    "epsilon_max",
+    "min",
+    "max",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One bound on one metric over the audit measurements its selectors pick.
+
+    ``attacks``/``losses``/``engines`` are lower-cased names, or None for "*".
+    """
+
+    name: str
+    metric: str
+    bound: str  # "min" | "max"
+    threshold: float
+    attacks: tuple[str, ...] | None = None
+    losses: tuple[str, ...] | None = None
+    engines: tuple[str, ...] | None = None
+    epsilon: float | None = None
+    epsilon_min: float | None = None
+    epsilon_max: float | None = None
+
+    @property
+    def per_engine(self) -> bool:
+        """False for perturbation metrics, which are one value per cell."""
+        return self.metric not in PERTURBATION_METRICS
+
+    @property
+    def selects_clean(self) -> bool:
+        return self.attacks is not None and CLEAN in self.attacks
+
+    def matches_attack(self, attack: str) -> bool:
+        return self.attacks is None or attack.lower() in self.attacks
+
+    def matches_loss(self, loss: str) -> bool:
+        return self.losses is None or loss.lower() in self.losses
+
+    def matches_epsilon(self, epsilon: float) -> bool:
+        tol = EPSILON_TOLERANCE
+        if self.epsilon is not None and abs(epsilon - self.epsilon) > tol:
+            return False
+        if self.epsilon_min is not None and epsilon < self.epsilon_min - tol:
+            return False
+        return not (self.epsilon_max is not None and epsilon > self.epsilon_max + tol)
+
+    def matches_engine(self, engine: str) -> bool:
+        if self.engines is None:
+            return not (self.metric in SOURCE_RELATIVE_METRICS and engine == SOURCE_ENGINE)
+        return engine.lower() in self.engines
+
+    def satisfied_by(self, value: float) -> bool:
+        """Inclusive bound: a value equal to the threshold passes."""
+        return value >= self.threshold if self.bound == "min" else value <= self.threshold
+
+
+def _selector(value: Any, key: str) -> tuple[str, ...] | None:
+    """Map '*' to None and a name or list of names to a lower-cased tuple; else ValueError."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"'{key}' must be a name, a non-empty list of names, or '*'")
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"'{key}' must hold non-empty strings, got {value!r}")
+    cleaned = tuple(n.strip().lower() for n in names)
+    if "*" in cleaned:
+        if len(cleaned) > 1:
+            raise ValueError(f"'{key}' cannot combine '*' with names")
+        return None
+    return cleaned
+
+
+def _describe(
+    metric: str,
+    bound: str,
+    threshold: float,
+    selectors: dict[str, tuple[str, ...] | None],
+    eps: dict[str, float | None],
+) -> str:
+    """A generated rule name such as ``dice >= 0.5 [attack=pgd, eps<=4/255]``."""
+    parts = [f"{k}={','.join(v)}" for k, v in selectors.items() if v is not None]
+    for key, op in (("epsilon", "="), ("epsilon_min", ">="), ("epsilon_max", "<=")):
+        if eps[key] is not None:
+            parts.append(f"eps{op}{format_epsilon(eps[key])}")
+    text = f"{metric} {'>=' if bound == 'min' else '<='} {threshold:g}"
+    return f"{text} [{', '.join(parts)}]" if parts else text
+
+
+def _check_rule_keys(raw: dict[str, Any], label: str, problems: list[str]) -> None:
+    """Unknown keys and a malformed optional 'name'."""
+    unknown = [k for k in raw if k not in _RULE_KEYS]
+    if unknown:
+        problems.append(
+            f"{label}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"valid keys: {', '.join(_RULE_KEYS)}"
+        )
+    name = raw.get("name")
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        problems.append(f"{label}: 'name' must be a non-empty string, got {name!r}")
+
+
+def _parse_metric(raw: dict[str, Any], label: str, problems: list[str]) -> str | None:
+    """The required 'metric', lower-cased; None (with a problem) when missing or unknown."""
+    metric = raw.get("metric")
+    if metric is None:
+        problems.append(f"{label}: 'metric' is required; valid metrics: {', '.join(METRICS)}")
+        return None
+    if not isinstance(metric, str) or metric.strip().lower() not in METRICS:
+        problems.append(f"{label}: unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+        return None
+    return metric.strip().lower()
+
+
+def _parse_bound(
+    raw: dict[str, Any], label: str, problems: list[str]
+) -> tuple[str | None, float | None]:
+    """Exactly one of 'min'/'max' with a finite number: (bound, threshold), None where bad."""
+    given = [b for b in ("min", "max") if b in raw]
+    if len(given) == 2:
+        problems.append(f"{label}: give exactly one of 'min' or 'max', not both")
+        return None, None
+    if not given:
+        problems.append(f"{label}: one of 'min' or 'max' is required")
+        return None, None
+    bound = given[0]
+    value = raw[bound]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        problems.append(f"{label}: '{bound}' must be a finite number, got {value!r}")
+        return bound, None
+    return bound, float(value)
+
+
+def _parse_selectors(
+    raw: dict[str, Any], label: str, problems: list[str]
+) -> dict[str, tuple[str, ...] | None]:
+    """The attack/loss/engine selectors; a bad one is reported and treated as '*'."""
+    selectors: dict[str, tuple[str, ...] | None] = {}
+    for key in ("attack", "loss", "engine"):
+        try:
+            selectors[key] = _selector(raw.get(key, "*"), key)
+        except ValueError as exc:
+            problems.append(f"{label}: {exc}")
+            selectors[key] = None
+    return selectors
+
+
+def _parse_epsilon_range(
+    raw: dict[str, Any], label: str, problems: list[str]
+) -> dict[str, float | None]:
+    """epsilon / epsilon_min / epsilon_max (None where absent or bad) and their consistency."""
+    eps: dict[str, float | None] = {}
+    for key in ("epsilon", "epsilon_min", "epsilon_max"):
+        eps[key] = None
+        if key in raw:
+            try:
+                eps[key] = parse_epsilon(raw[key])
+            except ValueError as exc:
+                problems.append(f"{label}: '{key}': {exc}")
+    if "epsilon" in raw and ("epsilon_min" in raw or "epsilon_max" in raw):
+        problems.append(f"{label}: 'epsilon' (exact) cannot be combined with epsilon_min/_max")
+    lo, hi = eps["epsilon_min"], eps["epsilon_max"]
+    if lo is not None and hi is not None and lo > hi + EPSILON_TOLERANCE:
+        problems.append(f"{label}: epsilon_min {raw['epsilon_min']!r} > epsilon_max {hi!r}")
+    return eps
+
+
+def _check_measurable(
+    metric: str | None,
+    selectors: dict[str, tuple[str, ...] | None],
+    eps: dict[str, float | None],
+    label: str,
+    problems: list[str],
+) -> None:
+    """Selector/metric combinations that can never be measured are typos, not empty matches."""
+    attacks, engines = selectors["attack"], selectors["engine"]
+    only_clean = attacks == (CLEAN,)
+    if metric in PERTURBATION_METRICS:
+        if engines is not None:
+            problems.append(
+                f"{label}: metric {metric!r} is engine-independent; drop 'engine' or use '*'"
+            )
+        if attacks is not None and CLEAN in attacks:
+            problems.append(f"{label}: the clean evaluation has no perturbation ({metric!r})")
+    if metric is not None and metric.startswith("attack_success") and only_clean:
+        problems.append(f"{label}: the clean evaluation has no 'attack_success'")
+    if metric in SOURCE_RELATIVE_METRICS and engines is not None and SOURCE_ENGINE in engines:
+        problems.append(
+            f"{label}: {metric!r} compares an engine with the source {SOURCE_ENGINE!r}; "
+            "it is not defined on the source itself"
+        )
+    if only_clean and (selectors["loss"] is not None or any(v is not None for v in eps.values())):
+        problems.append(f"{label}: 'loss' and epsilon selectors do not apply to attack='clean'")
+
+
+def parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
+    """One [[rules]] table -> Rule, appending every problem found to `problems`."""
+    label = f"rule {index}"
+    if not isinstance(raw, dict):
+        problems.append(f"{label}: must be a table ([[rules]]), got {type(raw).__name__}")
+        return None
+    if isinstance(raw.get("name"), str) and raw["name"].strip():
+        label = f"rule {index} ({raw['name']!r})"
+    start = len(problems)
+
+    _check_rule_keys(raw, label, problems)
+    metric = _parse_metric(raw, label, problems)
+    bound, threshold = _parse_bound(raw, label, problems)
+    selectors = _parse_selectors(raw, label, problems)
+    eps = _parse_epsilon_range(raw, label, problems)
+    _check_measurable(metric, selectors, eps, label, problems)
+
+    if len(problems) > start or metric is None or bound is None or threshold is None:
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str):
+        name = _describe(metric, bound, threshold, selectors, eps)
+    return Rule(
+        name=name.strip(),
+        metric=metric,
+        bound=bound,
+        threshold=threshold,
+        attacks=selectors["attack"],
+        losses=selectors["loss"],
+        engines=selectors["engine"],
+        epsilon=eps["epsilon"],
+        epsilon_min=eps["epsilon_min"],
+        epsilon_max=eps["epsilon_max"],
+    )
