@@ -105,6 +105,13 @@ def add_calibration_overlap(ctx: BuildContext, result: BuildResult) -> None:
         )
 
 
+def primary_path(spec: EngineSpec, record: EngineRecord, what: str) -> str:
+    """The path of the file a runner executes; BuildFailed naming `what` when there is none."""
+    if record.primary is None:
+        raise BuildFailed(f"engine {spec.name} has no {what} artifact")
+    return record.primary.path
+
+
 def cuda_device(spec: EngineSpec, options: BuildOptions) -> str:
     """The torch device string of `spec`: "cpu", or "cuda:<options.cuda_device>"."""
     return "cpu" if spec.device == "cpu" else f"cuda:{options.cuda_device}"
@@ -117,4 +124,5 @@ __all__ = [
     "add_calibration_overlap",
     "cuda_device",
     "get_backend",
+    "primary_path",
 ]

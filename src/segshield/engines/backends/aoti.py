@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from segshield.engines.aoti_runner import AotiRunner
-from segshield.engines.backends import BuildFailed, BuildResult, cuda_device
+from segshield.engines.backends import BuildResult, cuda_device, primary_path
 from segshield.engines.records import Artifact
 
 if TYPE_CHECKING:
@@ -69,12 +69,10 @@ class AotiBackend:
         model: nn.Module | None,
         options: BuildOptions,
     ) -> Runner:
-        primary = record.primary
-        if primary is None:
-            raise BuildFailed(f"engine {spec.name} has no .pt2 artifact")
+        path = primary_path(spec, record, ".pt2")
         chw = record.details.get("input_chw")
         return AotiRunner(
-            primary.path,
+            path,
             device=cuda_device(spec, options),
             precision=spec.precision,
             input_chw=tuple(chw) if chw else None,

@@ -11,7 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segshield.engines.backends import BuildFailed, BuildResult, add_calibration_overlap
+from segshield.engines.backends import (
+    BuildFailed,
+    BuildResult,
+    add_calibration_overlap,
+    primary_path,
+)
 from segshield.engines.records import Artifact
 from segshield.engines.registry import CPU_PROVIDER, CUDA_PROVIDER, TENSORRT_PROVIDER, OnnxGraph
 from segshield.errors import EngineUnavailableError
@@ -310,11 +315,9 @@ class OrtBackend:
     ) -> Runner:
         from segshield.engines.ort_runner import OrtRunner
 
-        primary = record.primary
-        if primary is None:
-            raise BuildFailed(f"engine {spec.name} has no ONNX artifact")
+        path = primary_path(spec, record, "ONNX")
         return OrtRunner(
-            primary.path,
+            path,
             providers=_providers(spec, record, options),
             session_options=session_options(options),
             name=spec.name,

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from segshield.engines.backends import BuildFailed, BuildResult, add_calibration_overlap
+from segshield.engines.backends import (
+    BuildFailed,
+    BuildResult,
+    add_calibration_overlap,
+    primary_path,
+)
 from segshield.engines.records import Artifact
 from segshield.lazy import tensorrt_unavailable_reason
 
@@ -77,11 +82,9 @@ class TensorRTBackend:
     ) -> Runner:
         from segshield.engines.tensorrt_runner import TensorRTRunner
 
-        primary = record.primary
-        if primary is None:
-            raise BuildFailed(f"engine {spec.name} has no .plan artifact")
+        path = primary_path(spec, record, ".plan")
         return TensorRTRunner(
-            primary.path,
+            path,
             precision=spec.precision,
             device=f"cuda:{options.cuda_device}",
             name=spec.name,
