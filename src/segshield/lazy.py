@@ -65,3 +65,24 @@ def trt_logger(trt: ModuleType) -> Any:
 
 
 __all__ = ["import_onnxruntime", "import_tensorrt", "tensorrt_unavailable_reason", "trt_logger"]
+
+
+# Distributions that provide an importable module under another name.
+_DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "tensorrt": ("tensorrt",)}
+
+
+def installed_version(module: str) -> str | None:
+    """The installed version of `module` without importing it (importing onnxruntime costs
+    about a second): from the module if already loaded, else from the package metadata."""
+    import sys
+    from importlib import metadata
+
+    loaded = sys.modules.get(module)
+    if loaded is not None and hasattr(loaded, "__version__"):
+        return str(loaded.__version__)
+    for dist in _DISTRIBUTIONS.get(module, (module,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None

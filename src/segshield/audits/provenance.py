@@ -13,20 +13,12 @@ import torch
 
 import segshield
 from segshield.hashing import sha256_file
+from segshield.lazy import installed_version
 from segshield.models import LoadedModel
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _ort_version() -> str | None:
-    try:
-        import onnxruntime
-
-        return str(onnxruntime.__version__)
-    except ImportError:
-        return None
 
 
 def provenance(
@@ -48,7 +40,7 @@ def provenance(
     return {
         "segshield": segshield.__version__,
         "torch": torch.__version__,
-        "onnxruntime": _ort_version(),
+        "onnxruntime": installed_version("onnxruntime"),
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -32,6 +32,7 @@ from segshield.engines.registry import ENGINE_SPECS, EngineSpec, resolve_engine_
 from segshield.enums import Status
 from segshield.errors import DataError, EngineUnavailableError, SegShieldError
 from segshield.exporters.calibration import CALIBRATION_METHODS
+from segshield.lazy import installed_version
 
 logger = logging.getLogger(__name__)
 
@@ -380,10 +381,7 @@ def _versions() -> dict[str, Any]:
         "cpu_threads": os.cpu_count(),
     }
     for module in ("onnxruntime", "onnx"):
-        try:
-            versions[module] = str(__import__(module).__version__)
-        except ImportError:
-            versions[module] = None
+        versions[module] = installed_version(module)
     return versions
 
 
