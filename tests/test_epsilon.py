@@ -65,6 +65,9 @@ def test_parse_epsilons_lists_and_presets() -> None:
     assert parse_epsilons("2/255, 0.5,") == (2 / 255, 0.5)
     assert parse_epsilons(["1/255", 0.5]) == (1 / 255, 0.5)
     assert parse_epsilons(0.25) == (0.25,)
+    # seed mammography's classifier sweep, usable in settings files too
+    seed = parse_epsilons("seed")
+    assert seed[0] == 0.0 and seed[-1] == 0.3 and 8 / 255 in seed and len(seed) == 9
 
 
 def test_parse_epsilons_lists_every_bad_item() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segshield.audits import AuditReport
+from segshield.epsilon import SEED_CLASSIFIER_EPSILONS
 from segshield.errors import ReportError, SegShieldError
 from segshield.gate import GateResult, Policy, evaluate
 from segshield.reports import (
@@ -108,10 +109,6 @@ def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateRes
     """Evaluate a policy against a report.json written earlier."""
     report = read_report(report_path)
     return report, evaluate(report, policy)
-
-
-# The seed mammography sweep: small budgets (imperceptible) and large ones (maximum damage).
-SEED_CLASSIFIER_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.05, 0.1, 0.15, 0.3)
 
 
 def classifier_config(out_dir: Path, **options: object) -> AuditConfig:

@@ -19,9 +19,13 @@ MISSING = "—"
 DEFAULT_EPSILONS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 # Seed advunet sweeps FGSM over 0.1 .. 0.9; offered with --epsilons advunet.
 ADVUNET_EPSILONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# Seed mammography (classifier): small budgets (imperceptible) and large ones, with 0 = clean.
+SEED_CLASSIFIER_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.05, 0.1, 0.15, 0.3)
+
 EPSILON_PRESETS: dict[str, tuple[float, ...]] = {
     "default": DEFAULT_EPSILONS,
     "advunet": ADVUNET_EPSILONS,
+    "seed": SEED_CLASSIFIER_EPSILONS,
 }
 
 # An epsilon is shown as k/255 when eps * 255 is this close to an integer.
@@ -124,6 +128,7 @@ __all__ = [
     "DEFAULT_EPSILONS",
     "EPSILON_PRESETS",
     "MISSING",
+    "SEED_CLASSIFIER_EPSILONS",
     "format_epsilon",
     "parse_epsilon",
     "parse_epsilons",

@@ -101,3 +101,14 @@ def test_markdown_compares_losses_and_shows_targeted_columns(suite_report, tmp_p
     md = render_markdown(losses)
     assert "## Attack losses compared" in md
     assert all(f"AS {loss}" in md for loss in ("bce", "dice", "focal", "dice_focal"))
+
+
+def test_targeted_attacks_are_skipped_where_they_do_not_apply() -> None:
+    from segshield.audits.plan import skip_reason
+    from segshield.enums import TaskKind
+
+    assert skip_reason("asma", TaskKind.BINARY) is None
+    assert skip_reason("asma", TaskKind.MULTICLASS) is None
+    assert "targeted" in skip_reason("asma", TaskKind.CLASSIFICATION)
+    assert "one per label" in skip_reason("asma", TaskKind.MULTILABEL)
+    assert skip_reason("pgd", TaskKind.MULTILABEL) is None

@@ -366,3 +366,19 @@ def test_classification_through_the_cli_alias_config_matches_the_library(
     assert [c.id for c in report.cells] == [
         AuditCell.make_id(a, "bce", e) for a in ("fgsm", "bim", "pgd") for e in EPS
     ]
+
+
+def test_a_class_without_images_is_undefined_not_perfect(
+    model: nn.Module, test_patches: ClassificationDataset, tmp_path: Path
+) -> None:
+    only_nuclei = np.flatnonzero(test_patches.labels == 1)[:4]
+    data = ClassificationDataset(
+        test_patches.images[only_nuclei],
+        test_patches.labels[only_nuclei],
+        tuple(test_patches.names[i] for i in only_nuclei),
+        test_patches.source,
+    )
+    rep = classify(model, data, tmp_path, attacks=("fgsm",), epsilons=(0.0,), n_boot=0)
+    accuracy = per_class_accuracy(src(rep))
+    assert accuracy["background"] is None  # no background image: undefined (null in JSON)
+    assert accuracy["nucleus"] == src(rep).metrics.accuracy

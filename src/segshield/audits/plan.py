@@ -61,6 +61,8 @@ def skip_reason(attack: str, task: TaskKind) -> str | None:
             "targeted attack: it needs labels to reach, and this audit attacks the true labels "
             "(untargeted)"
         )
+    if task == TaskKind.MULTILABEL and ATTACKS[attack].targeted:
+        return "targeted attack: its targets are one mask per image, not one per label"
     return None
 
 

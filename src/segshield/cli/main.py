@@ -265,8 +265,8 @@ def audit_classifier(
     """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε. The same audit as
     `segshield audit` with task "classification" on labelled patches; the same reports."""
     setup_logging(verbose)
-    from segshield.api import SEED_CLASSIFIER_EPSILONS, classifier_config
     from segshield.api import audit as run
+    from segshield.api import classifier_config
 
     with error_boundary():
         from segshield.errors import SegShieldError
@@ -281,9 +281,7 @@ def audit_classifier(
             "stride": stride,
             "limit": limit,
             "attacks": split_list(attacks),
-            "epsilons": SEED_CLASSIFIER_EPSILONS
-            if epsilons == "seed"
-            else epsilons_option(epsilons),
+            "epsilons": epsilons_option(epsilons),
             "steps": steps,
             "seed": seed,
         }

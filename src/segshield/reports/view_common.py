@@ -305,8 +305,9 @@ def transfer_section(report: AuditReport) -> Section:
     label = PRIMARY_LABEL.get(primary, primary)
     intro = (
         f"The adversarial images are crafted once on {SOURCE_ENGINE} and replayed on every "
-        f"engine. {label} gap: the engine's Dice minus {SOURCE_ENGINE}'s on the same inputs, in "
-        "percentage points; disagreement: share of predictions that differ from it; transfer "
+        f"engine. Dice gap: the engine's Dice (for a classifier its macro F1; {label} is in the "
+        f"tables above) minus {SOURCE_ENGINE}'s on the same inputs, in percentage points; "
+        "disagreement: share of predictions that differ from it; transfer "
         "ratio: the engine's attack success over the source's; fooled source only / engine "
         "only: share of images fooled on one side only (quantization can mask or amplify an "
         "attack)."

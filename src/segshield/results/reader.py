@@ -46,7 +46,7 @@ def report_from_dict(raw: Any) -> AuditReport:
             f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     try:
-        return AuditReport(
+        report = AuditReport(
             provenance=raw["provenance"],
             config=raw["config"],
             model=raw["model"],
@@ -62,3 +62,16 @@ def report_from_dict(raw: Any) -> AuditReport:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReportError(f"malformed audit report: {exc!r}") from exc
+    if version == 1:
+        _from_v1(report)
+    return report
+
+
+def _from_v1(report: AuditReport) -> None:
+    """Schema 1 did not record the activation: a multi-class report's was softmax."""
+    if report.task != TaskKind.MULTICLASS:
+        return
+    evals = [*report.clean.values(), *(ev for c in report.cells for ev in c.engines.values())]
+    for ev in evals:
+        if ev.metrics is not None:
+            ev.metrics.activation = "softmax"

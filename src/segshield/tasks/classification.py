@@ -47,6 +47,9 @@ class ClassificationTask:
             Activation.SOFTMAX,
             self.num_classes,
             background=None,  # every class counts: a classifier has no background
+            # A class with no image (and no prediction) is undefined, not perfect: NaN is
+            # skipped by the means and shown as missing.
+            empty_value=float("nan"),
             keep_predictions=True,
             class_names=self.class_names,
         )
