@@ -208,6 +208,16 @@ def _binary_counts(p: np.ndarray, t: np.ndarray) -> ConfusionCounts:
     return ConfusionCounts(tp, fp, fn, p.shape[2] - tp - fp - fn)
 
 
+def _one_channel_pair(pred: object, target: object, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays of one shape, (N, H, W) or (N, 1, H, W); ValueError naming both shapes."""
+    p, t = np.asarray(pred), np.asarray(target)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target shapes differ: pred {p.shape} vs target {t.shape}")
+    if p.ndim not in (3, 4) or (p.ndim == 4 and p.shape[1] != 1):
+        raise ValueError(f"pred and target must be {form}, got pred {p.shape} and target {t.shape}")
+    return p, t
+
+
 def confusion_counts(pred: np.ndarray, target: np.ndarray) -> ConfusionCounts:
     """Counts of binary masks, shape (N, 1).
 
@@ -217,14 +227,7 @@ def confusion_counts(pred: np.ndarray, target: np.ndarray) -> ConfusionCounts:
     Raises:
         ValueError: shapes differ (both are named), wrong rank, or non-binary values.
     """
-    p, t = np.asarray(pred), np.asarray(target)
-    if p.shape != t.shape:
-        raise ValueError(f"pred and target shapes differ: pred {p.shape} vs target {t.shape}")
-    if p.ndim not in (3, 4) or (p.ndim == 4 and p.shape[1] != 1):
-        raise ValueError(
-            f"pred and target must be (N,1,H,W) or (N,H,W) binary masks, got pred {p.shape} "
-            f"and target {t.shape}"
-        )
+    p, t = _one_channel_pair(pred, target, "(N,1,H,W) or (N,H,W) binary masks")
     pb, tb = check_binary_mask("pred", p), check_binary_mask("target", t)
     n = pb.shape[0]
     return _binary_counts(pb.reshape(n, 1, -1), tb.reshape(n, 1, -1))
@@ -284,14 +287,7 @@ def multiclass_confusion_counts(
         raise ValueError(f"num_classes must be an int, got {num_classes!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    p, t = np.asarray(pred), np.asarray(target)
-    if p.shape != t.shape:
-        raise ValueError(f"pred and target shapes differ: pred {p.shape} vs target {t.shape}")
-    if p.ndim not in (3, 4) or (p.ndim == 4 and p.shape[1] != 1):
-        raise ValueError(
-            f"pred and target must be (N,H,W) or (N,1,H,W) label maps, got pred {p.shape} and "
-            f"target {t.shape}"
-        )
+    p, t = _one_channel_pair(pred, target, "(N,H,W) or (N,1,H,W) label maps")
     c = int(num_classes)
     return labels_confusion(check_label_map("pred", p, c), check_label_map("target", t, c), c)
 
