@@ -20,7 +20,7 @@ else:  # pragma: no cover - Python 3.10
             return str(self.value)
 
 
-__all__ = ["Activation", "Status", "StrEnum", "TaskKind"]
+__all__ = ["Activation", "Health", "Status", "StrEnum", "TaskKind"]
 
 
 class Status(StrEnum):
@@ -51,3 +51,12 @@ class TaskKind(StrEnum):
     MULTICLASS = "multiclass"  # (N, C, H, W) softmax logits, label-map masks
     MULTILABEL = "multilabel"  # (N, C, H, W) independent sigmoids, (N, C, H, W) masks
     CLASSIFICATION = "classification"  # (N, K) softmax logits, one label per image
+
+
+class Health(StrEnum):
+    """How well an engine that runs agrees with the source on clean images (its clean mask
+    agreement against the source's thresholds, see :mod:`segshield.engines.health`)."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # runs, but its clean masks drift from the source's
+    FAILED = "failed"  # runs, but its clean masks are not the source's (or it cannot run)

@@ -57,7 +57,13 @@ class AuditConfig:
     batch_size: int = 8
     seed: int = 0
     threshold: float = 0.5
+    # FP32 ONNX export check: |ORT - torch| <= parity_atol + parity_rtol * max|source logit|
     parity_atol: float = 1e-4
+    parity_rtol: float = 1e-5
+    # engine health from clean mask agreement with the source (engines/health.py)
+    health_ok_min: float = 0.97
+    health_failed_below: float = 0.80
+    parity_images: int = 64  # images the build-time probability parity uses (health: all)
     opset: int = 18
     target: str = "empty"  # targeted attacks: empty | other | shift:DY,DX | scale:F | file:PATH
     asma_steps: int = 300
@@ -97,6 +103,13 @@ class AuditConfig:
             problems.append(
                 f"task must be auto or one of {', '.join(TASK_KINDS)}, got {self.task!r}"
             )
+        if not 0.0 <= self.health_failed_below <= self.health_ok_min <= 1.0:
+            problems.append(
+                "health thresholds need 0 <= health_failed_below <= health_ok_min <= 1, got "
+                f"{self.health_failed_below} and {self.health_ok_min}"
+            )
+        if self.parity_atol < 0 or self.parity_rtol < 0 or self.parity_images < 1:
+            problems.append("parity_atol and parity_rtol must be >= 0, parity_images >= 1")
         if self.patch < 8 or self.stride < 1:
             problems.append("patch must be >= 8 and stride >= 1")
         if problems:

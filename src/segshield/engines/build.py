@@ -26,6 +26,11 @@ from torch import nn
 
 from segshield.engines.backends import BuildFailed, BuildResult, get_backend
 from segshield.engines.base import Runner, infer_batched
+from segshield.engines.health import (
+    DEFAULT_FAILED_BELOW,
+    DEFAULT_OK_MIN,
+    HealthThresholds,
+)
 from segshield.engines.parity import parity_stats
 from segshield.engines.records import EngineRecord
 from segshield.engines.registry import ENGINE_SPECS, EngineSpec, resolve_engine_names
@@ -43,9 +48,13 @@ _PARITY_BATCH = 8
 class BuildOptions:
     """Knobs of the engine builds (all recorded in the manifest).
 
-    opset/export_atol: FP32 ONNX export (see `onnx_from_torch`). threshold: mask threshold
-    for parity. calibration_*: static INT8 (method "minmax" | "entropy" | "percentile", images
-    per calibration batch, a provenance label such as "bundled:nuclei/train").
+    opset/export_atol/export_rtol: FP32 ONNX export check (see `onnx_from_torch`: |ORT - torch|
+    <= atol + rtol * max|logit|, so the check means the same for any logit scale). threshold /
+    activation: how logits become masks for parity ("sigmoid" | "softmax"; None: sigmoid for
+    one channel, else softmax). health_ok_min / health_failed_below: mask agreement with the
+    source an engine needs to be healthy (`segshield.engines.health`). calibration_*: static
+    INT8 (method "minmax" | "entropy" | "percentile", images per calibration batch, a
+    provenance label such as "bundled:nuclei/train").
     int8_per_channel/int8_preprocess: ORT quantization. aoti_max_batch: largest batch of the
     AOTInductor packages. cuda_device: GPU index for CUDA/TensorRT engines. trt_*: TensorRT
     optimisation profile and workspace; trt_engine_cache: ORT-TensorRT engine cache on disk.
@@ -54,7 +63,11 @@ class BuildOptions:
 
     opset: int = 18
     export_atol: float = 1e-4
+    export_rtol: float = 1e-5
     threshold: float = 0.5
+    activation: str | None = None
+    health_ok_min: float = DEFAULT_OK_MIN
+    health_failed_below: float = DEFAULT_FAILED_BELOW
     calibration_method: str = "minmax"
     calibration_batch_size: int = 8
     calibration_source: str | None = None
@@ -82,8 +95,18 @@ class BuildOptions:
                 problems.append(f"{name} must be >= 1")
         if self.trt_opt_batch > self.trt_max_batch:
             problems.append("trt_opt_batch must be <= trt_max_batch")
+        if self.activation not in (None, "sigmoid", "softmax"):
+            problems.append(f"activation must be sigmoid or softmax, got {self.activation!r}")
+        try:
+            self.health()
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError("; ".join(problems))
+
+    def health(self) -> HealthThresholds:
+        """The engine health thresholds of these options."""
+        return HealthThresholds(self.health_ok_min, self.health_failed_below)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

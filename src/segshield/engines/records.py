@@ -63,7 +63,9 @@ class EngineRecord:
     providers: what actually runs (torch device, or ORT execution providers in use).
     status/reason: OK, or UNAVAILABLE/ERROR with the reason. artifacts: files, the one the
     runner executes first. build_seconds: build plus load time. parity: clean parity against
-    the PyTorch source (`parity_stats`). notes: report-ready sentences (e.g. what FP16 on a
+    the PyTorch source (`parity_stats`). health: the engine's clean agreement with the source
+    on the audited images (`segshield.engines.health.EngineHealth.to_dict()`; None until an
+    audit measured it). notes: report-ready sentences (e.g. what FP16 on a
     CPU really computes). details: exporter facts the loader needs again (input size, batch
     limits, calibration digest).
     """
@@ -78,6 +80,7 @@ class EngineRecord:
     artifacts: list[Artifact] = field(default_factory=list)
     build_seconds: float | None = None
     parity: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 

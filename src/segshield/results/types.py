@@ -87,6 +87,7 @@ class Metrics:
     pixel_error_rms: float | None = None
     dice_per_image_mean: float | None = None
     n_images: int = 0
+    n_empty_truth: int = 0  # images whose ground truth has no foreground
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -275,6 +276,8 @@ class AuditReport:
     latency: list[dict] | None = None
     build: dict | None = None  # engine build facts: calibration source/digest, ONNX export
     skipped: list[dict] = field(default_factory=list)
+    # content hash of the measured sections (segshield.results.integrity), set when written
+    integrity: dict | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = REPORT_KIND
 
