@@ -51,6 +51,7 @@ class AuditConfig:
     engines_dir: Path | None = None  # engines built earlier by `segshield export`
     calibration_method: str = "minmax"  # static INT8: minmax | entropy | percentile
     calibration_data: Path | None = None  # INT8 calibration images (default: bundled train)
+    int8_search: str = "auto"  # auto: search INT8 recipes when the first one is not healthy
     bench: bool = True  # measure engine latency into the report
     bench_batch_sizes: tuple[int, ...] = (1, 8)
     fooled_threshold: float = 0.2  # per-image attack success that counts an image as fooled
@@ -110,6 +111,8 @@ class AuditConfig:
             )
         if self.parity_atol < 0 or self.parity_rtol < 0 or self.parity_images < 1:
             problems.append("parity_atol and parity_rtol must be >= 0, parity_images >= 1")
+        if self.int8_search not in ("auto", "off"):
+            problems.append(f"int8_search must be auto or off, got {self.int8_search!r}")
         if self.patch < 8 or self.stride < 1:
             problems.append("patch must be >= 8 and stride >= 1")
         if problems:

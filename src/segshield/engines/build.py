@@ -73,6 +73,9 @@ class BuildOptions:
     calibration_source: str | None = None
     int8_per_channel: bool = True
     int8_preprocess: bool = True
+    # "auto": when the static INT8 engine is not healthy on the calibration images, search the
+    # standard mitigations (exporters/int8_search.py); "off": keep the first recipe as it is
+    int8_search: str = "auto"
     aoti_max_batch: int = 64
     cuda_device: int = 0
     trt_opt_batch: int = 8
@@ -95,6 +98,8 @@ class BuildOptions:
                 problems.append(f"{name} must be >= 1")
         if self.trt_opt_batch > self.trt_max_batch:
             problems.append("trt_opt_batch must be <= trt_max_batch")
+        if self.int8_search not in ("auto", "off"):
+            problems.append(f"int8_search must be auto or off, got {self.int8_search!r}")
         if self.activation not in (None, "sigmoid", "softmax"):
             problems.append(f"activation must be sigmoid or softmax, got {self.activation!r}")
         try:

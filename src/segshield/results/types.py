@@ -241,6 +241,8 @@ class AuditCell:
     engines: dict[str, EngineEval] = field(default_factory=dict)
     panels: list[Panel] = field(default_factory=list)
     targeted: dict | None = None
+    # report-ready sentences about side effects that cost no measurement (a panel not written)
+    warnings: list[str] = field(default_factory=list)
 
     @staticmethod
     def make_id(attack: str, loss: str, epsilon: float) -> str:
@@ -276,6 +278,7 @@ class AuditReport:
     latency: list[dict] | None = None
     build: dict | None = None  # engine build facts: calibration source/digest, ONNX export
     skipped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # audit-level report-ready sentences
     # content hash of the measured sections (segshield.results.integrity), set when written
     integrity: dict | None = None
     schema_version: int = SCHEMA_VERSION
