@@ -34,7 +34,7 @@ def test_export_single_file_dynamic_batch_and_parity(unet, images, tmp_path):
     assert result.opset == 18
     assert (result.input_name, result.output_name) == ("images", "logits")
     assert result.parity_batch == 4
-    assert result.tolerance == 1e-4
+    assert result.tolerance == pytest.approx(1e-4 + 1e-5 * result.logit_scale)
     assert 0.0 <= result.max_abs_diff < 1e-4
     assert result.seconds > 0
     # One self-contained file: no model.onnx.data, no temp folders left behind.
@@ -136,7 +136,7 @@ class _DriftingModel(nn.Module):
 
 def test_export_parity_failure_names_values_and_leaves_no_file(images, tmp_path):
     path = tmp_path / "drift.onnx"
-    with pytest.raises(ExportError, match=r"exceeds tolerance 0\.0001") as info:
+    with pytest.raises(ExportError, match=r"exceeds tolerance .* = atol 0\.0001 \+ rtol") as info:
         onnx_from_torch(_DriftingModel(), images, path)
     assert "max |onnxruntime - pytorch|" in str(info.value)
     assert list(tmp_path.iterdir()) == []
@@ -195,3 +195,25 @@ def test_export_rejects_tuple_output(images, tmp_path):
 def test_export_rejects_non_finite_model(images, tmp_path):
     with pytest.raises(ModelOutputError, match="non-finite"):
         onnx_from_torch(_NaNModel(), images, tmp_path / "m.onnx")
+
+
+class _Scaled(nn.Module):
+    """A model whose logits span about ±1000 (large-logit models trained with a high-scale head)."""
+
+    def __init__(self, inner: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.inner, self.scale = inner, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.scale - 0.5 * self.scale
+
+
+def test_export_tolerance_scales_with_the_logits(unet, images, tmp_path):
+    # The old absolute bound (1e-4) rejected correct exports of large-logit models.
+    model = _Scaled(unet, 1e5)
+    result = onnx_from_torch(model, images, tmp_path / "big.onnx")
+    assert result.logit_scale > 1e3
+    assert result.tolerance == pytest.approx(1e-4 + 1e-5 * result.logit_scale)
+    assert result.max_abs_diff <= result.tolerance
+    with pytest.raises(ExportError, match="logit scale"):
+        onnx_from_torch(model, images, tmp_path / "strict.onnx", atol=0.0, rtol=0.0)

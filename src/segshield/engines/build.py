@@ -195,6 +195,7 @@ class BuildContext:
                 self.out_dir / "model.onnx",
                 opset=self.options.opset,
                 atol=self.options.export_atol,
+                rtol=self.options.export_rtol,
             )
         except SegShieldError as exc:
             self.onnx_error = f"FP32 ONNX export failed: {exc}"

@@ -39,8 +39,10 @@ class OnnxExport:
     """A verified ONNX export.
 
     `max_abs_diff` is the largest |ONNX Runtime − PyTorch| logit difference over the parity
-    batches; `parity_batch` is the size of the main parity batch (the `sample`); a second
-    batch of another size is also compared. `seconds` is the wall time of the export call.
+    batches, `logit_scale` the largest |PyTorch logit| there and `tolerance` the bound that was
+    applied, ``atol + rtol * logit_scale``; `parity_batch` is the size of the main parity
+    batch (the `sample`); a second batch of another size is also compared. `seconds` is the
+    wall time of the export call.
     """
 
     path: Path
@@ -53,6 +55,9 @@ class OnnxExport:
     tolerance: float
     parity_batch: int
     seconds: float
+    logit_scale: float = 0.0
+    atol: float = 1e-4
+    rtol: float = 1e-5
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable view (path as a string)."""
@@ -69,6 +74,7 @@ def onnx_from_torch(
     opset: int = 18,
     dynamo: bool = True,
     atol: float = 1e-4,
+    rtol: float = 1e-5,
 ) -> OnnxExport:
     """Export `model` to one self-contained ONNX file at `path` with a dynamic batch axis.
 
@@ -80,17 +86,22 @@ def onnx_from_torch(
         opset: ONNX default-domain opset to target.
         dynamo: try the `torch.export`-based exporter first; on failure fall back to the
             TorchScript exporter with a warning. `False` uses TorchScript directly.
-        atol: largest accepted |ONNX Runtime − PyTorch| logit difference.
+        atol, rtol: the largest accepted |ONNX Runtime − PyTorch| logit difference is
+            ``atol + rtol * max|PyTorch logit|``: FP32 kernels differ by a relative ~1e-7, so
+            a fixed absolute bound would reject a correct export of a model whose logits span
+            ±1000 while accepting a broken one whose logits span ±0.01.
 
     Raises:
-        ExportError: bad sample/model output, export or checker failure, or parity above `atol`.
+        ExportError: bad sample/model output, export or checker failure, or parity above the
+            tolerance.
         ModelOutputError: the PyTorch model itself produces non-finite logits on `sample`.
         EngineUnavailableError: onnxruntime is not installed, so parity cannot be verified.
     """
     path = Path(path)
     _check_sample(sample)
-    if not (atol >= 0 and math.isfinite(atol)):
-        raise ExportError(f"atol must be a finite number >= 0, got {atol!r}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise ExportError(f"{name} must be a finite number >= 0, got {value!r}")
 
     # A second batch of another size proves the exported batch axis is really dynamic.
     alt = sample[:1] if sample.shape[0] > 1 else sample.repeat(2, 1, 1, 1)
@@ -100,7 +111,7 @@ def onnx_from_torch(
     model.eval()
     try:
         result = _export_and_verify(
-            model, sample, alt, path, opset=opset, dynamo=dynamo, atol=float(atol)
+            model, sample, alt, path, opset=opset, dynamo=dynamo, tol=(float(atol), float(rtol))
         )
     finally:
         for module, training in modes.items():
@@ -125,7 +136,7 @@ def _export_and_verify(
     *,
     opset: int,
     dynamo: bool,
-    atol: float,
+    tol: tuple[float, float],
 ) -> OnnxExport:
     """Export the eval-mode `model` next to `path`, check the file and its parity with PyTorch
     on `sample` and `alt` (another batch size), then move it to `path`."""
@@ -152,11 +163,16 @@ def _export_and_verify(
                 f"ONNX export of {type(model).__name__} produces non-finite logits in "
                 f"ONNX Runtime where PyTorch's are finite (exporter={exporter})"
             )
-        if max_abs_diff > atol:
+        atol, rtol = tol
+        scale = max(float(np.abs(ref).max(initial=0.0)), float(np.abs(ref_alt).max(initial=0.0)))
+        tolerance = atol + rtol * scale
+        if max_abs_diff > tolerance:
             raise ExportError(
                 f"ONNX export of {type(model).__name__} disagrees with PyTorch: "
                 f"max |onnxruntime - pytorch| = {max_abs_diff:.3g} exceeds tolerance "
-                f"{atol:.3g} (exporter={exporter}, opset={actual_opset})"
+                f"{tolerance:.3g} = atol {atol:g} + rtol {rtol:g} x logit scale {scale:.3g} "
+                f"(exporter={exporter}, opset={actual_opset}; raise parity_atol/parity_rtol "
+                "in the settings if this difference is expected)"
             )
         digest = sha256_file(tmp_path)
         os.replace(tmp_path, path)
@@ -168,9 +184,12 @@ def _export_and_verify(
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         max_abs_diff=max_abs_diff,
-        tolerance=atol,
+        tolerance=tolerance,
         parity_batch=int(sample.shape[0]),
         seconds=seconds,
+        logit_scale=scale,
+        atol=atol,
+        rtol=rtol,
     )
 
 
