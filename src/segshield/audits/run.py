@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from segshield.attacks import ATTACKS
+from segshield.engines.health import HealthThresholds
 from segshield.enums import Status
 from segshield.errors import ModelOutputError
 from segshield.metrics import bootstrap_indices, perturbation_norms, ssim
@@ -28,6 +29,7 @@ from .config import AuditConfig
 from .craft import craft_group
 from .engines import AuditEngine, audit_engines
 from .evaluate import Outputs, evaluate_engines
+from .health import assess_engines
 from .inputs import (
     AuditData,
     audit_task,
@@ -214,12 +216,14 @@ def _audit(
 ) -> tuple[_Loop, list[AuditEngine], dict, list[dict], list[AuditCell]]:
     task = audit_task(config, data)
     check_source(loaded.module, data, task)
-    engines, build_info = audit_engines(config, loaded, data)
+    engines, build_info = audit_engines(config, loaded, data, task)
     loop = _Loop(config, loaded.module, data, task, engines, comparisons)
     if loop.clean[SOURCE_ENGINE].status != Status.OK:
         raise ModelOutputError(
             f"the source model failed on clean images: {loop.clean[SOURCE_ENGINE].error}"
         )
+    thresholds = HealthThresholds(config.health_ok_min, config.health_failed_below)
+    assess_engines(engines, loop.clean, loop.clean_out, task, thresholds)
     reasons = {a: skip_reason(a, task.kind) for a in config.attacks}
     skipped = [{"attack": a, "reason": r} for a, r in reasons.items() if r]
     attacks = [a for a, r in reasons.items() if r is None]

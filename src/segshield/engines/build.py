@@ -330,7 +330,9 @@ def _build_one(
         record.build_seconds = round(time.perf_counter() - start, 3)
         record.providers = list(runner.providers)
         logits = infer_batched(runner, ctx.sample, _PARITY_BATCH)
-        record.parity = parity_stats(ctx.source_logits, logits, ctx.options.threshold)
+        record.parity = parity_stats(
+            ctx.source_logits, logits, ctx.options.threshold, ctx.options.activation
+        )
     except EngineUnavailableError as exc:
         record.status, record.reason, runner = Status.UNAVAILABLE, str(exc), None
         logger.warning("engine %s unavailable: %s", spec.name, exc)
@@ -342,6 +344,36 @@ def _build_one(
     if record.build_seconds is None:
         record.build_seconds = round(time.perf_counter() - start, 3)
     return BuiltEngine(record, runner, info)
+
+
+def remeasure_parity(
+    built: Sequence[BuiltEngine],
+    model: nn.Module,
+    sample: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    activation: str | None = None,
+) -> None:
+    """Measure the clean parity of already-built engines (loaded from a manifest) again, on
+    `sample` (this audit's images), replacing the stored parity; the manifest's value is kept
+    under ``parity["manifest"]``. An engine that fails on `sample` becomes status "error"."""
+    sample_arr = _check_sample(sample)
+    source = _source_logits(model, sample_arr)
+    for engine in built:
+        if not engine.ok or engine.runner is None:
+            continue
+        record, stored = engine.record, engine.record.parity
+        try:
+            logits = infer_batched(engine.runner, sample_arr, _PARITY_BATCH)
+            record.parity = {
+                **parity_stats(source, logits, threshold, activation),
+                "manifest": stored,
+            }
+        except Exception as exc:  # a wrong file behind matching hashes: record, go on
+            record.status = Status.ERROR
+            record.reason = f"re-checking parity on the audited images failed: {exc}"
+            engine.runner = None
+            logger.error("engine %s: %s", record.name, record.reason)
 
 
 def load_engine(
@@ -424,4 +456,5 @@ __all__ = [
     "build_engines",
     "load_engine",
     "model_fingerprint",
+    "remeasure_parity",
 ]
