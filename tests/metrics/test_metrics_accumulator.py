@@ -73,9 +73,12 @@ def test_golden_batch(make) -> None:
     assert m.pixel_error_rms == pytest.approx(math.sqrt(3 / 32), rel=1e-15)
     # 3 wrong pixels of 32
     assert m.loss == pytest.approx((29 * RIGHT + 3 * WRONG) / 32, rel=1e-12)
-    assert m.per_image["dice"] == [2 / 3, 1.0]  # empty image -> empty_value 1.0
-    assert m.dice_per_image_mean == pytest.approx((2 / 3 + 1.0) / 2, rel=1e-15)
-    assert m.per_image["iou"] == [0.5, 1.0]
+    # image 1 has an empty ground truth: its per-image Dice/IoU are undefined (not the
+    # empty_value 1.0), it is counted apart and left out of the per-image mean
+    assert m.per_image["dice"][0] == 2 / 3 and math.isnan(m.per_image["dice"][1])
+    assert m.n_empty_truth == 1
+    assert m.dice_per_image_mean == 2 / 3
+    assert m.per_image["iou"][0] == 0.5 and math.isnan(m.per_image["iou"][1])
     assert m.per_image["pixel_error_l2"] == [math.sqrt(3), 0.0]
     np.testing.assert_allclose(
         m.per_image["loss"], [(13 * RIGHT + 3 * WRONG) / 16, RIGHT], rtol=1e-12
@@ -87,7 +90,7 @@ def test_golden_batch(make) -> None:
     assert (c0.tp, c0.fp, c0.fn, c0.tn) == (3, 1, 2, 26)
     assert (c0.dice, c0.iou, c0.precision, c0.recall) == (m.dice, m.iou, m.precision, m.recall)
     assert c0.foreground and c0.index == 0 and c0.name is None
-    assert c0.dice_per_image == (2 / 3, 1.0)
+    assert c0.dice_per_image == (2 / 3, 1.0)  # per-class values keep the empty_value
     assert m.mean_dice == m.dice
     counts = acc.counts()
     assert counts.tp.shape == (2, 1)
@@ -389,7 +392,7 @@ def test_batch_size_independence_every_activation(kind: str) -> None:
         results.append(acc.result())
         counts.append(acc.counts())
         preds.append(acc.predictions())
-    assert results[0] == results[1] == results[2]
+    # to_dict: an empty-truth image's per-image Dice is NaN, and NaN != NaN in the dataclass
     assert results[0].to_dict() == results[1].to_dict() == results[2].to_dict()
     assert counts[0] == counts[1] == counts[2]
     np.testing.assert_array_equal(preds[0], preds[1])

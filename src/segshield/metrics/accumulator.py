@@ -61,6 +61,9 @@ class Accumulator:
         threshold: sigmoid only: channel on where sigmoid(logit) > threshold, in (0, 1).
         empty_value: a ratio whose denominator is 0 (class absent from prediction and target);
             1.0 = perfect by convention, or NaN to leave it undefined (skipped by the means).
+            It applies to the pooled per-class scores and to ``ClassMetrics.dice_per_image``;
+            the image-level ``per_image["dice"]``/``["iou"]`` of an image whose ground truth
+            has no foreground at all are NaN whatever it is (see ``SegmentationMetrics``).
         keep_predictions: keep predictions for :meth:`predictions` (engine comparisons).
         class_names: optional C names.
     Logits may be (N, C, *spatial) with any number of spatial axes (2D, 3D, or none for a
@@ -245,7 +248,14 @@ class Accumulator:
         # fsum: exact, so the total loss does not depend on how images were batched.
         loss = math.fsum(loss_sums.tolist()) / n_elems if n_elems else math.nan
         per_loss = np.where(loss_elems > 0, loss_sums / np.maximum(loss_elems, 1), np.nan)
-        img_dice = foreground_mean(img["dice"], fg)
+        # An image whose ground truth has no foreground (no foreground class in the label map,
+        # no positive in any channel) has no overlap to score: its per-image Dice and IoU are
+        # undefined (NaN), whatever empty_value says, so a convention value (1 for an empty
+        # prediction, 0 for one false-positive blob) never enters a per-image mean or a
+        # per-image attack success. Its pixels still count in every pooled score.
+        empty_truth = (c.tp + c.fn)[:, list(fg)].sum(axis=1) == 0
+        img_dice = np.where(empty_truth, np.nan, foreground_mean(img["dice"], fg))
+        img_iou = np.where(empty_truth, np.nan, foreground_mean(img["iou"], fg))
         total_decisions = float(decisions(t, act)[0])
         fg_t = t.foreground_sum(fg)
         binary = act == Activation.SIGMOID and self.num_classes == 1
@@ -270,6 +280,7 @@ class Accumulator:
             ),
             dice_per_image_mean=float(nanmean(img_dice)),
             n_images=len(c),
+            n_empty_truth=int(np.count_nonzero(empty_truth)),
             tp=int(fg_t.tp[0, 0]),
             fp=int(fg_t.fp[0, 0]),
             fn=int(fg_t.fn[0, 0]),
@@ -279,7 +290,7 @@ class Accumulator:
             per_class=self._per_class(t, cls, img["dice"]),
             per_image={
                 "dice": img_dice.tolist(),
-                "iou": foreground_mean(img["iou"], fg).tolist(),
+                "iou": img_iou.tolist(),
                 "pixel_error_l2": np.sqrt(wrong).tolist(),
                 "loss": per_loss.tolist(),
             },

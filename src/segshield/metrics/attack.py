@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -71,13 +73,24 @@ def fooled_shares(
 
     An image counts as fooled when its per-image attack success (relative Dice drop) is at
     least `threshold`; images whose clean Dice is 0 on either side count as not fooled.
-    Inputs are per-image Dice arrays (N,). Returns (source_only, engine_only) in [0, 1].
+    Images whose per-image Dice is undefined (NaN or None in any of the four inputs: an empty
+    ground truth, see :class:`~segshield.metrics.SegmentationMetrics`) are left out of both
+    shares, numerator and denominator, rather than counted as not fooled.
+    Inputs are per-image Dice arrays (N,). Returns (source_only, engine_only) in [0, 1]; NaN
+    for both when no image is defined.
     """
-    src = np.nan_to_num(np.atleast_1d(attack_success(source_clean, source_adv)), nan=-np.inf)
-    eng = np.nan_to_num(np.atleast_1d(attack_success(engine_clean, engine_adv)), nan=-np.inf)
+    parts = [
+        np.atleast_1d(np.asarray(x, dtype=np.float64))
+        for x in (source_clean, source_adv, engine_clean, engine_adv)
+    ]
+    src = np.nan_to_num(np.atleast_1d(attack_success(parts[0], parts[1])), nan=-np.inf)
+    eng = np.nan_to_num(np.atleast_1d(attack_success(parts[2], parts[3])), nan=-np.inf)
     if src.shape != eng.shape:
         raise ValueError(f"source {src.shape} and engine {eng.shape} per-image shapes differ")
-    fooled_src, fooled_eng = src >= threshold, eng >= threshold
+    defined = ~np.any([np.isnan(np.broadcast_to(p, src.shape)) for p in parts], axis=0)
+    if not defined.any():
+        return math.nan, math.nan
+    fooled_src, fooled_eng = src[defined] >= threshold, eng[defined] >= threshold
     return float(np.mean(fooled_src & ~fooled_eng)), float(np.mean(~fooled_src & fooled_eng))
 
 

@@ -51,6 +51,18 @@ class SegmentationMetrics:
     mean over images of sqrt(wrong pixels); ``pixel_error_rms``: sqrt(wrong / decisions).
     ``tp``..``tn``: totals over the foreground classes. ``per_image``: ``PER_IMAGE_KEYS`` ->
     N floats in update order (foreground means per image). ``per_class``: every class.
+
+    Empty ground truth: an image whose ground truth has no foreground (binary: no positive
+    pixel; multi-class: no pixel of a foreground class in the label map; multi-label: no
+    positive in any channel; never for a classifier) has no overlap to score, so its
+    ``per_image["dice"]`` and ``["iou"]`` are NaN (JSON null) rather than a convention value:
+    1 when the prediction is empty too, 0 as soon as one false-positive blob appears, which
+    would swing a per-image mean or a per-image attack success by a whole image.
+    ``n_empty_truth`` counts these images; ``dice_per_image_mean`` is the mean per-image Dice
+    over the images with a non-empty ground truth only (NaN when there is none). Pooled scores
+    (``dice`` ... ``recall``, ``accuracy``, pixel errors, loss) are summed over every image,
+    so an empty-truth image's false positives still count there.
+    ``ClassMetrics.dice_per_image`` keeps the per-class ``empty_value`` convention.
     """
 
     activation: Activation
@@ -69,6 +81,7 @@ class SegmentationMetrics:
     pixel_error_rms: float
     dice_per_image_mean: float
     n_images: int
+    n_empty_truth: int
     tp: int
     fp: int
     fn: int

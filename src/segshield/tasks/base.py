@@ -56,7 +56,9 @@ class Task(Protocol):
 
 
 def metrics_record(m: SegmentationMetrics) -> Metrics:
-    """The report's Metrics from the accumulator's result (no per-image lists)."""
+    """The report's Metrics from the accumulator's result (no per-image lists): with
+    ``n_empty_truth`` and ``dice_per_image_mean`` over the non-empty-truth images only (None
+    when there is none), see :class:`~segshield.metrics.SegmentationMetrics`."""
     raw = m.to_dict()
     raw["per_class"] = [
         {k: v for k, v in c.items() if k != "dice_per_image"} for c in raw["per_class"]

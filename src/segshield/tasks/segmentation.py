@@ -92,6 +92,9 @@ class SegmentationTask:
         }
 
     def image_scores(self, per_image: PerImage) -> np.ndarray:
+        # NaN where undefined (an empty ground truth): the per-image comparisons (attack
+        # success, fooled shares, success rate) leave such images out instead of scoring a
+        # convention value.
         return np.asarray([np.nan if v is None else v for v in per_image.dice], dtype=np.float64)
 
     def image_predictions(self, preds: np.ndarray) -> list[int] | None:
