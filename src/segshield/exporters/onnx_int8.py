@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def onnx_int8_from_onnx(
     preprocess: bool = True,
     symmetric_activations: bool = False,
     calibration_batch_size: int = 8,
+    nodes_to_exclude: Sequence[str] = (),
 ) -> OnnxVariant:
     """Static INT8 quantization (QDQ, S8S8) of an FP32 ONNX file, calibrated on real images.
 
@@ -71,6 +73,9 @@ def onnx_int8_from_onnx(
         symmetric_activations: symmetric activation ranges (TensorRT's QDQ path wants them).
         calibration_batch_size: most images per calibration run (lowered to a divisor of N so
             every run has the same size, which ORT's histogram calibrators need).
+        nodes_to_exclude: names of nodes kept in FP32 (no Q/DQ around them), as named in the
+            model that is quantized: after `quant_pre_process` when `preprocess` (see
+            `segshield.exporters.int8_search`, which picks them).
 
     Raises:
         DataError: calibration images are not (N,C,H,W) float images in [0,1] of the model's
@@ -87,6 +92,7 @@ def onnx_int8_from_onnx(
     src, dst = Path(src), Path(dst)
     reader = _calibration_reader(src, calibration_images, method, calibration_batch_size)
     calibrate = CalibrationMethod[_ORT_CALIBRATORS[method]]
+    excluded = sorted(set(nodes_to_exclude))
     start = time.perf_counter()
 
     def quantize(model_input: Path) -> None:
@@ -99,6 +105,7 @@ def onnx_int8_from_onnx(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=calibrate,
+            nodes_to_exclude=excluded,
             extra_options={"ActivationSymmetric": symmetric_activations},
         )
 
@@ -123,6 +130,7 @@ def onnx_int8_from_onnx(
         per_channel=per_channel,
         symmetric_activations=symmetric_activations,
         preprocess=preprocess,
+        excluded=excluded,
     )
 
 
@@ -164,6 +172,7 @@ def _static_int8_variant(
     per_channel: bool,
     symmetric_activations: bool,
     preprocess: bool,
+    excluded: list[str],
 ) -> OnnxVariant:
     """The record of the QDQ model written at `dst`, read back from the file."""
     quantized = load_onnx(dst)
@@ -176,6 +185,7 @@ def _static_int8_variant(
         "symmetric_activations": symmetric_activations,
         "preprocessed": preprocess,
         "calibration": _calibration_record(method, reader),
+        "nodes_excluded": excluded,
     }
     return OnnxVariant(
         path=dst,
@@ -185,7 +195,9 @@ def _static_int8_variant(
         method="qdq-static",
         seconds=seconds,
         details={**settings, "quantized_ops": q_inputs, "ops": op_counts(quantized)},
-        notes=_static_int8_notes(method, per_channel, reader, q_inputs, op_counts(load_onnx(src))),
+        notes=_static_int8_notes(
+            method, per_channel, reader, q_inputs, op_counts(load_onnx(src)), excluded
+        ),
     )
 
 
@@ -207,6 +219,7 @@ def _static_int8_notes(
     reader: ImageCalibrationReader,
     q_inputs: dict[str, int],
     source_ops: dict[str, int],
+    excluded: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """Report sentences: how the model was calibrated, which ops the QDQ graph quantizes."""
     notes = [
@@ -219,6 +232,11 @@ def _static_int8_notes(
         + fmt_counts(_float_compute_ops(source_ops, q_inputs))
         + " (which of them run as integer kernels is up to the execution provider)",
     ]
+    if excluded:
+        notes.append(
+            f"{len(excluded)} node(s) kept in FP32 (excluded from quantization): "
+            + ", ".join(excluded)
+        )
     if method == "entropy":
         notes.append(
             "onnxruntime's quantize_static runs the entropy calibrator with 128 histogram bins "

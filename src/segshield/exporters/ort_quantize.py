@@ -34,11 +34,18 @@ def quantize_quietly(
         model_input = _preprocessed(src, Path(tmp)) if preprocess else src
         chatter = io.StringIO()
         try:
-            with contextlib.redirect_stdout(chatter), _quiet_ort_quantization():
+            with contextlib.redirect_stdout(chatter), quiet_ort_quantization():
                 quantize(model_input)
         except Exception as exc:
             raise ExportError(f"{failure}: {type(exc).__name__}: {exc}") from exc
     return chatter.getvalue()
+
+
+def preprocessed_copy(src: Path, tmp: Path) -> Path:
+    """onnxruntime's quant_pre_process of `src` into the folder `tmp` (the model
+    `quantize_quietly(preprocess=True)` quantizes, so its node names are the ones
+    `nodes_to_exclude` must use); falls back to `src` with a warning."""
+    return _preprocessed(src, tmp)
 
 
 def _preprocessed(src: Path, tmp: Path) -> Path:
@@ -67,7 +74,8 @@ class _OrtQuantizationChatter(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_ort_quantization() -> Iterator[None]:
+def quiet_ort_quantization() -> Iterator[None]:
+    """onnxruntime.quantization's root-logger warnings go to this module's debug log."""
     root = logging.getLogger()
     chatter = _OrtQuantizationChatter()
     root.addFilter(chatter)
@@ -77,4 +85,4 @@ def _quiet_ort_quantization() -> Iterator[None]:
         root.removeFilter(chatter)
 
 
-__all__ = ["quantize_quietly"]
+__all__ = ["preprocessed_copy", "quantize_quietly", "quiet_ort_quantization"]

@@ -154,9 +154,10 @@ def _graph_int8_qdq(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
     if ctx.calibration is None:
         raise BuildFailed(f"{spec.name} needs calibration images (real images, e.g. train split)")
     onnx_path = ctx.onnx_path()
+    dst = ctx.engine_dir(spec.name) / "model.int8.qdq.onnx"
     variant = onnx_int8_from_onnx(
         onnx_path,
-        ctx.engine_dir(spec.name) / "model.int8.qdq.onnx",
+        dst,
         ctx.calibration,
         method=ctx.options.calibration_method,  # type: ignore[arg-type]
         per_channel=ctx.options.int8_per_channel,
@@ -165,13 +166,67 @@ def _graph_int8_qdq(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
         symmetric_activations=_provider(spec) == TENSORRT_PROVIDER,
         calibration_batch_size=ctx.options.calibration_batch_size,
     )
+    search_notes: list[str] = []
+    search: dict[str, Any] | None = None
+    if ctx.options.int8_search == "auto" and _provider(spec) == CPU_PROVIDER:
+        found = _int8_recipe_search(ctx, onnx_path, dst, variant)
+        variant, search = found.variant, found.to_dict()
+        search_notes = [found.note()]
     result = BuildResult(
         [Artifact.of("onnx", variant.path)],
-        notes=list(variant.notes),
+        notes=[*search_notes, *variant.notes],
         details={**_onnx_facts(ctx), "int8": variant.details},
     )
+    if search is not None:
+        result.details["int8_search"] = search
     add_calibration_overlap(ctx, result)
     return result
+
+
+def _int8_recipe_search(ctx: BuildContext, onnx_path: Path, dst: Path, first: Any) -> Any:
+    """Score the default static INT8 recipe (`first`, built at `dst`) on the calibration
+    images and, when it is not healthy there, search the standard mitigations
+    (`segshield.exporters.int8_search`); returns its `SearchResult`. Only calibration images
+    are used: the audited images never choose the recipe."""
+    from segshield.engines.parity import parity_stats
+    from segshield.exporters.int8_search import Recipe, search_int8
+
+    options = ctx.options
+    assert ctx.calibration is not None
+
+    def agreement(source: Any, engine: Any) -> float:
+        stats = parity_stats(source, engine, options.threshold, options.activation)
+        return float(stats["mask_dice"])
+
+    return search_int8(
+        onnx_path,
+        dst,
+        ctx.calibration,
+        _source_logits_on(ctx, ctx.calibration),
+        agreement=agreement,
+        thresholds=options.health(),
+        base=Recipe(options.int8_per_channel, options.calibration_method),  # type: ignore[arg-type]
+        first=first,
+        preprocess=options.int8_preprocess,
+        calibration_batch_size=options.calibration_batch_size,
+        intra_op_threads=options.ort_intra_op_threads,
+    )
+
+
+def _source_logits_on(ctx: BuildContext, images: Any) -> Any:
+    """The FP32 PyTorch source's logits on `images`, on the model's own device."""
+    import numpy as np
+    import torch
+
+    param = next(iter(ctx.model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    batch = ctx.options.calibration_batch_size
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch])).to(device)
+            chunks.append(ctx.model(x).float().cpu().numpy())
+    return np.concatenate(chunks)
 
 
 def _graph_int8_dynamic(ctx: BuildContext, spec: EngineSpec) -> BuildResult:

@@ -1,0 +1,601 @@
+"""Recipe search for static INT8: when the default QDQ recipe does not reproduce the source's
+masks, try the standard mitigations and keep the cheapest recipe that does.
+
+This is the accuracy-aware tuning a deployment engineer (or Intel Neural Compressor) does by
+hand, bounded and recorded:
+
+1. the default recipe (the caller's per-channel setting and calibration method) is built and
+   scored on the calibration images; healthy -> nothing else is tried;
+2. the same graph with the other settings: per-channel flipped, then the other calibration
+   methods (minmax / entropy / percentile) -- no node in FP32;
+3. FP32 fallback on top of the best of those: the quantized compute nodes (Conv,
+   ConvTranspose, Gemm, MatMul) ranked by their quantization error, measured with
+   onnxruntime's `qdq_loss_debug` (activations of the FP32 and the QDQ model on the same
+   images, `create_activation_matching` + `compute_activation_error`), and the top 1, 2, 4,
+   8, ... kept in FP32 until a recipe is healthy, then the smallest healthy count between
+   the last two tried is bisected while trials remain.
+
+Every recipe is scored by the caller's *mask agreement* (engine masks vs source masks, e.g.
+`segshield.engines.parity`'s task-aware `mask_dice`) on the **calibration images** it was
+calibrated on -- never on the audited images -- and classified by the caller's health
+thresholds. The kept recipe is the healthy one with the fewest FP32 nodes, then the lowest
+latency (median of a few runs on one calibration batch); when none is healthy, the one with
+the highest agreement, and the result says so. At most `max_trials` recipes are built.
+
+The ranking: an output tensor (the logits) whose own QDQ rounding already breaks the mask
+agreement ranks first -- a logit range of [-1450, 8] has an int8 step of 5.7, which erases
+every logit in (0, 2.9), yet its SQNR looks excellent because SQNR is dominated by the large
+background logits. The other nodes follow by the SQNR (dB, lowest first) of their output
+against the FP32 model's same tensor (`xmodel_err`; a Conv followed by a Relu is scored on
+the Relu's output, which the QDQ graph folds into the Conv). The ranking is measured on the
+first batch of calibration images (at most `calibration_batch_size`) to bound memory.
+
+onnx and onnxruntime are imported when a search runs, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from segshield.enums import Health
+from segshield.errors import ExportError, SegShieldError
+from segshield.exporters.calibration import (
+    CALIBRATION_METHODS,
+    CalibrationMethodName,
+    ImageCalibrationReader,
+    check_calibration_images,
+    equal_batch_size,
+    images_digest,
+)
+from segshield.exporters.onnx_graph import OnnxVariant, load_onnx
+from segshield.exporters.onnx_int8 import onnx_int8_from_onnx
+from segshield.exporters.ort_quantize import preprocessed_copy, quiet_ort_quantization
+
+# (source logits, engine logits) on the same images -> mask agreement in [0, 1].
+Agreement = Callable[[np.ndarray, np.ndarray], float]
+
+# Nodes the FP32 fallback may keep in float: the ones with weights that QDQ quantizes.
+FALLBACK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Element-wise activations the QDQ quantizer folds into the preceding compute node's range.
+_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
+
+DEFAULT_MAX_TRIALS = 8
+_LATENCY_RUNS = 5
+
+
+class HealthRule(Protocol):
+    """What the search needs of health thresholds (`segshield.engines.health.
+    HealthThresholds` is one): the ok bound and a classifier of an agreement."""
+
+    ok_min: float
+
+    def classify(self, agreement: float | None) -> Health: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One static INT8 recipe: weight granularity, calibration method, nodes kept in FP32."""
+
+    per_channel: bool = True
+    method: CalibrationMethodName = "minmax"
+    excluded: tuple[str, ...] = ()
+    symmetric_activations: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}"
+            )
+
+    @property
+    def fp32_nodes(self) -> int:
+        return len(self.excluded)
+
+    def label(self) -> str:
+        """Short report text, e.g. "per-channel + entropy + 3 FP32 nodes"."""
+        parts = ["per-channel" if self.per_channel else "per-tensor", self.method]
+        if self.symmetric_activations:
+            parts.append("symmetric activations")
+        if self.excluded:
+            n = len(self.excluded)
+            parts.append(f"{n} FP32 node{'s' if n != 1 else ''}")
+        return " + ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "per_channel": self.per_channel,
+            "method": self.method,
+            "excluded": list(self.excluded),
+            "symmetric_activations": self.symmetric_activations,
+            "label": self.label(),
+        }
+
+
+@dataclass
+class Trial:
+    """One recipe built and scored. stage: "default", "settings" (no FP32 node) or
+    "fallback". latency_ms: median of a few runs on one calibration batch (None when not
+    measured: the default recipe was healthy, so nothing was compared). error: why the
+    recipe could not be built or run (then mask_dice and health are None)."""
+
+    recipe: Recipe
+    stage: str
+    mask_dice: float | None = None
+    health: str | None = None
+    latency_ms: float | None = None
+    bytes: int | None = None
+    build_seconds: float | None = None
+    chosen: bool = False
+    error: str | None = None
+    path: Path | None = field(default=None, repr=False)
+    variant: OnnxVariant | None = field(default=None, repr=False)
+
+    @property
+    def healthy(self) -> bool:
+        return self.health == str(Health.OK)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "stage": self.stage,
+            "mask_dice": self.mask_dice,
+            "health": self.health,
+            "latency_ms": self.latency_ms,
+            "bytes": self.bytes,
+            "build_seconds": self.build_seconds,
+            "chosen": self.chosen,
+            "error": self.error,
+        }
+
+
+@dataclass
+class SearchResult:
+    """The kept recipe (`chosen`, its model at `variant.path`), every trial in the order
+    built, whether the kept recipe is healthy, whether a search ran beyond the default, the
+    FP32-fallback ranking (when one was measured) and the images that scored the recipes."""
+
+    chosen: Trial
+    variant: OnnxVariant
+    trials: list[Trial]
+    healthy: bool
+    searched: bool
+    ok_min: float
+    n_images: int
+    images_sha256: str
+    ranking: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def default(self) -> Trial:
+        return self.trials[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "searched": self.searched,
+            "healthy": self.healthy,
+            "chosen": self.chosen.to_dict(),
+            "trials": [t.to_dict() for t in self.trials],
+            "ok_min": self.ok_min,
+            "scored_on": {
+                "images": "calibration",
+                "n_images": self.n_images,
+                "sha256": self.images_sha256,
+            },
+            "ranking": self.ranking,
+        }
+
+    def note(self) -> str:
+        """A report sentence: the default recipe's agreement on the calibration images and,
+        when it was not healthy, what the search kept."""
+        first = self.default
+        if not self.searched:
+            return (
+                f"INT8 recipe check: the default recipe ({first.recipe.label()}) agreed "
+                f"{_fmt(first.mask_dice)} with the source on {self.n_images} calibration "
+                "images; no search needed"
+            )
+        shown = _fmt(first.mask_dice)
+        head = (
+            f"INT8: the default recipe ({first.recipe.label()}) agreed {shown} with the source "
+            f"on {self.n_images} calibration images (healthy needs >= {self.ok_min:g}); "
+            f"{len(self.trials)} recipes tried"
+        )
+        kept = self.chosen
+        latency = f", {kept.latency_ms:.1f} ms per batch" if kept.latency_ms is not None else ""
+        if self.healthy:
+            return f"{head}; kept {kept.recipe.label()} (agreement {_fmt(kept.mask_dice)}{latency})"
+        return (
+            f"{head}; none reached {self.ok_min:g}: kept the best, {kept.recipe.label()} "
+            f"(agreement {_fmt(kept.mask_dice)}{latency}) -- this INT8 engine is not healthy"
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "not measurable" if value is None else f"{value:.2f}"
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def search_int8(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    calibration_images: np.ndarray,
+    source_logits: np.ndarray,
+    *,
+    agreement: Agreement,
+    thresholds: HealthRule,
+    base: Recipe | None = None,
+    first: OnnxVariant | None = None,
+    preprocess: bool = True,
+    calibration_batch_size: int = 8,
+    max_trials: int = DEFAULT_MAX_TRIALS,
+    intra_op_threads: int | None = None,
+) -> SearchResult:
+    """Build the `base` recipe and, when it is not healthy on the calibration images, search
+    the mitigations (see the module docstring); the kept recipe's model ends up at `dst`.
+
+    Args:
+        src: the FP32 ONNX file.
+        dst: where the kept QDQ model is written (the other trials' files are deleted).
+        calibration_images: float32 (N,C,H,W) in [0,1] -- every recipe is calibrated on all
+            of them and scored on the same images (never on audited images).
+        source_logits: the FP32 source's logits on `calibration_images`, in order.
+        agreement: mask agreement of engine logits with source logits, in [0, 1].
+        thresholds: health thresholds (`classify`, `ok_min`).
+        base: the default recipe (its per-channel and method also seed the search).
+        first: the base recipe already built at `dst` (not rebuilt).
+        preprocess, calibration_batch_size: as in `onnx_int8_from_onnx`.
+        max_trials: most recipes built, the default included (>= 1).
+        intra_op_threads: ONNX Runtime threads for scoring and latency (None: its default).
+
+    Raises:
+        DataError: bad calibration images. ExportError: the default recipe cannot be built
+        (later recipes failing are recorded in their trial, not raised).
+    """
+    if max_trials < 1:
+        raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+    base = base or Recipe()
+    src, dst = Path(src), Path(dst)
+    images = check_calibration_images(calibration_images)
+    if len(source_logits) != len(images):
+        raise ValueError(
+            f"source_logits has {len(source_logits)} images, the calibration images {len(images)}"
+        )
+    search = _Search(
+        src, dst, images, np.asarray(source_logits), agreement, thresholds,
+        preprocess=preprocess, batch=calibration_batch_size, max_trials=max_trials,
+        threads=intra_op_threads,
+    )  # fmt: skip
+    try:
+        return search.run(base, first)
+    finally:
+        search.cleanup()
+
+
+class _Search:
+    """The state of one `search_int8` call (trial files live in a temp folder next to dst)."""
+
+    def __init__(
+        self,
+        src: Path,
+        dst: Path,
+        images: np.ndarray,
+        source_logits: np.ndarray,
+        agreement: Agreement,
+        thresholds: HealthRule,
+        *,
+        preprocess: bool,
+        batch: int,
+        max_trials: int,
+        threads: int | None,
+    ) -> None:
+        self.src, self.dst, self.images, self.source_logits = src, dst, images, source_logits
+        self.agreement, self.thresholds = agreement, thresholds
+        self.preprocess, self.batch, self.max_trials, self.threads = (
+            preprocess, batch, max_trials, threads,
+        )  # fmt: skip
+        self.trials: list[Trial] = []
+        self.ranking: list[dict[str, Any]] = []
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix=".segshield-int8-search-", dir=dst.parent))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- steps
+
+    def run(self, base: Recipe, first: OnnxVariant | None) -> SearchResult:
+        default = self._trial(base, "default", variant=first, measure_latency=False)
+        if default.error is not None:
+            raise ExportError(default.error)
+        if default.healthy:
+            return self._finish(default, searched=False)
+        default.latency_ms = self._latency(default.path)
+        settings = [
+            replace(base, per_channel=not base.per_channel),
+            *(replace(base, method=m) for m in CALIBRATION_METHODS if m != base.method),
+        ]
+        for recipe in settings:
+            if len(self.trials) >= self.max_trials:
+                break
+            self._trial(recipe, "settings")
+        healthy = [t for t in self.trials if t.healthy]
+        if healthy:  # no FP32 node needed: the fastest healthy one
+            return self._finish(min(healthy, key=_latency_key), searched=True)
+        self._fallback()
+        return self._finish(self._pick(), searched=True)
+
+    def _fallback(self) -> None:
+        """FP32 fallback on the best no-fallback recipe, growing the excluded set."""
+        scored = [t for t in self.trials if t.mask_dice is not None]
+        if len(self.trials) >= self.max_trials or not scored:
+            return
+        seed = max(scored, key=lambda t: t.mask_dice or 0.0)
+        try:
+            self.ranking = self._rank(seed)
+        except Exception as exc:  # the ranking is a debugging aid: record, do not fail
+            self.ranking = [{"error": f"{type(exc).__name__}: {exc}"}]
+            return
+        nodes = [r["node"] for r in self.ranking]
+        levels = _powers_of_two(len(nodes))
+        below = 0  # largest count known not healthy
+        for k in levels:
+            if len(self.trials) >= self.max_trials:
+                return
+            trial = self._trial(replace(seed.recipe, excluded=tuple(nodes[:k])), "fallback")
+            if trial.healthy:
+                self._bisect(seed.recipe, nodes, below, k)
+                return
+            below = k
+
+    def _bisect(self, seed: Recipe, nodes: list[str], below: int, healthy_at: int) -> None:
+        """Fewest FP32 nodes: bisect (below, healthy_at) while trials remain."""
+        while healthy_at - below > 1 and len(self.trials) < self.max_trials:
+            mid = (below + healthy_at) // 2
+            trial = self._trial(replace(seed, excluded=tuple(nodes[:mid])), "fallback")
+            if trial.healthy:
+                healthy_at = mid
+            else:
+                below = mid
+
+    def _pick(self) -> Trial:
+        healthy = [t for t in self.trials if t.healthy]
+        if healthy:
+            return min(healthy, key=lambda t: (t.recipe.fp32_nodes, *_latency_key(t)))
+        scored = [t for t in self.trials if t.mask_dice is not None]
+        return max(scored, key=lambda t: (t.mask_dice or 0.0, -t.recipe.fp32_nodes))
+
+    def _finish(self, chosen: Trial, *, searched: bool) -> SearchResult:
+        chosen.chosen = True
+        assert chosen.path is not None and chosen.variant is not None
+        if chosen.path != self.dst:
+            os.replace(chosen.path, self.dst)
+        variant = replace(chosen.variant, path=self.dst)
+        for trial in self.trials:  # only the kept model stays on disk
+            trial.variant = None
+            trial.path = self.dst if trial is chosen else None
+        return SearchResult(
+            chosen=chosen,
+            variant=variant,
+            trials=self.trials,
+            healthy=chosen.healthy,
+            searched=searched,
+            ok_min=self.thresholds.ok_min,
+            n_images=len(self.images),
+            images_sha256=images_digest(self.images),
+            ranking=self.ranking,
+        )
+
+    # -- one trial
+
+    def _trial(
+        self,
+        recipe: Recipe,
+        stage: str,
+        *,
+        variant: OnnxVariant | None = None,
+        measure_latency: bool = True,
+    ) -> Trial:
+        trial = Trial(recipe, stage)
+        self.trials.append(trial)
+        try:
+            if variant is None:
+                out = self.work / f"trial-{len(self.trials)}.onnx"
+                out = self.dst if stage == "default" else out
+                variant = onnx_int8_from_onnx(
+                    self.src, out, self.images,
+                    method=recipe.method, per_channel=recipe.per_channel,
+                    preprocess=self.preprocess,
+                    symmetric_activations=recipe.symmetric_activations,
+                    calibration_batch_size=self.batch, nodes_to_exclude=recipe.excluded,
+                )  # fmt: skip
+            trial.variant, trial.path = variant, Path(variant.path)
+            trial.build_seconds = round(variant.seconds, 3)
+            trial.bytes = trial.path.stat().st_size
+            logits = self._infer(trial.path)
+            trial.mask_dice = float(self.agreement(self.source_logits, logits))
+            trial.health = str(self.thresholds.classify(trial.mask_dice))
+            if measure_latency:
+                trial.latency_ms = self._latency(trial.path)
+        except Exception as exc:  # a recipe that fails is recorded, the search goes on
+            trial.error = str(exc) if isinstance(exc, SegShieldError) else (
+                f"{type(exc).__name__}: {exc}"
+            )  # fmt: skip
+            trial.mask_dice = trial.health = None
+        return trial
+
+    def _session(self, path: Path) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def _infer(self, path: Path) -> np.ndarray:
+        session = self._session(path)
+        name = session.get_inputs()[0].name
+        return np.concatenate(
+            [
+                session.run(None, {name: self.images[i : i + self.batch]})[0]
+                for i in range(0, len(self.images), self.batch)
+            ]
+        )
+
+    def _latency(self, path: Path | None) -> float | None:
+        """Median ms of a few runs on the first calibration batch, after one warm-up."""
+        if path is None:
+            return None
+        session = self._session(path)
+        feed = {session.get_inputs()[0].name: self.images[: self.batch]}
+        session.run(None, feed)
+        times = []
+        for _ in range(_LATENCY_RUNS):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - start) * 1e3)
+        return round(statistics.median(times), 3)
+
+    # -- the FP32 fallback ranking
+
+    def _rank(self, seed: Trial) -> list[dict[str, Any]]:
+        assert seed.path is not None
+        n = equal_batch_size(len(self.images), self.batch)
+        images, source = self.images[:n], self.source_logits[:n]
+        tmp = self.work / "ranking"
+        tmp.mkdir(exist_ok=True)
+        float_model = preprocessed_copy(self.src, tmp) if self.preprocess else self.src
+        return rank_fp32_fallback(
+            float_model, seed.path, images, source, self.agreement, self.thresholds.ok_min, tmp
+        )
+
+
+def _latency_key(trial: Trial) -> tuple[float]:
+    return (trial.latency_ms if trial.latency_ms is not None else float("inf"),)
+
+
+def _powers_of_two(n: int) -> list[int]:
+    """1, 2, 4, ... below n, then n: the excluded-set sizes tried."""
+    out, k = [], 1
+    while k < n:
+        out.append(k)
+        k *= 2
+    return [*out, n] if n else []
+
+
+# ---------------------------------------------------------------------------- the ranking
+
+
+def rank_fp32_fallback(
+    float_model: str | os.PathLike[str],
+    qdq_model: str | os.PathLike[str],
+    images: np.ndarray,
+    source_logits: np.ndarray,
+    agreement: Agreement,
+    ok_min: float,
+    work_dir: str | os.PathLike[str],
+) -> list[dict[str, Any]]:
+    """The quantized compute nodes of `qdq_model`, worst quantization error first.
+
+    `float_model` is the FP32 model `qdq_model` was quantized from (after pre-processing:
+    its node names are the ones `nodes_to_exclude` takes). Both are run on `images` (one
+    batch) through onnxruntime's `qdq_loss_debug`. Each row: node, op_type, tensor (the
+    tensor scored), sqnr_db (its output vs the FP32 model's, higher is better), qdq_sqnr_db
+    (before vs after its own Q/DQ) and, for graph outputs, output_agreement (mask agreement
+    of the output before vs after its own Q/DQ). Graph outputs whose own Q/DQ breaks the
+    agreement (< ok_min) come first, worst first; then the rest by sqnr_db, lowest first.
+    """
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    work = Path(work_dir)
+    aug_float, aug_qdq = work / "float.augmented.onnx", work / "qdq.augmented.onnx"
+    with contextlib.redirect_stdout(io.StringIO()), quiet_ort_quantization():
+        dbg.modify_model_output_intermediate_tensors(str(float_model), str(aug_float))
+        dbg.modify_model_output_intermediate_tensors(str(qdq_model), str(aug_qdq))
+        input_name = _input_name(Path(float_model))
+
+        def reader() -> ImageCalibrationReader:
+            return ImageCalibrationReader(images, input_name, len(images))
+
+        float_acts = dbg.collect_activations(str(aug_float), reader())
+        qdq_acts = dbg.collect_activations(str(aug_qdq), reader())
+        matched = dbg.create_activation_matching(qdq_acts, float_acts)
+        errors = dbg.compute_activation_error(matched)
+
+    graph = load_onnx(Path(float_model)).graph
+    outputs = {o.name for o in graph.output}
+    rows = _node_rows(graph, errors)
+    for row in rows:
+        tensor = row["tensor"]
+        if tensor in outputs and tensor in matched:
+            pre = np.concatenate([np.ravel(a) for a in matched[tensor]["pre_qdq"]])
+            post = np.concatenate([np.ravel(a) for a in matched[tensor]["post_qdq"]])
+            shape = source_logits.shape
+            if pre.size == int(np.prod(shape)):
+                row["output_agreement"] = float(agreement(pre.reshape(shape), post.reshape(shape)))
+    order = {n.name: i for i, n in enumerate(graph.node)}
+
+    def key(row: dict[str, Any]) -> tuple[int, float, int]:
+        out = row.get("output_agreement")
+        if out is not None and out < ok_min:
+            return (0, out, -order[row["node"]])
+        return (1, row["sqnr_db"], -order[row["node"]])
+
+    return sorted(rows, key=key)
+
+
+def _node_rows(graph: Any, errors: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per quantized compute node: its scored tensor and SQNRs (lowest if several)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    rows: dict[str, dict[str, Any]] = {}
+    for tensor, err in errors.items():
+        node = producer.get(tensor)
+        if node is not None and node.op_type in _FOLDED_ACTIVATIONS and node.input:
+            upstream = producer.get(node.input[0])
+            node = upstream if upstream is not None else node
+        if node is None or node.op_type not in FALLBACK_OPS or not node.name:
+            continue
+        sqnr = float(err.get("xmodel_err", err["qdq_err"]))
+        if node.name in rows and rows[node.name]["sqnr_db"] <= sqnr:
+            continue
+        rows[node.name] = {
+            "node": node.name,
+            "op_type": node.op_type,
+            "tensor": tensor,
+            "sqnr_db": round(sqnr, 3),
+            "qdq_sqnr_db": round(float(err["qdq_err"]), 3),
+        }
+    return list(rows.values())
+
+
+def _input_name(path: Path) -> str:
+    model = load_onnx(path)
+    inits = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
+
+
+__all__ = [
+    "DEFAULT_MAX_TRIALS",
+    "FALLBACK_OPS",
+    "Agreement",
+    "HealthRule",
+    "Recipe",
+    "SearchResult",
+    "Trial",
+    "rank_fp32_fallback",
+    "search_int8",
+]
