@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20  # 1 MiB: bounded memory for multi-GB weight files
 
@@ -26,4 +28,22 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["sha256_bytes", "sha256_file"]
+def canonical_json(value: Any) -> bytes:
+    """The canonical UTF-8 JSON of ``value``: sorted keys, no whitespace, non-ASCII kept,
+    NaN/Infinity refused (they have no JSON form). Equal values give equal bytes on every
+    machine and Python version."""
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def stable_seed(*parts: Any) -> int:
+    """A seed in [0, 2**63) derived from ``parts`` (JSON values) by SHA-256 of their canonical
+    JSON: the same parts give the same seed in every process (unlike ``hash()``, which is
+    salted per process for strings)."""
+    digest = hashlib.sha256(canonical_json(list(parts))).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+__all__ = ["canonical_json", "sha256_bytes", "sha256_file", "stable_seed"]

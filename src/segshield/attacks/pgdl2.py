@@ -19,6 +19,12 @@ def _per_image(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.ndim - 1)))
 
 
+def _direction_radius(row: Tensor, gen: torch.Generator | None) -> None:
+    """One image's start from its own generator: C·H·W normal values, then one U(0, 1)."""
+    row[:-1].normal_(generator=gen)
+    row[-1:].uniform_(0.0, 1.0, generator=gen)
+
+
 class PGDL2(PGD):
     """PGD in an L2 ball, Madry et al., 2018, "Towards Deep Learning Models Resistant to
     Adversarial Attacks".
@@ -56,11 +62,17 @@ class PGDL2(PGD):
 
     def _random_start(self, images: Tensor) -> Tensor:
         """``clip_[0,1](x + u · eps · d / ‖d‖₂)``, ``d ~ N(0, I)``, ``u ~ U(0, 1)`` per image."""
-        device = self._noise_device(images)
-        delta = torch.empty(images.shape, dtype=images.dtype, device=device)
-        delta.normal_(generator=self.generator)
-        norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
-        radius = torch.zeros_like(norms).uniform_(0.0, 1.0, generator=self.generator)
+        if isinstance(self.generator, tuple):  # one generator per image: direction, radius
+            flat = self._draw(images, (images.shape[0], images[0].numel() + 1), _direction_radius)
+            delta = flat[:, :-1].reshape(images.shape)
+            radius = _per_image(flat[:, -1], delta)
+            norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
+        else:
+            device = self._noise_device(images)
+            delta = torch.empty(images.shape, dtype=images.dtype, device=device)
+            delta.normal_(generator=self.generator)
+            norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
+            radius = torch.zeros_like(norms).uniform_(0.0, 1.0, generator=self.generator)
         delta = delta * (radius / norms * self.eps)
         return torch.clamp(images + delta.to(images.device), min=0.0, max=1.0)
 

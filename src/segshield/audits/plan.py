@@ -3,6 +3,7 @@ target masks. Pure: nothing here runs an attack."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from segshield.attacks import (
 from segshield.data import target_mask_from_file
 from segshield.enums import TaskKind
 from segshield.errors import SegShieldError
+from segshield.hashing import stable_seed
 from segshield.results import AuditCell, clean_json
 
 from .config import AuditConfig
@@ -28,12 +30,16 @@ from .config import AuditConfig
 
 @dataclass(frozen=True)
 class CellGroup:
-    """One attack x loss over every epsilon: crafted together (one sweep per batch)."""
+    """One attack x loss over every epsilon: crafted together (one sweep per batch).
+
+    seeds: one random-start seed per epsilon (:func:`cell_seed`), a function of that cell's
+    definition and the audit seed only.
+    """
 
     attack: str
     loss: str
     epsilons: tuple[float, ...]
-    seed: int
+    seeds: tuple[int, ...]
 
     def cells(self) -> list[AuditCell]:
         return [
@@ -66,16 +72,49 @@ def skip_reason(attack: str, task: TaskKind) -> str | None:
     return None
 
 
+def cell_definition(attack: str, loss: str, eps: float, config: AuditConfig) -> dict:
+    """What decides one cell's adversarial images besides the images and the model: the
+    attack, its loss, ε, the constructor options the audit sets (steps, alpha, ASMA's
+    options — only those the attack takes), the target of a targeted attack, and the seed.
+    Not the cell's position in the run, the other attacks, or the batch size."""
+    options = attack_options(attack, config, None)
+    options.pop("generator", None)
+    definition = {
+        "attack": attack,
+        "loss": loss,
+        "epsilon": float(eps),
+        "options": clean_json(options),
+        "seed": int(config.seed),
+    }
+    if ATTACKS[attack].targeted:
+        definition["target"] = config.target
+    return definition
+
+
+def cell_seed(attack: str, loss: str, eps: float, config: AuditConfig) -> int:
+    """The random-start seed of one cell: SHA-256 of its canonical :func:`cell_definition`
+    (:func:`segshield.hashing.stable_seed`), the same in every process and every audit that
+    contains the cell."""
+    return stable_seed("cell", cell_definition(attack, loss, eps, config))
+
+
+def image_seed(cell: int, index: int) -> int:
+    """The random-start seed of image ``index`` (its position in the audited dataset) in the
+    cell seeded ``cell``: independent of the batch size and of the batch the image is in."""
+    return stable_seed("image", int(cell), int(index))
+
+
 def plan_groups(config: AuditConfig, attacks: list[str]) -> list[CellGroup]:
-    """attack x loss groups in config order. The random-start seed is derived from the
-    group's position (seed*1000 + attack*10 + loss), as in every earlier release."""
-    return [
-        CellGroup(
-            attack, loss, tuple(float(e) for e in config.epsilons), config.seed * 1000 + a * 10 + k
-        )
-        for a, attack in enumerate(attacks)
-        for k, loss in enumerate(config.losses)
-    ]
+    """attack x loss groups in config order; each ε's random-start seed is
+    :func:`cell_seed` of that cell (earlier releases used the group's position in the run,
+    seed*1000 + attack*10 + loss, so a cell changed with the attack list)."""
+    groups = []
+    for attack in attacks:
+        for loss in config.losses:
+            epsilons = tuple(float(e) for e in config.epsilons)
+            seeds = tuple(cell_seed(attack, loss, e, config) for e in epsilons)
+            groups.append(CellGroup(attack, loss, epsilons, seeds))
+    return groups
 
 
 def attack_budget(attack: str, eps: float, image_shape: tuple[int, ...]) -> float:
@@ -89,8 +128,11 @@ def attack_budget(attack: str, eps: float, image_shape: tuple[int, ...]) -> floa
     return float(eps)
 
 
-def attack_options(attack: str, config: AuditConfig, gen: torch.Generator | None) -> dict:
-    """The attack-specific constructor options the audit sets, by what the attack accepts."""
+def attack_options(
+    attack: str, config: AuditConfig, gen: torch.Generator | Sequence[torch.Generator] | None
+) -> dict:
+    """The attack-specific constructor options the audit sets, by what the attack accepts.
+    gen: the random-start generator(s), one per image of the batch in an audit."""
     names = set(ATTACKS[attack].param_names())
     opts: dict = {}
     if "steps" in names:
