@@ -245,7 +245,8 @@ def test_gate_result_to_dict_is_json() -> None:
     assert json.loads(text) == data
     assert data["policy_name"] == "ci"
     assert data["passed"] is False
-    assert data["n_rules"] == 2 and data["n_failed"] == 1
+    # two rules + the engine-health outcome (no health measured here: it passes)
+    assert data["n_rules"] == 3 and data["n_failed"] == 1
     assert {
         "where": "pgd/bce/0.00784314",
         "value": None,
@@ -260,7 +261,46 @@ def test_example_policy_runs_on_report(cli_audit) -> None:
     (a rule that matched nothing would fail the gate for the wrong reason)."""
     report = AuditReport.from_dict(cli_audit.report)
     result = evaluate(report, load_policy(example_policy_path()))
-    assert len(result.outcomes) == 7
+    assert len(result.outcomes) == 7 + 1  # the rules + the engine-health outcome
+    assert result.outcomes[-1].rule.startswith("every engine's health is at least degraded")
     for outcome in result.outcomes:
         assert outcome.n_checked > 0, outcome.rule
         assert outcome.reason is None or "matched no audit cell" not in outcome.reason
+
+
+def _health(status: str, mask_dice: float | None, reason: str | None = None) -> dict:
+    return {"status": status, "mask_dice": mask_dice, "flip_share": 0.0, "n_images": 4,
+            "ok_min": 0.97, "failed_below": 0.8, "reason": reason}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "mask_dice", "level", "passed"),
+    [
+        ("ok", 0.99, "degraded", True),
+        ("degraded", 0.9, "degraded", True),
+        ("degraded", 0.9, "ok", False),
+        ("failed", 0.0, "degraded", False),
+        ("failed", None, "degraded", False),  # could not be scored at all
+        ("failed", 0.0, "off", True),
+    ],
+)
+def test_engine_health_is_gated(status, mask_dice, level, passed) -> None:
+    report = make_report()
+    report.engines[1].health = _health(status, mask_dice, reason="clean mask agreement 0.0")
+    policy = policy_from_dict(
+        {"policy": {"engine_health": level}, "rules": [{"metric": "dice", "attack": "clean",
+                                                        "min": 0.0}]}
+    )  # fmt: skip
+    result = evaluate(report, policy)
+    assert result.passed is passed
+    health = [o for o in result.outcomes if o.metric == "engine_health_mask_dice"]
+    assert len(health) == (0 if level == "off" else 1)
+    if not passed:
+        assert ORT in health[0].reason
+
+
+def test_policy_engine_health_level_is_validated() -> None:
+    with pytest.raises(Exception, match="engine_health must be one of ok, degraded, off"):
+        policy_from_dict(
+            {"policy": {"engine_health": "great"}, "rules": [{"metric": "dice", "min": 0}]}
+        )

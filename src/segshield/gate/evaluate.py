@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from segshield.gate.policy import Policy, Rule
-from segshield.results import CLEAN, AuditCell, AuditReport, Status
+from segshield.results import CLEAN, SOURCE_ENGINE, AuditCell, AuditReport, Status
 
 # At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
 _MAX_REASONS = 5
@@ -193,9 +193,42 @@ def _outcome(
     )
 
 
+def _health_outcome(report: AuditReport, level: str) -> RuleOutcome:
+    """Every engine with a measured health is at least `level` ("ok" | "degraded"): its
+    stored clean mask agreement with the source >= the report's threshold for that level."""
+    measured: list[tuple[str, float]] = []
+    unverifiable: list[tuple[str, str]] = []
+    threshold = 0.0
+    for record in report.engines:
+        health = record.health
+        if record.name == SOURCE_ENGINE or not health:
+            continue  # the reference itself; or not run here (unavailable) / older report
+        bound = health.get("ok_min" if level == "ok" else "failed_below")
+        threshold = max(threshold, _number(bound) or 0.0)
+        value = _number(health.get("mask_dice"))
+        if value is None:  # it could not be scored at all (build or clean run failed)
+            why = health.get("reason") or "agreement not measured"
+            unverifiable.append((record.name, f"engine {record.name} is failed: {why}"))
+        else:  # the status follows from the same thresholds, so the bound decides
+            measured.append((f"engine {record.name} ({health.get('status')})", value))
+    rule = Rule(
+        name=f"every engine's health is at least {level} (policy engine_health)",
+        metric="engine_health_mask_dice", bound="min", threshold=threshold,
+        attacks=None, losses=None, engines=None,
+    )  # fmt: skip
+    outcome = _outcome(rule, measured, unverifiable)
+    if not measured and not unverifiable:
+        outcome.reason = None  # no engine besides the source was run: nothing to judge
+        outcome.passed = True
+    return outcome
+
+
 def evaluate(report: AuditReport, policy: Policy) -> GateResult:
-    """Check every rule of `policy` against `report`; computes no new measurement."""
+    """Check every rule of `policy` against `report`, then (unless the policy's engine_health
+    is "off") that every engine is healthy enough; computes no new measurement."""
     outcomes = [_evaluate_rule(report, rule) for rule in policy.rules]
+    if policy.engine_health != "off":
+        outcomes.append(_health_outcome(report, policy.engine_health))
     return GateResult(
         policy_name=policy.name, passed=all(o.passed for o in outcomes), outcomes=outcomes
     )

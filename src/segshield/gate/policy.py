@@ -5,6 +5,7 @@ Format::
     [policy]
     name = "example"          # optional; defaults to the file's stem
     schema_version = 1        # optional; must be 1 when present
+    engine_health = "degraded"  # optional: "ok" | "degraded" (default) | "off"; see below
 
     [[rules]]
     name = "PGD Dice at eps <= 4/255 stays >= 0.5 on every engine"   # optional; generated
@@ -32,6 +33,11 @@ clean evaluation is selected only by naming ``"clean"`` (alone or in a list), an
 epsilon 0 with no loss. For ``disagreement`` and ``dice_gap``, ``engine = "*"`` means every
 engine except the source ("pytorch"), which they compare against. Epsilons are floats in pixel
 units or ``"k/255"`` strings, compared with a tolerance of 1e-9.
+
+Engine health: every engine of the report whose health was measured (its clean masks against
+the source's on every audited image, :mod:`segshield.engines.health`) must be at least
+``engine_health``: with the default "degraded" a failed engine fails the release, with "ok" a
+degraded one does too; "off" gates on the rules alone. It is checked as one extra outcome.
 
 Every problem in a policy is reported at once in one `PolicyError`; rules are numbered from 1
 in the order of the ``[[rules]]`` tables.
@@ -68,6 +74,7 @@ __all__ = [
     "ENGINE_METRICS",
     "EPSILON_TOLERANCE",
     "EVAL_METRICS",
+    "HEALTH_LEVELS",
     "METRICS",
     "PERTURBATION_METRICS",
     "POLICY_SCHEMA_VERSION",
@@ -82,7 +89,9 @@ __all__ = [
 
 POLICY_SCHEMA_VERSION = 1
 _TOP_KEYS = ("policy", "rules")
-_POLICY_KEYS = ("name", "schema_version")
+_POLICY_KEYS = ("name", "schema_version", "engine_health")
+HEALTH_LEVELS = ("ok", "degraded", "off")
+DEFAULT_ENGINE_HEALTH = "degraded"
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class Policy:
 
     name: str
     rules: tuple[Rule, ...]
+    engine_health: str = DEFAULT_ENGINE_HEALTH  # the least health an engine needs (or "off")
 
 
 def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = "policy") -> Policy:
@@ -131,6 +141,14 @@ def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = 
         else:
             problems.append(f"[policy]: 'name' must be a non-empty string, got {header['name']!r}")
 
+    engine_health = header.get("engine_health", DEFAULT_ENGINE_HEALTH)
+    if engine_health not in HEALTH_LEVELS:
+        problems.append(
+            f"[policy]: engine_health must be one of {', '.join(HEALTH_LEVELS)}, "
+            f"got {engine_health!r}"
+        )
+        engine_health = DEFAULT_ENGINE_HEALTH
+
     rules: list[Rule] = []
     raw_rules = raw.get("rules")
     if raw_rules is None or (isinstance(raw_rules, list) and not raw_rules):
@@ -152,7 +170,7 @@ def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = 
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise PolicyError(f"{origin}: invalid policy ({len(problems)} problem(s)):\n{listing}")
-    return Policy(name=name, rules=tuple(rules))
+    return Policy(name=name, rules=tuple(rules), engine_health=engine_health)
 
 
 def policy_from_toml(path: str | Path) -> Policy:
