@@ -62,3 +62,45 @@ def test_schema_1_report_loads_and_renders() -> None:
     assert "## Summary per engine (Table I)" in md and "## ε curves" in md
     html = render_html(report)
     assert '<section id="summary">' in html and "<svg" in html
+
+
+def test_cell_warnings_are_shown_under_the_panels() -> None:
+    report = load("pass")
+    cell = report.cells[0]
+    warning = "2 of 2 image panels were not written (OSError: disk full); the cell's..."
+    cell.warnings = [warning]
+    view = build_view(report)
+    texts = [c.text for b in view.section("panels").blocks for c in getattr(b, "parts", [])]
+    texts += [
+        c.text for b in view.section("panels").blocks for item in getattr(b, "items", [])
+        for c in item
+    ]  # fmt: skip
+    assert f": {warning}" in texts
+    md, html = render_markdown(report), render_html(report)
+    assert warning in md and escape(warning) in html
+    # the panels section says it even when no panel was written at all
+    for c in report.cells:
+        c.panels = []
+    assert warning in render_markdown(report)
+
+
+def test_classifier_cell_warnings_are_shown() -> None:
+    report = load("classify")
+    report.cells[0].warnings = ["Something on the side was not written; the cell's ..."]
+    assert "Something on the side was not written" in render_markdown(report)
+    assert "Something on the side was not written" in render_html(report)
+
+
+def test_empty_ground_truth_count_is_shown() -> None:
+    report = load("pass")
+    measured = [ev.metrics for ev in report.clean.values() if ev.metrics is not None]
+    for m in measured:
+        m.n_empty_truth = 3
+    md, html = render_markdown(report), render_html(report)
+    n = report.clean["pytorch"].metrics.n_images
+    sentence = f"3 of {n} images have an empty ground truth"
+    assert sentence in md and sentence in html
+    assert "per-image means" in md
+    for m in measured:
+        m.n_empty_truth = 0
+    assert "empty ground truth" not in render_markdown(report)

@@ -16,6 +16,7 @@ from segshield.reports.format import (
 from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series
 from segshield.reports.view import Bullets, Cell, Chart, Para, Section, Table, cell, code
 from segshield.reports.view_common import attack_label, engines, ok_eval, ordered
+from segshield.reports.view_segmentation import cell_warnings
 from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval, Status
 
 UNITS = (
@@ -120,6 +121,7 @@ def summary_section(report: AuditReport) -> Section:
         lines = [[cell(x)] for a in _attacks(report) if (x := _summary_line(report, a, engine))]
         if lines:
             blocks.append(Bullets(lines))
+    blocks += cell_warnings(report)  # side effects that cost no measurement
     return Section("summary", "Summary", blocks)
 
 

@@ -15,6 +15,8 @@ from segshield.reports.format import (
 )
 from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series
 from segshield.reports.view import (
+    Block,
+    Bullets,
     Cell,
     Chart,
     PanelGroup,
@@ -65,6 +67,44 @@ def _summary_cell(ev: EngineEval | None, name: str, fmt: Callable[[Any], str]) -
     return with_ci(fmt(value(ev, name)), ev, name, num=True)
 
 
+def empty_truth_note(report: AuditReport) -> Para | None:
+    """A note "k of N images have an empty ground truth", from the clean run (the source's,
+    else any engine's: the images are the same); None when no image has one."""
+    clean = [ok_eval(report.clean.get(SOURCE_ENGINE)), *map(ok_eval, report.clean.values())]
+    m = next((ev.metrics for ev in clean if ev is not None and ev.metrics is not None), None)
+    if m is None or not m.n_empty_truth:
+        return None
+    k, n = m.n_empty_truth, m.n_images
+    have = "image has" if k == 1 else "images have"
+    return Para(
+        [cell(f"{k} of {n} {have} an empty ground truth (no foreground): per-image Dice is "
+              "undefined there, so per-image means, fooled shares, success rates and panel "
+              "choice leave them out; the pooled scores below count their false positives.")],
+        note=True,
+    )  # fmt: skip
+
+
+def cell_warnings(report: AuditReport) -> list[Block]:
+    """The cells' warnings (side effects that cost no measurement, e.g. a panel not written)
+    as a short list, each led by its cell; [] when there is none."""
+    items = [
+        [
+            Cell(attack_label(c.attack), strong=True),
+            cell(f" ε={format_epsilon(c.epsilon)}, loss "),
+            code(c.loss),
+            cell(f": {w}"),
+        ]
+        for c in report.cells
+        for w in c.warnings
+    ]
+    if not items:
+        return []
+    return [
+        Para([cell("Warnings (the cells keep their measurements):")], note=True),
+        Bullets(items),
+    ]
+
+
 def summary_section(report: AuditReport) -> Section:
     loss = default_loss(report)
     cells = largest_cells(report, loss)
@@ -72,6 +112,7 @@ def summary_section(report: AuditReport) -> Section:
         [cell("Clean inputs, then each attack at its largest ε with loss "), code(loss), cell(".")],
         note=True,
     )
+    empty = empty_truth_note(report)
     names = engines(report)
     if not names:
         return Section(
@@ -80,7 +121,7 @@ def summary_section(report: AuditReport) -> Section:
             [intro, Para([cell("No engine was evaluated.")])],
         )
     header = ["Metric", "Clean", *(cell_header(c) for c in cells)]
-    blocks: list[Any] = [intro]
+    blocks: list[Any] = [intro, *([empty] if empty else [])]
     for engine in names:
         columns = [report.clean.get(engine)]
         columns += [c.engines.get(engine) if c.status == Status.OK else None for c in cells]
@@ -348,9 +389,12 @@ def targeted_sections(report: AuditReport) -> list[Section]:
 
 
 def panels_section(report: AuditReport) -> Section:
+    """The panels of each cell, then the cells' warnings (a panel that was not written)."""
     cells = [c for c in report.cells if c.panels]
+    warnings = cell_warnings(report)
     if not cells:
-        return Section("panels", "Image panels", [Para([cell("No image panels in this report.")])])
+        none = Para([cell("No image panels in this report.")])
+        return Section("panels", "Image panels", [none, *warnings])
     blocks: list[Any] = [
         Para([cell("The images each cell hit hardest, as stored by the audit; Dice is per image "
                    "(source engine), clean → adversarial. Each attack's largest ε is shown; "
@@ -378,7 +422,7 @@ def panels_section(report: AuditReport) -> Section:
                 for p in c.panels
             ]
             blocks.append(PanelGroup([cell(f"{label}, loss "), code(c.loss)], panels, folded=k > 0))
-    return Section("panels", "Image panels", blocks)
+    return Section("panels", "Image panels", [*blocks, *warnings])
 
 
 def sections(report: AuditReport) -> list[Section]:
