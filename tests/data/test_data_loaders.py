@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from segshield.data import (
     bundled_dataset,
@@ -159,3 +159,22 @@ def test_rgb_images_become_gray_or_stay_rgb(tmp_path: Path) -> None:
     _png(tmp_path / "masks" / "a.png", np.zeros((8, 8), dtype=np.uint8))
     assert dataset_from_folder(tmp_path, size=(8, 8)).images.shape == (1, 1, 8, 8)
     assert dataset_from_folder(tmp_path, size=(8, 8), channels=3).images.shape == (1, 3, 8, 8)
+
+
+def test_decompression_bomb_is_a_data_error(tmp_path: Path, monkeypatch) -> None:
+    _pair(tmp_path, "big", h=64, w=64)
+    # PIL refuses images above 2 x MAX_IMAGE_PIXELS (a decompression bomb); shrink the limit.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError, match=r"refusing to read image .*big\.png.*MAX_IMAGE_PIXELS"):
+        dataset_from_folder(tmp_path)
+
+
+def test_an_image_that_breaks_the_decoder_is_a_data_error(tmp_path: Path, monkeypatch) -> None:
+    _pair(tmp_path, "a")
+
+    def broken(*args, **kwargs):
+        raise IndexError("tile out of range")  # what a truncated TIFF can do inside PIL
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(DataError, match=r"cannot read image .*a\.png: IndexError"):
+        dataset_from_folder(tmp_path)

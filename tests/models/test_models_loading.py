@@ -133,3 +133,67 @@ def test_card_roundtrip(tmp_path: Path, small: torch.nn.Module) -> None:
     }
     (tmp_path / "m.json").write_text(json.dumps(card))
     _same(load_model(ModelSpec(weights=tmp_path / "m.json")).module, small)
+
+
+def _raises_runtime(**kwargs):
+    raise RuntimeError("CUDA out of memory\nsecond line of the user's error")
+
+
+def _raises_value(width: int = 1):
+    raise ValueError(f"width {width} is not supported")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "needle"),
+    [
+        ("_raises_runtime", {}, "_raises_runtime(): RuntimeError: CUDA out of memory"),
+        ("_raises_value", {"width": 3}, "_raises_value(width=3): ValueError: width 3 is not"),
+        ("_raises_value", {"nope": 1}, "TypeError"),
+    ],
+)
+def test_a_factory_that_raises_is_a_model_error_naming_it(
+    name: str, kwargs: dict, needle: str
+) -> None:
+    factory = f"{__name__}:{name}"
+    with pytest.raises(ModelLoadError) as info:
+        model_from_factory(factory, **kwargs)
+    msg = str(info.value)
+    assert f"model factory {factory!r} failed" in msg and needle in msg
+    assert "second line" not in msg  # one line
+
+
+def test_a_factory_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "broken_factory_mod.py").write_text("raise RuntimeError('no GPU at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        ModelLoadError, match=r"importing 'broken_factory_mod'.*RuntimeError: no GPU"
+    ):
+        model_from_factory("broken_factory_mod:make")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "is not JSON (not UTF-8 text"),
+        (b'{"name": 1', "is not JSON: Expecting"),
+        (b"[1, 2]", "must hold a JSON object, not list"),
+        (b'{"name": "m"}', "is not a segshield model card"),
+        (
+            b'{"name": "m", "architecture": [1], "weights_file": "w", "weights_sha256": ""}',
+            "'architecture' must be a table",
+        ),
+    ],
+)
+def test_a_card_that_is_not_a_card(tmp_path: Path, content: bytes, needle: str) -> None:
+    path = tmp_path / "card.json"
+    path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match="card") as info:
+        load_model(ModelSpec(weights=path))
+    assert needle in str(info.value)
+
+
+def test_trusted_pickle_that_fails_to_unpickle_is_a_model_error(tmp_path: Path) -> None:
+    path = tmp_path / "half.pt"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelLoadError, match="cannot unpickle"):
+        model_from_file(path, allow_pickle=True)

@@ -35,8 +35,16 @@ def _read_array(path: Path) -> np.ndarray:
             if im.mode == "P":
                 im = im.convert("RGB")
             arr = np.asarray(im)
+    except Image.DecompressionBombError as exc:
+        raise DataError(
+            f"refusing to read image {path}: it would decompress to more pixels than "
+            f"PIL's limit (Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}), as a "
+            f"decompression bomb does: {exc}"
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
+    except Exception as exc:  # a corrupt file can break a PIL decoder in many ways
+        raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise DataError(f"image {path} has unsupported shape {arr.shape}")
     return arr

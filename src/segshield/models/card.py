@@ -37,7 +37,24 @@ class ModelCard:
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         try:
-            raw = json.loads(Path(path).read_text())
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"model card {path} does not exist") from exc
+        except UnicodeDecodeError as exc:
+            raise ModelLoadError(
+                f"model card {path} is not JSON (not UTF-8 text: {exc.reason} at byte "
+                f"{exc.start}); pass the weights file itself with --weights, or a segshield "
+                "model card .json"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"model card {path} is not JSON: {exc}") from exc
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read model card {path}: {exc.strerror or exc}") from exc
+        if not isinstance(raw, dict):
+            raise ModelLoadError(
+                f"model card {path} must hold a JSON object, not {type(raw).__name__}"
+            )
+        try:
             return cls(**raw)
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise ModelLoadError(f"cannot read model card {path}: {exc}") from exc
+        except TypeError as exc:
+            raise ModelLoadError(f"model card {path} is not a segshield model card: {exc}") from exc

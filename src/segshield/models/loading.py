@@ -68,6 +68,11 @@ def _import_factory(spec: str) -> Any:
         raise ModelLoadError(
             f"cannot import {mod_name!r} for model factory {spec!r}: {exc}"
         ) from exc
+    except Exception as exc:  # the user's module raised while being imported
+        raise ModelLoadError(
+            f"importing {mod_name!r} for model factory {spec!r} raised "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -76,6 +81,11 @@ def _import_factory(spec: str) -> Any:
     if not callable(obj):
         raise ModelLoadError(f"model factory {spec!r} is not callable")
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:600] if lines else "(no message)"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -104,7 +114,12 @@ def state_dict_from_file(path: Path, allow_pickle: bool = False) -> dict[str, to
         if not allow_pickle:
             raise ModelLoadError(f"refusing to load {path}: {_PICKLE_HELP} ({exc})") from exc
         log.warning("loading %s with full unpickling (allow_pickle=True)", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc2:  # unpickling runs the file's code: anything can be raised
+            raise ModelLoadError(
+                f"cannot unpickle {path}: {type(exc2).__name__}: {_first_line(exc2)}"
+            ) from exc2
     if isinstance(obj, nn.Module):
         return obj.state_dict()
     if isinstance(obj, dict):
@@ -136,8 +151,12 @@ def model_from_factory(
     fn = _import_factory(factory)
     try:
         module = fn(**kwargs)
-    except TypeError as exc:
-        raise ModelLoadError(f"model factory {factory!r} failed: {exc}") from exc
+    except Exception as exc:  # the user's code: any error it raises is a model error
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ModelLoadError(
+            f"model factory {factory!r} failed when called as {factory.partition(':')[2]}"
+            f"({shown}): {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"model factory {factory!r} returned {type(module).__name__}")
     desc: dict[str, Any] = {"source": "factory", "factory": factory, "factory_kwargs": kwargs}
@@ -168,7 +187,12 @@ def model_from_file(path: Path, allow_pickle: bool = False) -> LoadedModel:
     if not allow_pickle:
         raise ModelLoadError(f"refusing to load {path} as a whole model: {_PICKLE_HELP}")
     log.warning("unpickling whole model %s (allow_pickle=True)", path)
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unpickling runs the file's code: anything can be raised
+        raise ModelLoadError(
+            f"cannot unpickle {path}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
     if not isinstance(obj, nn.Module):
         raise ModelLoadError(f"{path} unpickled to {type(obj).__name__}, not a torch nn.Module")
     return LoadedModel(obj.eval(), {"source": "pickle", "weights": str(path)})
@@ -182,6 +206,11 @@ def model_from_card(card_path: Path) -> LoadedModel:
     """A segshield model (U-Net or SmallCNN classifier) from its model card and the
     safetensors file the card names."""
     card = ModelCard.read(card_path)
+    if not isinstance(card.architecture, dict) or not isinstance(card.weights_file, str):
+        raise ModelLoadError(
+            f"{card_path}: not a segshield model card ('architecture' must be a table and "
+            "'weights_file' a file name)"
+        )
     kind = card.architecture.get("architecture", "unet")
     arch = {k: v for k, v in card.architecture.items() if k != "architecture"}
     try:
