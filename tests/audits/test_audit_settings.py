@@ -188,5 +188,110 @@ def test_resolve_audit_config_lists_every_bad_option(tmp_path: Path) -> None:
     msg = str(info.value)
     assert "--epsilons: '2/0' divides by zero" in msg
     assert "steps: expected int" in msg and "stepz: unknown setting" in msg
-    with pytest.raises(SettingsError, match=r"invalid audit settings: .*pytorch engine"):
+    with pytest.raises(SettingsError, match=r"invalid settings in .*\n  - the pytorch engine"):
         resolve_audit_config({"engines": "ort-fp32"}, search_dir=tmp_path)
+
+
+def test_file_option_and_config_problems_are_listed_in_one_error(tmp_path: Path) -> None:
+    (tmp_path / "segshield.toml").write_text(
+        "[audit]\nstepz = 3\nlimit = 0\nthreshold = 1.5\nfooled_threshold = 2.0\n"
+        "health_ok_min = 0.5\nseed = -1\n"
+    )
+    with pytest.raises(SettingsError) as info:
+        resolve_audit_config(
+            {"epsilons": "2/0", "engines": "ort-fp32"},
+            search_dir=tmp_path,
+            labels={"epsilons": "--epsilons", "engines": "--engines"},
+        )
+    msg = str(info.value)
+    for needle in (
+        "segshield.toml and the command-line options",
+        "audit.stepz: unknown setting; did you mean 'steps'?",  # the file's fields ...
+        "audit.limit: expected an int >= 1, got 0",  # ... and their ranges,
+        "audit.seed: expected an int >= 0, got -1",
+        "--epsilons: '2/0' divides by zero",  # the options,
+        "the pytorch engine (the attacked source model) is always needed",  # AuditConfig's:
+        "threshold must be in (0, 1), got 1.5",  # every one, not only the first
+        "fooled_threshold must be in (0, 1], got 2.0",
+        "health thresholds need",
+    ):
+        assert needle in msg, needle
+    assert msg.count("\n  - ") == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "label"),
+    [
+        ("segshield.toml", "[audit]\ntrust_pickle = true\n", "audit.trust_pickle"),
+        ("segshield.toml", "[audit]\ntrust-pickle = false\n", "audit.trust-pickle"),
+        (
+            "pyproject.toml",
+            "[tool.segshield.audit]\ntrust_pickle = true\n",
+            "tool.segshield.audit.trust_pickle",
+        ),
+    ],
+)
+def test_a_settings_file_cannot_trust_pickles(
+    tmp_path: Path, name: str, body: str, label: str
+) -> None:
+    (tmp_path / name).write_text(body)
+    with pytest.raises(SettingsError) as info:
+        resolve_audit_config({}, search_dir=tmp_path)
+    msg = str(info.value)
+    assert f"{label}: a settings file cannot allow unpickling" in msg
+    assert "pass --trust-pickle on the command line" in msg
+    with pytest.raises(SettingsError, match="cannot allow unpickling"):
+        load_settings(search_dir=tmp_path)
+
+
+def test_only_the_command_line_trusts_pickles(tmp_path: Path) -> None:
+    cfg, _ = resolve_audit_config({"trust_pickle": True}, search_dir=tmp_path)
+    assert cfg.model.allow_pickle is True
+    assert cfg.to_dict()["model"]["allow_pickle"] is True  # what report.config.model records
+    cfg, _ = resolve_audit_config({}, search_dir=tmp_path)
+    assert cfg.model.allow_pickle is False
+
+
+def test_an_unusable_output_folder_is_a_settings_problem(tmp_path: Path) -> None:
+    from segshield.audits.settings import output_dir_problem
+
+    a_file = tmp_path / "report.json"
+    a_file.write_text("{}")
+    with pytest.raises(SettingsError, match=r"--out: .*report\.json exists and is not a folder"):
+        resolve_audit_config({"out_dir": a_file}, search_dir=tmp_path, labels={"out_dir": "--out"})
+    assert "is a file" in output_dir_problem(a_file / "sub")
+    assert output_dir_problem(tmp_path / "new" / "deeper") is None
+    assert not (tmp_path / "new").exists()  # the check creates nothing
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_unwritable_output_folder_is_refused() -> None:
+    from segshield.audits.settings import output_dir_problem
+
+    # /proc refuses new files even to root (a chmod-ed folder would not stop root).
+    assert "cannot write into /proc" in output_dir_problem(Path("/proc/segshield-out/x"))
+
+
+def test_inline_policy_problems_join_the_settings_error(tmp_path: Path) -> None:
+    (tmp_path / "segshield.toml").write_text(
+        '[audit]\nstepz = 1\n[[rules]]\nmetric = "dcie"\nmin = 0.5\n'
+    )
+    seen = []
+
+    def check(raw, origin):
+        seen.append((raw, origin))
+        return ["rule 1: unknown metric 'dcie'"]
+
+    with pytest.raises(SettingsError) as info:
+        resolve_audit_config({}, search_dir=tmp_path, check_policy=check)
+    msg = str(info.value)
+    assert "audit.stepz: unknown setting" in msg and "rule 1: unknown metric 'dcie'" in msg
+    assert seen == [({"rules": [{"metric": "dcie", "min": 0.5}]}, str(tmp_path / "segshield.toml"))]
+
+
+def test_an_explicit_pyproject_without_the_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n')
+    with pytest.raises(SettingsError, match=r"has no \[tool\.segshield\] table"):
+        load_settings(path)
+    assert load_settings(search_dir=tmp_path).origin is None  # found, not named: not settings

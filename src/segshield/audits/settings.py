@@ -6,14 +6,20 @@ its type hint decides what a value may be (int, float, str, bool, Path, `X | Non
 str/int/float, enums, literals, tables), so a field added to AuditConfig is a setting the day it
 exists. The model is set through `model`, `weights`, `trust_pickle` and `model_kwargs`
 (`ModelSpec`'s fields). A field with `metadata={"setting": False}` is not a setting.
+`trust_pickle` is one only on the command line: a settings file that sets it is refused
+(it is picked up from the working folder, which may be the repository under audit).
 
-Validation collects every bad field and raises one SettingsError that lists them all.
+Validation collects every problem — unknown keys, wrong types, out-of-range values, the
+combinations AuditConfig refuses, an unusable output folder, the inline policy's rules —
+and raises one SettingsError that lists them all.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import sys
+import tempfile
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -42,6 +48,22 @@ MODEL_FIELDS = {
 # Fields whose values need more than their type: epsilons accept "k/255" and presets.
 _PARSERS: dict[str, Callable[[Any], Any]] = {"epsilons": parse_epsilons}
 DEFAULT_OUT_DIR = Path("segshield-out")
+# Ranges a type cannot express: setting -> (is it fine?, what it must be).
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "limit": (lambda v: v >= 1, "expected an int >= 1"),
+    "alpha": (lambda v: v > 0, "expected a number > 0"),
+    "asma_steps": (lambda v: v >= 1, "expected an int >= 1"),
+    "seed": (lambda v: v >= 0, "expected an int >= 0"),
+    "opset": (lambda v: v >= 7, "expected an ONNX opset >= 7"),
+}
+# Settings only the command line may set: a settings file is picked up from the working
+# folder (a checked-out repository), so it must not be able to switch on unpickling.
+FILE_FORBIDDEN_WHY = {
+    "trust_pickle": "a settings file cannot allow unpickling (unpickling runs code from the "
+    "checkpoint, and this file may come from the repository being audited); pass "
+    "--trust-pickle on the command line instead",
+}
+FILE_FORBIDDEN = frozenset(FILE_FORBIDDEN_WHY)
 
 Coercer = Callable[[Any], Any]
 
@@ -172,22 +194,44 @@ PATH_SETTINGS = tuple(
 )
 
 
+def _check_ranges(name: str, value: Any) -> str | None:
+    """What is wrong with a converted value that its type cannot say (None: fine). The
+    combinations AuditConfig checks itself are collected from it (`_config_problems`)."""
+    rule = _RANGES.get(name)
+    if rule is None or value is None:
+        return None
+    ok, want = rule
+    return None if ok(value) else f"{want}, got {value!r}"
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key.replace("-", "_"), AUDIT_KEYS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown setting{hint} (known: {', '.join(AUDIT_KEYS)})"
+
+
 def validate_settings(
     raw: Mapping[str, Any], problems: list[str], label: Callable[[str], str]
 ) -> dict[str, Any]:
-    """Check and convert each `raw` value by its setting's type; bad ones are appended to
-    `problems` (as "<label(key)>: <what is wrong>") and left out."""
+    """Check and convert each `raw` value by its setting's type and range; bad ones are
+    appended to `problems` (as "<label(key)>: <what is wrong>") and left out."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
         check = SETTINGS.get(name)
         if check is None:
-            problems.append(f"{label(key)}: unknown setting (known: {', '.join(AUDIT_KEYS)})")
+            problems.append(f"{label(key)}: {_unknown(key)}")
             continue
         try:
-            out[name] = check(value)
+            converted = check(value)
         except (ValueError, TypeError) as exc:
             problems.append(f"{label(key)}: {exc}")
+            continue
+        wrong = _check_ranges(name, converted)
+        if wrong is not None:
+            problems.append(f"{label(key)}: {wrong}")
+            continue
+        out[name] = converted
     return out
 
 
@@ -196,25 +240,38 @@ def _raise(problems: list[str], where: str) -> None:
         raise SettingsError(f"invalid settings in {where}:\n  - " + "\n  - ".join(problems))
 
 
-def settings_from_dict(raw: dict[str, Any], origin: str) -> dict[str, Any]:
-    """Validate `{audit: {...}, policy: {...}, rules: [...]}`; returns the audit options."""
-    problems: list[str] = []
-    unknown = sorted(set(raw) - {"audit", "policy", "rules"})
-    for key in unknown:
-        problems.append(f"{key}: unknown table (known: audit, policy, rules)")
+def _file_settings(raw: Any, problems: list[str], prefix: str = "") -> dict[str, Any]:
+    """The audit options of a settings table `{audit: {...}, policy: {...}, rules: [...]}`;
+    every bad one is appended to `problems` (labelled `<prefix>audit.<key>`)."""
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix or 'the settings'} must be a table, got {type(raw).__name__}")
+        return {}
+    for key in sorted(set(raw) - {"audit", "policy", "rules"}):
+        problems.append(f"{prefix}{key}: unknown table (known: audit, policy, rules)")
     audit_raw = raw.get("audit", {})
-    audit: dict[str, Any] = {}
-    if isinstance(audit_raw, dict):
-        audit = validate_settings(audit_raw, problems, lambda key: f"audit.{key}")
-    else:
-        problems.append("audit must be a table")
+    if not isinstance(audit_raw, dict):
+        problems.append(f"{prefix}audit must be a table")
+        return {}
+    forbidden = sorted(k for k in audit_raw if k.replace("-", "_") in FILE_FORBIDDEN)
+    allowed = {k: v for k, v in audit_raw.items() if k not in forbidden}
+    audit = validate_settings(allowed, problems, lambda key: f"{prefix}audit.{key}")
+    for key in forbidden:
+        problems.append(f"{prefix}audit.{key}: {FILE_FORBIDDEN_WHY[key.replace('-', '_')]}")
+    return audit
+
+
+def settings_from_dict(raw: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Validate `{audit: {...}, policy: {...}, rules: [...]}`; returns the audit options.
+    Raises one SettingsError listing every bad field."""
+    problems: list[str] = []
+    audit = _file_settings(raw, problems)
     _raise(problems, origin)
     return audit
 
 
-def load_settings(path: Path | None = None, search_dir: Path | None = None) -> Settings:
-    """Read `path`, or look for segshield.toml, then pyproject.toml [tool.segshield], in
-    `search_dir` (default: the current folder). No file found means empty settings."""
+def _read_settings(path: Path | None, search_dir: Path | None, problems: list[str]) -> Settings:
+    """The settings of `path` or of the file found in `search_dir` (see `load_settings`);
+    bad fields go to `problems`. An unreadable file raises at once (nothing else to check)."""
     candidates: list[Path]
     if path is not None:
         candidates = [Path(path)]
@@ -227,21 +284,64 @@ def load_settings(path: Path | None = None, search_dir: Path | None = None) -> S
         if not candidate.is_file():
             continue
         try:
-            data = tomllib.loads(candidate.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read settings {candidate}: {exc}") from exc
-        if candidate.name == "pyproject.toml" and path is None:
-            data = data.get("tool", {}).get("segshield")
+        prefix = ""
+        if candidate.name == "pyproject.toml":
+            tool = data.get("tool", {})
+            data = tool.get("segshield") if isinstance(tool, dict) else None
             if data is None:
-                continue
-        elif candidate.name == "pyproject.toml":
-            data = data.get("tool", {}).get("segshield", {})
-        audit = settings_from_dict(data, str(candidate))
+                if path is None:
+                    continue  # a pyproject.toml without [tool.segshield] is not a settings file
+                raise SettingsError(
+                    f"{candidate} has no [tool.segshield] table (put the settings under "
+                    "[tool.segshield.audit], or pass a segshield.toml)"
+                )
+            prefix = "tool.segshield."
+        audit = _file_settings(data, problems, prefix)
         policy = None
-        if "rules" in data or "policy" in data:
+        if isinstance(data, dict) and ("rules" in data or "policy" in data):
             policy = {k: data[k] for k in ("policy", "rules") if k in data}
         return Settings(candidate, audit, policy)
     return Settings(None, {}, None)
+
+
+def load_settings(path: Path | None = None, search_dir: Path | None = None) -> Settings:
+    """Read `path`, or look for segshield.toml, then pyproject.toml [tool.segshield], in
+    `search_dir` (default: the current folder). No file found means empty settings. Raises one
+    SettingsError listing every bad field."""
+    problems: list[str] = []
+    settings = _read_settings(path, search_dir, problems)
+    _raise(problems, str(settings.origin))
+    return settings
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be an output folder (an existing file, a file on the way, a folder
+    that cannot be written), or None. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{path} exists and is not a folder"
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"cannot create {path}: {probe} is a file"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"cannot write into {probe if probe != path else path}: {reason}"
+    return None
+
+
+def _config_problems(exc: ValueError) -> list[str]:
+    """AuditConfig's problems (it joins them with "; ") one by one."""
+    return [p.strip() for p in str(exc).split("; ") if p.strip()]
 
 
 def config_from_settings(
@@ -266,31 +366,52 @@ def config_from_settings(
     return AuditConfig(model=model, **merged)
 
 
+PolicyCheck = Callable[[Mapping[str, Any], str], list[str]]
+
+
 def resolve_audit_config(
     overrides: Mapping[str, Any],
     config_path: Path | None = None,
     search_dir: Path | None = None,
     *,
     labels: Mapping[str, str] | None = None,
+    check_policy: PolicyCheck | None = None,
 ) -> tuple[AuditConfig, Settings]:
     """The AuditConfig of a settings file (`config_path`, or one found in `search_dir`, see
     `load_settings`) overridden by `overrides`, the explicitly given options by setting name.
 
     Override values are validated like file values (so "fgsm,pgd", "4/255,8/255" or "default"
-    are fine); `labels` names them in errors (e.g. {"epsilons": "--epsilons"}). Returns the
+    are fine); `labels` names them in errors (e.g. {"epsilons": "--epsilons"}). The file's
+    policy tables, when there are any and `check_policy` is given, are checked by it (the gate
+    is a later stage: the caller passes its validator, which returns the problems). Returns the
     config and the settings (whose `policy` tables the caller may gate with). Raises one
-    SettingsError listing every bad value.
+    SettingsError listing every problem: the file's fields, the options, the combinations
+    AuditConfig refuses, the output folder and the inline policy.
     """
-    settings = load_settings(config_path, search_dir)
-    names = dict(labels or {})
     problems: list[str] = []
+    settings = _read_settings(config_path, search_dir, problems)
+    names = dict(labels or {})
     given = validate_settings(overrides, problems, lambda key: names.get(key, key))
-    _raise(problems, "the options")
     base = settings.origin.parent if settings.origin else None
+    cfg: AuditConfig | None = None
     try:
         cfg = config_from_settings(settings.audit, given, base)
     except ValueError as exc:
-        raise SettingsError(f"invalid audit settings: {exc}") from exc
+        problems.extend(_config_problems(exc))
+    except TypeError as exc:  # a value of the right type AuditConfig still cannot take
+        problems.append(str(exc))
+    if cfg is not None:
+        wrong = output_dir_problem(cfg.out_dir)
+        if wrong is not None:
+            where = names.get("out_dir", "--out") if "out_dir" in given else "audit.out_dir"
+            problems.append(f"{where}: {wrong}")
+    if settings.policy is not None and check_policy is not None:
+        problems.extend(check_policy(settings.policy, str(settings.origin)))
+    if problems:
+        sources = [str(settings.origin)] if settings.origin else []
+        sources += ["the command-line options"] if overrides else []
+        _raise(problems, " and ".join(sources) or "the defaults")
+    assert cfg is not None
     return cfg, settings
 
 
