@@ -185,9 +185,10 @@ def test_verdict_pass_and_absent() -> None:
 def test_engines_note() -> None:
     md = render_markdown(make_report())
     # legacy export parity (max_abs_diff) shows as the max error; reasons in the last column
-    row = "| `onnxruntime` | onnxruntime | fp32 | CPUExecutionProvider | ok | 4e-08 | — | — | — |"
+    # (the Health column is empty: this report measured none)
+    row = "| `onnxruntime` | onnxruntime | fp32 | CPUExecutionProvider | ok | — | 4e-08 | — | — |"
     assert row in md
-    assert "| `tensorrt` | tensorrt | fp32 | — | unavailable |" in md
+    assert "| `tensorrt` | tensorrt | fp32 | — | unavailable | — |" in md
     assert md.count("no CUDA device |") == 1
 
 

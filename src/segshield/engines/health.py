@@ -90,9 +90,10 @@ def assess_health(
         if status != Health.OK:
             shown = "not measurable" if mask_dice is None else f"{mask_dice:.4f}"
             bound = thresholds.failed_below if status == Health.FAILED else thresholds.ok_min
+            level = "failed" if status == Health.FAILED else "ok"
             reason = (
-                f"clean mask agreement with the source {shown} "
-                f"{'<' if mask_dice is not None else 'vs'} {bound:g} on {n_images} image(s)"
+                f"clean mask agreement with the source {shown}, below the {level} bound "
+                f"{bound:g}, on {n_images} image(s)"
             )
     return EngineHealth(
         status=status,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # Every section id a report can have, in page order (stable ids for tests and links).
 SECTION_IDS: tuple[str, ...] = (
     "verdict",
+    "health",
     "summary",
     "accuracy",
     "curves",
@@ -195,6 +196,8 @@ def build_view(report: AuditReport) -> ReportView:
     else:
         from segshield.reports import view_segmentation as task_view  # type: ignore[no-redef]
     sections = [common.verdict_section(report), *task_view.sections(report)]
+    health = common.health_section(report)
+    sections += [health] if health is not None else []
     sections += [
         common.engines_section(report),
         common.transfer_section(report),

@@ -235,6 +235,52 @@ def verdict_section(report: AuditReport) -> Section:
     return Section("verdict", "Verdict", blocks=blocks, banner=banner)
 
 
+_HEALTH_BADGE = {"ok": "ok", "degraded": "warn", "failed": "bad"}
+
+
+def _health_of(e: Any) -> dict:
+    return e.health if isinstance(e.health, dict) else {}
+
+
+def health_section(report: AuditReport) -> Section | None:
+    """The engine health line and table (first screen): each engine's clean masks against
+    the source's on every audited image; None for reports that did not measure it."""
+    measured = [e for e in report.engines if _health_of(e)]
+    if not measured:
+        return None
+    parts: list[Cell] = [cell("Engine health: ")]
+    for i, e in enumerate(measured):
+        status = str(_health_of(e).get("status"))
+        parts += [cell(", " if i else ""), code(e.name), cell(" "),
+                  Cell(status, strong=status != "ok", badge=_HEALTH_BADGE.get(status))]  # fmt: skip
+    unhealthy = [e for e in measured if _health_of(e).get("status") != "ok"]
+    parts.append(cell(f" ({len(unhealthy)} not ok)." if unhealthy else " (all ok)."))
+    first = _health_of(measured[0])
+    what = "predicted classes" if report.task == "classification" else "masks"
+    note = (
+        f"Clean {what} of each engine against {SOURCE_ENGINE}'s on every audited image. "
+        "Agreement: Dice of the engine's masks against the source's (mean over foreground "
+        "classes; for a classifier the share of images with the same class); ok >= "
+        f"{plain(first.get('ok_min'))}, failed < {plain(first.get('failed_below'))}."
+    )
+    header = ["Engine", "Health", "Agreement", "Changed vs source", "Images", "Reason"]
+    rows = [
+        [
+            code(e.name),
+            Cell(str(h.get("status")), badge=_HEALTH_BADGE.get(str(h.get("status")))),
+            Cell(plain(h.get("mask_dice")), num=True),
+            Cell(format_percent(h.get("flip_share")), num=True),
+            Cell(plain(h.get("n_images")), num=True),
+            cell(h.get("reason")),
+        ]
+        for e in measured
+        if (h := _health_of(e))
+    ]
+    blocks: list[Any] = [Para(parts), Para([cell(note)], note=True)]
+    blocks.append(Table(header, rows, cls="health"))
+    return Section("health", "Engine health", blocks)
+
+
 def _engine_row(e: Any) -> list[Cell]:
     parity = e.parity or {}
     sha = e.sha256
@@ -248,6 +294,7 @@ def _engine_row(e: Any) -> list[Cell]:
         cell(e.precision),
         cell(", ".join(e.providers) if e.providers else None),
         Cell(str(e.status), badge=badge),
+        _health_cell(e),
         Cell(plain(parity.get("prob_max_abs_err", parity.get("max_abs_diff"))), num=True),
         Cell(plain(parity.get("prob_median_abs_err")), num=True),
         Cell(plain(parity.get("prob_p99_abs_err")), num=True),
@@ -259,10 +306,26 @@ def _engine_row(e: Any) -> list[Cell]:
     ]
 
 
+def _health_cell(e: Any) -> Cell:
+    status = _health_of(e).get("status")
+    return cell(None) if status is None else Cell(str(status), badge=_HEALTH_BADGE.get(status))
+
+
+def _parity_images(report: AuditReport) -> str:
+    counts = {(e.parity or {}).get("n_images") for e in report.engines if e.parity}
+    counts.discard(None)
+    if len(counts) == 1:
+        n = counts.pop()
+        total = (report.dataset or {}).get("n_images")
+        return f"the first {n} audited images" if total and n != total else f"{n} audited images"
+    return "a sample of the audited images"
+
+
 def engines_section(report: AuditReport) -> Section:
     if not report.engines:
         return Section("engines", "Engines", [Para([cell("No engine records.")])])
-    header = ["Engine", "Kind", "Precision", "Providers used", "Status", "Max prob err"]
+    header = ["Engine", "Kind", "Precision", "Providers used", "Status", "Health"]
+    header += ["Max prob err"]
     header += ["Median prob err", "p99 prob err", "Mask pixels flipped", "Build (s)"]
     header += ["Artifact", "SHA-256", "Reason"]
     what = "predicted classes" if report.task == "classification" else "mask pixels"
@@ -270,9 +333,9 @@ def engines_section(report: AuditReport) -> Section:
         Para(
             [
                 cell(
-                    f"Clean parity against the source {SOURCE_ENGINE} (bold) on the audited "
-                    f"images: absolute error of the probabilities and the share of {what} that "
-                    "flip."
+                    f"Clean parity against the source {SOURCE_ENGINE} (bold) on "
+                    f"{_parity_images(report)}: absolute error of the probabilities and the "
+                    f"share of {what} that flip. Health (every audited image): see Engine health."
                 )
             ],
             note=True,
