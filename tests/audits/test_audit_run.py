@@ -40,6 +40,10 @@ def test_e2e_report_is_complete(cli_audit) -> None:
     assert engines["aoti-fp32"].parity["prob_max_abs_err"] < 1e-5
     assert engines["ort-fp16"].parity["flip_share"] < 1e-3
     assert engines["ort-int8"].parity["flip_share"] < 0.02
+    # health: every engine's clean masks against the source's on every audited image
+    for name, record in engines.items():
+        assert record.health["status"] == "ok", (name, record.health)
+        assert record.health["n_images"] == 2
     assert any("FP32" in n or "fp32" in n.lower() for n in engines["ort-fp16"].notes)
     assert report.build["calibration"]["source"] == "bundled:nuclei/train"
     # latency of every engine at batch 1 and 8
