@@ -6,8 +6,10 @@ hand, bounded and recorded:
 
 1. the default recipe (the caller's per-channel setting and calibration method) is built and
    scored on the calibration images; healthy -> nothing else is tried;
-2. the same graph with the other settings: per-channel flipped, then the other calibration
-   methods (minmax / entropy / percentile) -- no node in FP32;
+2. the same graph with the other settings: per-channel flipped, 7-bit weights
+   (`reduce_range`: the u8s8 kernels of CPUs without VNNI, AVX2 only, can saturate their
+   16-bit intermediate sums on 8-bit weights), then the other calibration methods
+   (minmax / entropy / percentile) -- no node in FP32;
 3. FP32 fallback on top of the best of those: the quantized compute nodes (Conv,
    ConvTranspose, Gemm, MatMul) ranked by their quantization error, measured with
    onnxruntime's `qdq_loss_debug` (activations of the FP32 and the QDQ model on the same
@@ -71,7 +73,7 @@ FALLBACK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Element-wise activations the QDQ quantizer folds into the preceding compute node's range.
 _FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
 
-DEFAULT_MAX_TRIALS = 8
+DEFAULT_MAX_TRIALS = 10
 _LATENCY_RUNS = 5
 
 
@@ -92,6 +94,7 @@ class Recipe:
     method: CalibrationMethodName = "minmax"
     excluded: tuple[str, ...] = ()
     symmetric_activations: bool = False
+    reduce_range: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -106,6 +109,8 @@ class Recipe:
     def label(self) -> str:
         """Short report text, e.g. "per-channel + entropy + 3 FP32 nodes"."""
         parts = ["per-channel" if self.per_channel else "per-tensor", self.method]
+        if self.reduce_range:
+            parts.append("7-bit weights")
         if self.symmetric_activations:
             parts.append("symmetric activations")
         if self.excluded:
@@ -119,6 +124,7 @@ class Recipe:
             "method": self.method,
             "excluded": list(self.excluded),
             "symmetric_activations": self.symmetric_activations,
+            "reduce_range": self.reduce_range,
             "label": self.label(),
         }
 
@@ -325,6 +331,7 @@ class _Search:
         default.latency_ms = self._latency(default.path)
         settings = [
             replace(base, per_channel=not base.per_channel),
+            replace(base, reduce_range=not base.reduce_range),
             *(replace(base, method=m) for m in CALIBRATION_METHODS if m != base.method),
         ]
         for recipe in settings:
@@ -420,6 +427,7 @@ class _Search:
                     preprocess=self.preprocess,
                     symmetric_activations=recipe.symmetric_activations,
                     calibration_batch_size=self.batch, nodes_to_exclude=recipe.excluded,
+                    reduce_range=recipe.reduce_range,
                 )  # fmt: skip
             trial.variant, trial.path = variant, Path(variant.path)
             trial.build_seconds = round(variant.seconds, 3)

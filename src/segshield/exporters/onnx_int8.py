@@ -59,6 +59,7 @@ def onnx_int8_from_onnx(
     symmetric_activations: bool = False,
     calibration_batch_size: int = 8,
     nodes_to_exclude: Sequence[str] = (),
+    reduce_range: bool = False,
 ) -> OnnxVariant:
     """Static INT8 quantization (QDQ, S8S8) of an FP32 ONNX file, calibrated on real images.
 
@@ -76,6 +77,8 @@ def onnx_int8_from_onnx(
         nodes_to_exclude: names of nodes kept in FP32 (no Q/DQ around them), as named in the
             model that is quantized: after `quant_pre_process` when `preprocess` (see
             `segshield.exporters.int8_search`, which picks them).
+        reduce_range: 7-bit weights, so that the u8s8 kernels of CPUs without VNNI (AVX2)
+            cannot saturate their 16-bit intermediate sums (onnxruntime's advice for them).
 
     Raises:
         DataError: calibration images are not (N,C,H,W) float images in [0,1] of the model's
@@ -102,6 +105,7 @@ def onnx_int8_from_onnx(
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=calibrate,
@@ -131,6 +135,7 @@ def onnx_int8_from_onnx(
         symmetric_activations=symmetric_activations,
         preprocess=preprocess,
         excluded=excluded,
+        reduce_range=reduce_range,
     )
 
 
@@ -173,6 +178,7 @@ def _static_int8_variant(
     symmetric_activations: bool,
     preprocess: bool,
     excluded: list[str],
+    reduce_range: bool = False,
 ) -> OnnxVariant:
     """The record of the QDQ model written at `dst`, read back from the file."""
     quantized = load_onnx(dst)
@@ -182,6 +188,7 @@ def _static_int8_variant(
         "activation_type": "int8",
         "weight_type": "int8",
         "per_channel": per_channel,
+        "reduce_range": reduce_range,
         "symmetric_activations": symmetric_activations,
         "preprocessed": preprocess,
         "calibration": _calibration_record(method, reader),
@@ -196,7 +203,13 @@ def _static_int8_variant(
         seconds=seconds,
         details={**settings, "quantized_ops": q_inputs, "ops": op_counts(quantized)},
         notes=_static_int8_notes(
-            method, per_channel, reader, q_inputs, op_counts(load_onnx(src)), excluded
+            method,
+            per_channel,
+            reader,
+            q_inputs,
+            op_counts(load_onnx(src)),
+            excluded,
+            reduce_range,
         ),
     )
 
@@ -220,6 +233,7 @@ def _static_int8_notes(
     q_inputs: dict[str, int],
     source_ops: dict[str, int],
     excluded: Sequence[str] = (),
+    reduce_range: bool = False,
 ) -> tuple[str, ...]:
     """Report sentences: how the model was calibrated, which ops the QDQ graph quantizes."""
     notes = [
@@ -232,6 +246,8 @@ def _static_int8_notes(
         + fmt_counts(_float_compute_ops(source_ops, q_inputs))
         + " (which of them run as integer kernels is up to the execution provider)",
     ]
+    if reduce_range:
+        notes.append("weights quantized to 7 bits (reduce_range)")
     if excluded:
         notes.append(
             f"{len(excluded)} node(s) kept in FP32 (excluded from quantization): "
