@@ -4,7 +4,9 @@ Images are resampled with replacement; each resample's metric is computed from i
 counts (the same aggregation as the point estimate, :mod:`segshield.metrics.aggregate`), and
 the percentile interval is returned. Counts are (N, C), so binary, multi-class, multi-label
 and classification audits all get intervals. Paired statistics (attack success) resample the
-same images for clean and adversarial counts.
+same images for clean and adversarial counts. Resamples are scored from summed counts, never
+from per-image Dice, so an image with an empty ground truth weighs in by its pixels (its false
+positives count) and no per-image convention value enters an interval.
 """
 
 from __future__ import annotations
