@@ -16,7 +16,9 @@ Writes (a few minutes on a CPU, deterministic up to floating point and timestamp
   ε sweep restricted to 0, 4/255 and 0.1, fgsm, pgd and the skipped asma, with a failed cell
   injected by this script, no verdict.
 
-report_v1.json (a schema-1 report) is kept as written by an older segshield, not made here.
+Each is written with its integrity entry (segshield.results.integrity.content_hash), as
+segshield writes report.json. report_v1.json (a schema-1 report) is kept as written by an
+older segshield, not made here, so it has none (the gate reads it as unverified).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from segshield.api import classifier_config
 from segshield.audits import AuditConfig, run_audit
 from segshield.gate import evaluate, policy_from_dict
 from segshield.results import AuditReport
+from segshield.results.integrity import content_hash
 
 HOSTILE = "<script>alert('pwned')</script>"
 LENIENT = {
@@ -59,6 +62,9 @@ STRICT = {
 
 
 def _dump(raw: dict, path: Path) -> None:
+    """Write a fixture as segshield writes report.json: with its content hash (the edits of
+    this script are made before it, so the fixture verifies like a written report)."""
+    raw = {**raw, "integrity": content_hash(raw)}
     path.write_text(json.dumps(raw, indent=2, sort_keys=True, allow_nan=False) + "\n")
     print(f"wrote {path}")
 

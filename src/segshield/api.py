@@ -12,6 +12,7 @@ from segshield.audits import AuditReport
 from segshield.epsilon import SEED_CLASSIFIER_EPSILONS
 from segshield.errors import ReportError, SegShieldError
 from segshield.gate import GateResult, Policy, evaluate
+from segshield.gate.verify import read_verified_report
 from segshield.reports import (
     read_report,
     render_csv,
@@ -96,7 +97,10 @@ def audit(
     report = run_audit(config, progress=progress, command=command)
     verdict = None
     if policy is not None:
-        verdict = evaluate(report, policy)
+        # The gate runs on the report as written (and refuses it, ReportError, when its
+        # values are impossible); the verdict is then added (it is not in the content hash).
+        json_path = write_json(report, config.out_dir / "report.json")
+        _, verdict = gate_report(json_path, policy)
         report.verdict = verdict.to_dict()
     files = write_reports(report, config.out_dir)
     manifest = config.out_dir / "engines" / "manifest.json"
@@ -106,8 +110,10 @@ def audit(
 
 
 def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateResult]:
-    """Evaluate a policy against a report.json written earlier."""
-    report = read_report(report_path)
+    """Evaluate a policy against a report.json written earlier, after verifying it
+    (:func:`segshield.gate.verify.read_verified_report`: a changed or impossible report is
+    refused with ReportError; one without an integrity entry is gated as unverified)."""
+    report, _ = read_verified_report(report_path)
     return report, evaluate(report, policy)
 
 

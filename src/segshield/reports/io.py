@@ -6,9 +6,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from segshield.errors import ReportError
 from segshield.results import AuditReport
+from segshield.results.integrity import content_hash
 
 
 def _reject_constant(name: str) -> None:
@@ -19,10 +21,15 @@ def _reject_constant(name: str) -> None:
 def write_json(report: AuditReport, path: str | Path) -> Path:
     """Write ``report.to_dict()`` as indented JSON with sorted keys; NaN becomes null.
 
-    The file is replaced atomically so a crash never leaves a half-written report.
+    Sets ``report.integrity`` (and the file's ``integrity``) to the content hash of what is
+    written (:func:`segshield.results.integrity.content_hash`: every section but ``verdict``
+    and ``integrity``). The file is replaced atomically so a crash never leaves a
+    half-written report.
     """
     path = Path(path)
-    text = json.dumps(report.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    raw = report.to_dict()
+    raw["integrity"] = report.integrity = content_hash(raw)
+    text = json.dumps(raw, indent=2, sort_keys=True, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -38,6 +45,20 @@ def write_json(report: AuditReport, path: str | Path) -> Path:
 
 def read_report(path: str | Path) -> AuditReport:
     """Read a report.json; every failure is a ReportError naming the path."""
+    return report_from_json(read_report_json(path), path)
+
+
+def report_from_json(raw: Any, path: str | Path) -> AuditReport:
+    """The typed report of a report.json's parsed JSON; a ReportError names ``path``."""
+    try:
+        return AuditReport.from_dict(raw)
+    except ReportError as exc:
+        raise ReportError(f"{path}: {exc}") from exc
+
+
+def read_report_json(path: str | Path) -> Any:
+    """The parsed JSON of a report.json, as written (strict JSON: NaN/Infinity refused);
+    every failure is a ReportError naming the path."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -55,7 +76,4 @@ def read_report(path: str | Path) -> AuditReport:
         ) from exc
     except ValueError as exc:
         raise ReportError(f"{path}: not strict JSON ({exc})") from exc
-    try:
-        return AuditReport.from_dict(raw)
-    except ReportError as exc:
-        raise ReportError(f"{path}: {exc}") from exc
+    return raw
