@@ -1,9 +1,10 @@
 """CSV rendering of an audit report: one row per (clean or cell) x engine, for spreadsheets.
 
 Values are written as stored (fractions in [0, 1], epsilon in pixel units, full precision);
-a missing value is an empty field. The header is always present. The cell's attack loss is
-the column ``attack_loss``: ``loss`` is the evaluation metric of METRIC_FIELDS, named as in
-gate policies.
+a missing value is an empty field; a text field that would start a spreadsheet formula
+(``= + - @``, tab, newline) starts with an apostrophe. The header is always present. The
+cell's attack loss is the column ``attack_loss``: ``loss`` is the evaluation metric of
+METRIC_FIELDS, named as in gate policies.
 """
 
 from __future__ import annotations
@@ -36,15 +37,25 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+# A text field starting with one of these is a formula to a spreadsheet (CSV injection):
+# such fields get a leading apostrophe, which spreadsheets show as text (OWASP's advice).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
 def _value(value: Any) -> str:
-    """A stored value as CSV text: floats at full precision (repr), missing as empty."""
+    """A stored value as CSV text: floats at full precision (repr), missing as empty. Text
+    (names, error messages) that a spreadsheet would run as a formula is prefixed with an
+    apostrophe; quoting of commas, quotes and newlines is the csv module's."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ""
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _eval_fields(ev: EngineEval | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the HTML report's; their numbers are in the tables here.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from segshield.reports.format import MISSING
 from segshield.reports.view import (
@@ -24,11 +25,37 @@ from segshield.reports.view import (
 )
 from segshield.results import AuditReport
 
+# Characters that start or end inline Markdown markup (emphasis, code, links, images,
+# strikethrough, table cells) or escape one: backslash-escaped wherever report text goes.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~|]|\](?=[(\[:]))")
+# Line-start markup (heading, quote, list, setext underline, thematic break, ordered list).
+_LINE_START = re.compile(r"^(\s*)([#>+=\[-]|\d+(?=[.)](?:\s|$)))")
 
-def _escape(text: str) -> str:
-    """One line, pipes and markup characters escaped (edge spaces kept: inline parts)."""
-    text = re.sub(r"\s+", " ", text).replace("|", "\\|")
+
+def escape_markdown(text: str) -> str:
+    """Report text (image names, model and engine names, reasons, error messages, paths) as
+    literal Markdown text on one line: whitespace runs become one space, inline markup
+    characters (``\\ ` * _ ~ |``, and ``]`` before ``(``, ``[`` or ``:``, which would close
+    a link) are backslash-escaped and ``& < >`` become HTML entities, so neither Markdown
+    nor raw HTML in a name reaches a viewer. Edge spaces are kept (inline parts are
+    joined)."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _line(text: str) -> str:
+    """A rendered line that must not start block markup (a paragraph's first part)."""
+    match = _LINE_START.match(text)
+    if not match:
+        return text
+    lead, mark = match.groups()
+    if mark[0].isdigit():  # "1." or "1)": escape the delimiter
+        end = match.end()
+        return f"{text[:end]}\\{text[end:]}"
+    return f"{lead}\\{text[len(lead) :]}"
+
+
+_escape = escape_markdown
 
 
 def _text(value: object) -> str:
@@ -66,7 +93,7 @@ def _block(block: Block) -> list[str]:
     if isinstance(block, Table):
         return _table(block) if block.markdown else []
     if isinstance(block, Para):
-        return [_parts(block.parts), ""] if block.markdown else []
+        return [_line(_parts(block.parts)), ""] if block.markdown else []
     if isinstance(block, Bullets):
         if not block.markdown:
             return []
@@ -74,8 +101,10 @@ def _block(block: Block) -> list[str]:
     if isinstance(block, PanelGroup):
         lines = [f"### {_parts(block.title)}", ""]
         for p in block.panels:
-            alt = _escape("".join(c.text for c in p.caption)).replace("[", "(").replace("]", ")")
-            target = (p.file or "").replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
+            # brackets would end the alt text early: shown as parentheses
+            caption = "".join(c.text for c in p.caption).replace("[", "(").replace("]", ")")
+            alt = _escape(caption)
+            target = quote(p.file or "", safe="/")  # a path, percent-encoded: never markup
             lines += [f"![{alt}](<{target}>)" if p.file else f"{alt} (no image file)", ""]
         return lines
     assert isinstance(block, Chart)  # drawn in HTML only; its values are in a table

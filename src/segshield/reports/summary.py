@@ -8,6 +8,7 @@ full report and computed nowhere here.
 from __future__ import annotations
 
 from segshield.reports.format import MISSING, format_epsilon, format_percent
+from segshield.reports.markdown import escape_markdown
 from segshield.reports.view_common import PRIMARY_LABEL, engines, ordered, value
 from segshield.results import AuditReport, Status
 
@@ -22,8 +23,8 @@ def _text(value: object) -> str:
 
 
 def _md(value: object) -> str:
-    """Table-safe text with markup characters escaped: a PR comment renders HTML."""
-    return _text(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Table-safe text with Markdown and HTML markup escaped: a PR comment renders both."""
+    return MISSING if value is None else escape_markdown(" ".join(str(value).split()))
 
 
 def _code(value: object) -> str:
