@@ -279,7 +279,7 @@ def test_audit_passes_only_typed_options_to_the_resolver(monkeypatch, tmp_path: 
 
     seen: dict = {}
 
-    def fake(overrides, config_path=None, search_dir=None, *, labels=None):
+    def fake(overrides, config_path=None, search_dir=None, *, labels=None, check_policy=None):
         seen.update(overrides=overrides, labels=labels, config=config_path)
         raise settings.SettingsError("stop here")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from segshield.cli.errors import EXIT_OK, error_boundary, setup_logging
 from segshield.cli.options import (
@@ -20,6 +21,16 @@ from segshield.cli.options import (
     console,
     split_list,
 )
+
+
+def _check_out(path: Path) -> None:
+    """Refuse an output folder that cannot be one before any work is done."""
+    from segshield.audits.settings import output_dir_problem
+    from segshield.errors import SegShieldError
+
+    problem = output_dir_problem(path)
+    if problem is not None:
+        raise SegShieldError(f"--out: {problem}")
 
 
 def list_engines() -> None:
@@ -38,7 +49,7 @@ def list_engines() -> None:
             spec.kind,
             spec.precision,
             spec.device,
-            "[green]available[/]" if reason is None else f"[yellow]{reason}[/]",
+            "[green]available[/]" if reason is None else f"[yellow]{escape(reason)}[/]",
         )
     console.print(table)
     raise typer.Exit(EXIT_OK)
@@ -64,6 +75,7 @@ def export(
     from segshield.models import ModelSpec
 
     with error_boundary():
+        _check_out(out)
         built, manifest = export_engines(
             ModelSpec(model, weights, allow_pickle=trust_pickle),
             split_list(engines),
@@ -76,7 +88,7 @@ def export(
     from segshield.bench import engines_table
 
     console.print(engines_table([b.record for b in built]), markup=False)
-    console.print(f"wrote {manifest}")
+    console.print(f"wrote {manifest}", markup=False, highlight=False)
     raise typer.Exit(EXIT_OK)
 
 
@@ -104,6 +116,7 @@ def bench_command(
     from segshield.api import run_bench
 
     with error_boundary():
+        _check_out(out)
         try:
             sizes = tuple(int(b) for b in split_list(batch_sizes))
         except ValueError as exc:

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 
 from segshield.cli import engine_commands
-from segshield.cli.errors import EXIT_GATE_FAILED, EXIT_OK, error_boundary, setup_logging
+from segshield.cli.errors import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    GuardedGroup,
+    error_boundary,
+    set_debug,
+    setup_logging,
+)
 from segshield.cli.options import (
     AsmaSteps,
     AttackAlpha,
@@ -30,6 +37,7 @@ from segshield.cli.options import (
     CalibrationData,
     CalibrationMethod,
     Dataset,
+    Debug,
     DeferredDefaults,
     EnginesDir,
     Epsilons,
@@ -41,6 +49,7 @@ from segshield.cli.options import (
     SettingsFile,
     Size,
     Split,
+    Strict,
     TrustPickle,
     Verbose,
     command_line,
@@ -53,6 +62,7 @@ from segshield.cli.options import (
 )
 
 app = typer.Typer(
+    cls=GuardedGroup,
     name="segshield",
     help="Robustness audits of medical segmentation models and their deployed engines.",
     no_args_is_help=True,
@@ -60,13 +70,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # `audit` parameters that are not AuditConfig settings, and those named differently there.
-_NOT_SETTINGS = ("policy", "config", "verbose")
+_NOT_SETTINGS = ("policy", "config", "verbose", "strict")
 _SETTING_NAMES = {"out": "out_dir"}
 
 
 @app.callback()
-def root() -> None:
-    """Robustness audits of medical segmentation models and their deployed engines."""
+def root(debug: Debug = False) -> None:
+    """Robustness audits of medical segmentation models and their deployed engines.
+
+    Exit codes: 0 pass, 1 a gate rule crossed (or --strict found failures), 2 no verdict
+    (bad input, settings or environment, or an internal error).
+    """
+    set_debug(debug)
+
+
+def _check_out(path: Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be one before any work is done."""
+    from segshield.audits.settings import output_dir_problem
+    from segshield.errors import SegShieldError
+
+    problem = output_dir_problem(path)
+    if problem is not None:
+        raise SegShieldError(f"{flag}: {problem}")
 
 
 def _dataset(data: Path | None, bundled: str, split: str, size: int):
@@ -106,6 +131,7 @@ def train(
     from segshield.training import train as run_train
 
     with error_boundary():
+        _check_out(out)
         cfg = TrainConfig(
             name=name,
             epochs=epochs,
@@ -164,6 +190,7 @@ def audit(
     seed: int = 0,
     policy: PolicyFile = None,
     config: SettingsFile = None,
+    strict: Strict = False,
     verbose: Verbose = False,
 ) -> None:
     """Attack the model on PyTorch, replay on the engines, write report.json and report.md."""
@@ -174,7 +201,8 @@ def audit(
 
     with error_boundary():
         overrides, labels = _audit_overrides(ctx)
-        cfg, settings = resolve_audit_config(overrides, config, labels=labels)
+        check = None if policy is not None else _policy_problems
+        cfg, settings = resolve_audit_config(overrides, config, labels=labels, check_policy=check)
         if policy is not None:
             pol = policy_from_toml(policy)
         elif settings.policy is not None:
@@ -182,7 +210,22 @@ def audit(
         else:
             pol = None
         outcome = _run_with_progress(run, cfg, pol, command_line(ctx))
-    raise typer.Exit(_print_audit(outcome))
+    raise typer.Exit(_print_audit(outcome, strict))
+
+
+def _policy_problems(raw: Any, origin: str) -> list[str]:
+    """The problems of a settings file's inline policy, one per line (for the one settings
+    error that lists everything)."""
+    from segshield.errors import PolicyError
+    from segshield.gate import policy_from_dict
+
+    try:
+        policy_from_dict(raw, origin=origin)
+    except PolicyError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        listed = [line.removeprefix("- ") for line in lines[1:] if line.startswith("- ")]
+        return [f"policy: {p}" for p in listed] or lines
+    return []
 
 
 def _audit_overrides(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]]:
@@ -217,9 +260,12 @@ def _run_with_progress(run: Any, cfg: Any, pol: Any, command: str) -> Any:
         return run(cfg, pol, on_progress, command)
 
 
-def _print_audit(outcome: Any) -> int:
-    """Print the engines, the summary tables and the verdict; returns the exit code."""
-    from .render import print_engines, print_verdict, summary_tables
+def _print_audit(outcome: Any, strict: bool = False) -> int:
+    """Print the engines, the summary tables, the verdict and what `--strict` refuses
+    (warnings without it); returns the exit code."""
+    from segshield.gate.strict import strict_problems
+
+    from .render import print_engines, print_problems, print_verdict, summary_tables
 
     report = outcome.report
     print_engines(console, report)
@@ -227,27 +273,43 @@ def _print_audit(outcome: Any) -> int:
         console.print(table)
     console.print(
         f"audit took {report.provenance['seconds']:.1f} s; wrote "
-        + ", ".join(str(p) for p in outcome.files.values())
+        + ", ".join(str(p) for p in outcome.files.values()),
+        markup=False,
     )
-    failed_cells = [c for c in report.cells if c.status != "ok"]
-    if failed_cells:
-        console.print(f"[yellow]{len(failed_cells)} cell(s) failed; see the report[/]")
-    if outcome.gate is None:
-        return EXIT_OK
-    print_verdict(console, outcome.gate)
-    return EXIT_OK if outcome.gate.passed else EXIT_GATE_FAILED
+    problems = strict_problems(report)
+    gate_passed = True
+    if outcome.gate is not None:
+        print_verdict(console, outcome.gate)
+        gate_passed = outcome.gate.passed
+    print_problems(console, problems, strict)
+    if not gate_passed or (strict and problems):
+        return EXIT_GATE_FAILED
+    return EXIT_OK
 
 
 @app.command("audit-classifier", cls=DeferredDefaults)
 def audit_classifier(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("segshield-classifier-out"),
+    model: Annotated[
+        str | None,
+        typer.Option(help="Your classifier factory package.module:callable (needs --weights)."),
+    ] = None,
     weights: Annotated[
         Path | None,
-        typer.Option(help="A classifier model card .json (default: the bundled patch CNN)."),
+        typer.Option(
+            help="A classifier model card .json, TorchScript file, or the weights of --model "
+            "(default: the bundled patch CNN)."
+        ),
     ] = None,
+    trust_pickle: TrustPickle = False,
+    model_kwargs: ModelKwargs = None,
     data: Annotated[
-        Path | None, typer.Option(help="Your segmentation data to cut into labelled patches.")
+        Path | None,
+        typer.Option(
+            help="Your segmentation data to cut into labelled patches (needs --model or "
+            "--weights: your classifier)."
+        ),
     ] = None,
     dataset: Dataset = "nuclei",
     split: Split = "test",
@@ -260,6 +322,7 @@ def audit_classifier(
     ] = "seed",
     steps: Annotated[int, typer.Option(min=1)] = 10,
     seed: int = 0,
+    strict: Strict = False,
     verbose: Verbose = False,
 ) -> None:
     """Attack a CNN classifier (seed mammography): accuracy and SSIM vs ε. The same audit as
@@ -272,8 +335,21 @@ def audit_classifier(
         from segshield.errors import SegShieldError
         from segshield.models import ModelSpec
 
+        if data is not None and model is None and weights is None:
+            raise SegShieldError(
+                "--data without --model/--weights would audit the bundled nuclei patch "
+                "classifier on your images: pass --model/--weights for your classifier, or "
+                "omit --data to audit the bundled one"
+            )
+        _check_out(out)
+        spec = ModelSpec(
+            factory=model,
+            weights=weights,
+            factory_kwargs=json_object(model_kwargs),
+            allow_pickle=trust_pickle,
+        )
         options: dict[str, Any] = {
-            "model": ModelSpec(weights=weights),
+            "model": spec,
             "data": data,
             "dataset": dataset,
             "split": split,
@@ -290,7 +366,7 @@ def audit_classifier(
         except ValueError as exc:
             raise SegShieldError(f"invalid classifier audit options: {exc}") from exc
         outcome = _run_with_progress(run, cfg, None, command_line(ctx))
-    raise typer.Exit(_print_audit(outcome))
+    raise typer.Exit(_print_audit(outcome, strict))
 
 
 app.command("engines")(engine_commands.list_engines)
@@ -322,18 +398,25 @@ def report(
     fmt: Annotated[
         str, typer.Option("--format", help="md, html, junit, csv or summary (PR comment).")
     ] = "md",
-    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: stdout); missing folders are created."),
+    ] = None,
 ) -> None:
     """Re-render a report from report.json without re-running the audit."""
     from segshield.api import render_report_file
+    from segshield.errors import SegShieldError
 
     with error_boundary():
+        if out is not None and out.is_dir():
+            raise SegShieldError(f"--out {out} is a folder; name the file to write")
         text = render_report_file(report_json, fmt)
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text, newline="" if fmt == "csv" else None)
-        console.print(f"wrote {out}")
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, newline="" if fmt == "csv" else None)
+            console.print(f"wrote {out}", markup=False, highlight=False)
     raise typer.Exit(EXIT_OK)
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand
 
 from segshield.epsilon import ADVUNET_EPSILONS, DEFAULT_EPSILONS, format_epsilon, parse_epsilons
@@ -67,6 +68,14 @@ class DeferredDefaults(TyperCommand):
                 if getattr(param, "help", None):
                     param.help = _fill(param.help, values)
         return params
+
+
+def literal(text: str) -> str:
+    """`text` as help shows it: rich markup would take "[tool.segshield]" for a style tag and
+    drop it (plain click help, TYPER_USE_RICH=0, shows text as written)."""
+    import typer.core
+
+    return escape(text) if getattr(typer.core, "HAS_RICH", True) else text
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -222,7 +231,25 @@ PolicyFile = Annotated[
 SettingsFile = Annotated[
     Path | None,
     typer.Option(
-        help="Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
-        "default: look for either in the current folder. Options given here override it."
+        help=literal(
+            "Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
+            "default: look for either in the current folder. Options given here override it. "
+            "trust_pickle cannot be set there: only --trust-pickle can."
+        )
+    ),
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        help="Exit 1 when a cell failed, an engine failed to build or its health is failed "
+        "(engines unavailable on this machine do not count); without it they are warnings."
+    ),
+]
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        envvar="SEGSHIELD_DEBUG",
+        help="Print the traceback of an error (errors still exit 2 with one message).",
     ),
 ]

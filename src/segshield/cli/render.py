@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from segshield.gate import GateResult
@@ -45,7 +46,7 @@ def summary_tables(report: AuditReport) -> list[Table]:
     clean = ["clean", "—", "0"]
     dice.add_row(
         *clean,
-        *[_pct(report.clean[e].value(metric)) for e in engines],
+        *[_pct(report.clean[e].value(metric)) if e in report.clean else MISSING for e in engines],
         style="bold",
     )
     transfer.add_row(*clean, MISSING, worst_disagreement(report.clean), "100.00", style="bold")
@@ -53,7 +54,7 @@ def summary_tables(report: AuditReport) -> list[Table]:
         key = [cell.attack, cell.loss, format_epsilon(cell.epsilon)]
         if cell.status != "ok":
             for t in (dice, transfer):
-                t.add_row(*key, f"[red]error: {cell.error}[/]")
+                t.add_row(*key, f"[red]error: {escape(str(cell.error))}[/]")
             continue
         row = []
         for e in engines:
@@ -80,28 +81,51 @@ def print_engines(console: Console, report: AuditReport) -> None:
                 if "prob_max_abs_err" in p and "flip_share" in p
                 else ""
             )
-            console.print(f"engine [bold]{e.name}[/]: runs on {', '.join(e.providers)}{parity}")
+            console.print(
+                f"engine [bold]{escape(e.name)}[/]: runs on "
+                f"{escape(', '.join(e.providers))}{parity}"
+            )
         else:
-            console.print(f"engine [bold]{e.name}[/]: [yellow]{e.status}[/] — {e.reason}")
+            console.print(
+                f"engine [bold]{escape(e.name)}[/]: [yellow]{e.status}[/] — {escape(str(e.reason))}"
+            )
 
 
 def print_verdict(console: Console, result: GateResult) -> None:
     failed = result.failed_rules()
     if not failed:
         console.print(
-            f"[bold green]PASS[/] policy {result.policy_name!r}: all {len(result.outcomes)} "
+            f"[bold green]PASS[/] policy {escape(repr(result.policy_name))}: all "
+            f"{len(result.outcomes)} "
             "rules hold"
         )
         return
     console.print(
-        f"[bold red]FAIL[/] policy {result.policy_name!r}: {len(failed)} of "
+        f"[bold red]FAIL[/] policy {escape(repr(result.policy_name))}: {len(failed)} of "
         f"{len(result.outcomes)} rules crossed"
     )
     for o in failed:
         measured = MISSING if o.worst_value is None else f"{o.worst_value:.4f}"
         detail = o.reason or f"at {o.worst_where}"
         console.print(
-            f"  [red]✗[/] {o.rule}: {o.metric} {measured} (needs {o.bound} {o.threshold:g}); "
-            f"{detail}",
+            f"  [red]✗[/] {escape(str(o.rule))}: {o.metric} {measured} (needs {o.bound} "
+            f"{o.threshold:g}); {escape(str(detail))}",
+            highlight=False,
+        )
+
+
+def print_problems(console: Console, problems: list[str], strict: bool) -> None:
+    """What `--strict` refuses (`segshield.gate.strict.strict_problems`): one line each, as
+    errors under --strict, else as warnings."""
+    label = "[bold red]strict:[/]" if strict else "[yellow]warning:[/]"
+    for problem in problems:
+        console.print(f"{label} {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems and strict:
+        console.print(
+            f"[bold red]FAIL[/] --strict: {len(problems)} problem(s) in the audit", highlight=False
+        )
+    elif problems:
+        console.print(
+            f"[yellow]{len(problems)} problem(s) in the audit; --strict makes them exit 1[/]",
             highlight=False,
         )
