@@ -197,3 +197,22 @@ def test_trusted_pickle_that_fails_to_unpickle_is_a_model_error(tmp_path: Path) 
     path.write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(ModelLoadError, match="cannot unpickle"):
         model_from_file(path, allow_pickle=True)
+
+
+def test_refused_pickle_names_the_unsupported_global_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "objs.pt"
+    torch.save({"weight": torch.zeros(1), "where": Path("p")}, path)
+    with pytest.raises(ModelLoadError) as info:
+        model_from_factory(FACTORY, path, **KW)
+    msg = str(info.value)
+    assert "refusing to load" in msg and "Unsupported global: GLOBAL pathlib" in msg
+    assert "\n" not in msg and "\x1b[" not in msg
+
+
+def test_a_file_that_is_no_model_format_is_not_called_a_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_bytes(b"hello, not a checkpoint")
+    with pytest.raises(ModelLoadError, match=r"neither safetensors nor a torch\.save file"):
+        model_from_factory(FACTORY, path, **KW)
+    with pytest.raises(ModelLoadError, match=r"is not TorchScript, a torch\.save file"):
+        model_from_file(path)

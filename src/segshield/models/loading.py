@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -88,6 +89,29 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:600] if lines else "(no message)"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The one informative sentence of torch's weights-only refusal ("Unsupported global:
+    GLOBAL pathlib.PosixPath ..."), without its terminal colour codes."""
+    text = _ANSI.sub("", str(exc))
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return reason.split(". ", 1)[0].rstrip(".")
+    return _first_line(_ANSI.sub("", str(exc)))
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A torch.save file is a zip archive (the default since torch 1.6) or a raw pickle
+    (protocol 2+ starts with 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -111,8 +135,15 @@ def state_dict_from_file(path: Path, allow_pickle: bool = False) -> dict[str, to
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if not _looks_like_torch_save(path):
+            raise ModelLoadError(
+                f"cannot read weights {path}: it is neither safetensors nor a torch.save file "
+                f"({type(exc).__name__}: {_first_line(exc)})"
+            ) from exc
         if not allow_pickle:
-            raise ModelLoadError(f"refusing to load {path}: {_PICKLE_HELP} ({exc})") from exc
+            raise ModelLoadError(
+                f"refusing to load {path}: {_PICKLE_HELP} ({_unpickler_reason(exc)})"
+            ) from exc
         log.warning("loading %s with full unpickling (allow_pickle=True)", path)
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -183,6 +214,11 @@ def model_from_file(path: Path, allow_pickle: bool = False) -> LoadedModel:
         raise ModelLoadError(
             f"{path} holds weights only: also pass --model package.module:factory to build the "
             "network they belong to"
+        )
+    if not _looks_like_torch_save(path):
+        raise ModelLoadError(
+            f"cannot read model {path}: it is not TorchScript, a torch.save file, safetensors "
+            "(with --model) or a segshield model card (.json)"
         )
     if not allow_pickle:
         raise ModelLoadError(f"refusing to load {path} as a whole model: {_PICKLE_HELP}")
