@@ -190,6 +190,11 @@ def test_resolve_audit_config_lists_every_bad_option(tmp_path: Path) -> None:
     assert "steps: expected int" in msg and "stepz: unknown setting" in msg
     with pytest.raises(SettingsError, match=r"invalid settings in .*\n  - the pytorch engine"):
         resolve_audit_config({"engines": "ort-fp32"}, search_dir=tmp_path)
+    with pytest.raises(SettingsError) as info:
+        resolve_audit_config({"engines": "pytorch,tensorrt-9"}, search_dir=tmp_path)
+    # AuditConfig's "unknown engine 'x'; valid engines: ..." stays one problem
+    assert "\n  - unknown engine 'tensorrt-9'; valid engines: pytorch," in str(info.value)
+    assert str(info.value).count("\n  - ") == 1
 
 
 def test_file_option_and_config_problems_are_listed_in_one_error(tmp_path: Path) -> None:

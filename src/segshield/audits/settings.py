@@ -64,6 +64,8 @@ FILE_FORBIDDEN_WHY = {
     "--trust-pickle on the command line instead",
 }
 FILE_FORBIDDEN = frozenset(FILE_FORBIDDEN_WHY)
+# How a piece of an AuditConfig problem that continues the one before it begins.
+_CONTINUATIONS = ("valid ", "choose ", "known ", "expected ", "got ")
 
 Coercer = Callable[[Any], Any]
 
@@ -340,8 +342,15 @@ def output_dir_problem(path: Path) -> str | None:
 
 
 def _config_problems(exc: ValueError) -> list[str]:
-    """AuditConfig's problems (it joins them with "; ") one by one."""
-    return [p.strip() for p in str(exc).split("; ") if p.strip()]
+    """AuditConfig's problems (it joins them with "; ") one by one; a piece that continues
+    the one before ("unknown engine 'x'; valid engines: ...") stays with it."""
+    problems: list[str] = []
+    for piece in (p.strip() for p in str(exc).split("; ")):
+        if problems and piece.startswith(_CONTINUATIONS):
+            problems[-1] += f"; {piece}"
+        elif piece:
+            problems.append(piece)
+    return problems
 
 
 def config_from_settings(
