@@ -5,6 +5,8 @@ nothing mocked."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -155,8 +157,8 @@ def test_the_engine_is_the_chosen_recipe(searched):
     names = {n.name for n in model.graph.node}
     assert set(chosen["excluded"]) <= names
     # Only the kept model stays beside the engine.
-    folder = {p.name for p in __import__("pathlib").Path(record.artifacts[0].path).parent.iterdir()}
-    assert not any(name.startswith(".segshield-int8-search") for name in folder)
+    folder = {p.name for p in Path(record.artifacts[0].path).parent.iterdir()}
+    assert folder == {"model.int8.qdq.onnx"}
     note = record.notes[0]
     assert note.startswith("INT8: the default recipe (per-channel + minmax) agreed 0.")
     assert "16 calibration images" in note and f"kept {chosen['label']}" in note
@@ -241,3 +243,28 @@ def test_recipe_labels_and_fallback_sizes():
     assert _powers_of_two(0) == [] and _powers_of_two(1) == [1]
     assert _powers_of_two(5) == [1, 2, 4, 5] and _powers_of_two(8) == [1, 2, 4, 8]
     assert not Trial(Recipe(), "default", health="degraded").healthy
+
+
+def test_exporter_keeps_excluded_nodes_in_fp32_and_reduces_range(tmp_path, pushed, calibration):
+    from onnx import numpy_helper
+
+    from segshield.exporters import onnx_from_torch, onnx_int8_from_onnx
+
+    src = onnx_from_torch(pushed, torch.from_numpy(calibration[:2]), tmp_path / "m.onnx").path
+    convs = [n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
+    variant = onnx_int8_from_onnx(
+        src, tmp_path / "q.onnx", calibration, nodes_to_exclude=[convs[-1]], reduce_range=True
+    )
+    assert variant.details["nodes_excluded"] == [convs[-1]]
+    assert variant.details["reduce_range"] is True
+    assert any("kept in FP32" in n and convs[-1] in n for n in variant.notes)
+    model = onnx.load(str(variant.path))
+    last = next(n for n in model.graph.node if n.name == convs[-1])
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    inits = {t.name for t in model.graph.initializer}
+    assert last.input[1] in inits and last.input[1] not in dq_outputs  # float weights
+    assert not any(n.op_type == "QuantizeLinear" and last.output[0] in n.input
+                   for n in model.graph.node)  # fmt: skip  # float output
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+               if t.name.endswith("weight_quantized")]  # fmt: skip
+    assert weights and all(np.abs(w.astype(int)).max() <= 64 for w in weights)  # 7-bit
