@@ -210,9 +210,8 @@ def test_every_settings_problem_and_policy_typo_in_one_error(tmp_path: Path) -> 
         "audit.stepz: unknown setting",
         "audit.size: expected int",
         "--epsilons: '2/0' divides by zero",
-        "policy: rule 1",
-        "dcie",
-        "nmae",
+        "policy rule 1: unknown metric 'dcie'",
+        "[policy]: unknown key(s) 'nmae'",
     ):
         assert needle in res.output, needle
     assert res.output.count("error:") == 1
@@ -247,6 +246,18 @@ def test_classifier_audit_refuses_data_without_a_model(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "pass --model/--weights for your classifier, or omit --data" in res.output
     assert not (tmp_path / "report.json").exists()
+    # with a model of one's own, --data is audited (random weights: a smoke run)
+    from segshield.data.loaders import bundled_dataset_path
+
+    data = str(bundled_dataset_path("nuclei", "test"))
+    args = ["--model", "segshield.models.classifier:SmallCNN", "--limit", "2", "--attacks", "fgsm"]
+    res = runner.invoke(
+        app,
+        ["audit-classifier", "--out", str(tmp_path), "--data", data, *args, "--epsilons", "0.1"],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"]["factory"] == "segshield.models.classifier:SmallCNN"
 
 
 def _fake_outcome(engines: list, cells: list, gate=None):

@@ -224,7 +224,7 @@ def _policy_problems(raw: Any, origin: str) -> list[str]:
     except PolicyError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         listed = [line.removeprefix("- ") for line in lines[1:] if line.startswith("- ")]
-        return [f"policy: {p}" for p in listed] or lines
+        return [p if p.startswith("[") else f"policy {p}" for p in listed] or lines
     return []
 
 
