@@ -78,7 +78,9 @@ def error_boundary() -> Iterator[None]:
     except MemoryError as exc:
         raise _fail("out of memory (try a smaller --batch-size or --limit)", exc) from exc
     except Exception as exc:
-        hint = "" if _debug else " (run with --debug for the traceback)"
+        hint = (
+            "" if _debug else " (run with --debug for the traceback: segshield --debug COMMAND ...)"
+        )
         detail = _first_line(str(exc))
         name = type(exc).__name__
         raise _fail(f"internal error: {name}{': ' + detail if detail else ''}{hint}", exc) from exc
