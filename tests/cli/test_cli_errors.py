@@ -309,3 +309,17 @@ def test_strict_exits_1_on_failed_cells_and_engines(tmp_path: Path, monkeypatch,
     assert res.exit_code == 0, res.output
     assert "warning: cell pgd/bce/0.0313725 failed" in res.output
     assert "--strict makes them exit 1" in res.output
+
+
+def test_brackets_in_names_and_paths_show_literally(tmp_path: Path, monkeypatch) -> None:
+    from segshield.engines.records import EngineRecord
+
+    gpu = EngineRecord("ort-cuda", "onnxruntime", status="unavailable", reason="needs [cuda] extra")
+    outcome = _fake_outcome([gpu], [])
+    outcome.report.dataset = {"source": "data/[2024] busi"}
+    outcome.report.model = {"name": "[unet]"}
+    monkeypatch.setattr("segshield.api.audit", lambda *a, **k: outcome)
+    res = runner.invoke(app, ["audit", "--out", str(tmp_path / "o"), *QUICK])
+    assert res.exit_code == 0, res.output
+    for shown in ("[unet]", "data/[2024]", "needs [cuda] extra"):
+        assert shown in res.output, shown

@@ -155,7 +155,8 @@ def train(
     m = result.test_metrics
     console.print(
         f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s; test Dice "
-        f"{m['dice']:.4f}, IoU {m['iou']:.4f}, accuracy {m['accuracy']:.4f}"
+        f"{m['dice']:.4f}, IoU {m['iou']:.4f}, accuracy {m['accuracy']:.4f}",
+        markup=False,
     )
     raise typer.Exit(EXIT_OK)
 

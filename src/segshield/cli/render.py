@@ -27,12 +27,15 @@ def summary_tables(report: AuditReport) -> list[Table]:
     def table(title: str, columns: list[str]) -> Table:
         t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
         for i, col in enumerate(["attack", "loss", "ε", *columns]):
-            t.add_column(col, no_wrap=True, justify="left" if i < 3 else "right")
+            t.add_column(escape(col), no_wrap=True, justify="left" if i < 3 else "right")
         return t
 
     metric = report.primary_metric
     label = "Accuracy" if metric == "accuracy" else "Dice"
-    dice = table(f"{label} (%) of {model} on {report.dataset['source']}, per engine", engines)
+    source = report.dataset.get("source", "?")
+    dice = table(
+        f"{label} (%) of {escape(str(model))} on {escape(str(source))}, per engine", engines
+    )
     transfer = table(
         "Attack success on the source, max engine-vs-source disagreement, SSIM (%)",
         ["AS", "disagree", "SSIM"],
