@@ -112,3 +112,58 @@ def test_bad_manifests_are_refused(tmp_path):
         runners_from_manifest(tmp_path)
     with pytest.raises(ValueError, match="at least one"):
         write_manifest([], tmp_path)
+
+
+# ------------------------------------------------------------------ reproducible hashes
+
+ONNX_ENGINES = ["pytorch", "ort-fp32", "ort-fp16", "ort-int8"]
+
+
+def _artifact_hashes(path) -> dict[tuple[str, str], tuple[str, str]]:
+    data = json.loads(path.read_text())
+    return {
+        (e["name"], a["role"]): (a["sha256"], a.get("content_sha256"))
+        for e in data["engines"]
+        for a in e["artifacts"]
+        if a["sha256"] is not None
+    }
+
+
+def _build_twice(names, model, images, tmp_path):
+    paths = []
+    for k in ("a", "b"):
+        built = build_engines(names, model, images, tmp_path / k, sample=images)
+        assert all(b.ok for b in built), [(b.name, b.record.reason) for b in built]
+        paths.append(write_manifest(built, tmp_path / k))
+    return paths
+
+
+def test_two_builds_give_identical_hashes_for_every_onnx_artifact(unet, batch, tmp_path):
+    """model.onnx, FP16, INT8 and ORT's optimised graph: the same bytes, the same hashes."""
+    first, second = (_artifact_hashes(p) for p in _build_twice(ONNX_ENGINES, unet, batch, tmp_path))
+    assert set(first) >= {
+        ("ort-fp32", "onnx"),
+        ("ort-fp32", "ort-optimized"),
+        ("ort-fp16", "onnx"),
+        ("ort-int8", "onnx"),
+    }
+    assert first == second
+    for sha, content in first.values():
+        assert content == sha  # single files: the content digest is the file's digest
+    data = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
+    assert set(data["hashes"]) == {"sha256", "content_sha256"}
+
+
+@pytest.mark.slow
+def test_two_aoti_builds_give_the_same_content_hash(unet, batch, tmp_path):
+    """The .pt2 file's bytes differ (random serialization id); its content digest does not."""
+    from segshield.exporters.aoti import aoti_unavailable_reason
+
+    if aoti_unavailable_reason("cpu", "fp32"):
+        pytest.skip(aoti_unavailable_reason("cpu", "fp32"))
+    first, second = (
+        _artifact_hashes(p) for p in _build_twice(["pytorch", "aoti-fp32"], unet, batch, tmp_path)
+    )
+    key = ("aoti-fp32", "pt2")
+    assert first[key][1] == second[key][1]
+    assert len(first[key][1]) == 64 and first[key][1] != first[key][0]

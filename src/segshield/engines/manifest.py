@@ -8,6 +8,20 @@ clean parity against the PyTorch source, build time and notes, plus what all eng
 `runners_from_manifest(path, model)` loads the engines again without rebuilding. Every
 artifact's SHA-256 is checked before it is loaded; an engine whose files changed, or that
 this machine cannot run, comes back with status "error"/"unavailable" and a reason.
+
+What each artifact's hashes cover (also written into the manifest as ``hashes``):
+
+* ``sha256``: the file's bytes, as written; checked before the engine is loaded. It is
+  reproducible (the same for two builds of the same model with the same segshield, torch,
+  onnxruntime and CPU) for ``model.onnx``, ``model.fp16.onnx``, ``model.int8.qdq.onnx`` and
+  ``model.ort-optimized.onnx`` (whose ORT-invented node names are made positional, see
+  :mod:`segshield.exporters.reproducible`); not for an AOTInductor ``model.pt2``, whose
+  archive carries a random serialization id and, when freshly compiled, the build's
+  temporary paths in its C++ sources.
+* ``content_sha256``: what the engine computes with, reproducible for every artifact: the
+  file's SHA-256 for ONNX files and other single files; for a ``.pt2`` package the digest
+  of its entries without the serialization id and the compile-command comments
+  (:func:`segshield.exporters.reproducible.pt2_content_sha256`). Compare builds with it.
 """
 
 from __future__ import annotations
@@ -58,7 +72,7 @@ def write_manifest(built: list[BuiltEngine], out_dir: str | os.PathLike[str]) ->
     info: BuildInfo = built[0].info
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    engines = [b.record.relative_to(out).to_dict() for b in built]
+    engines = [_with_content_hashes(b.record.relative_to(out).to_dict(), out) for b in built]
     info_dict = info.to_dict()
     if info_dict.get("onnx_export") and info_dict["onnx_export"].get("path"):
         info_dict["onnx_export"]["path"] = relative_path(info_dict["onnx_export"]["path"], out)
@@ -66,6 +80,7 @@ def write_manifest(built: list[BuiltEngine], out_dir: str | os.PathLike[str]) ->
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hashes": HASHES,
         **info_dict,
         "engines": engines,
     }
@@ -75,6 +90,33 @@ def write_manifest(built: list[BuiltEngine], out_dir: str | os.PathLike[str]) ->
     os.replace(tmp, path)
     logger.info("wrote engines manifest %s (%d engines)", path, len(engines))
     return path
+
+
+HASHES = {
+    "sha256": "SHA-256 of the artifact file's bytes, checked before loading; not reproducible "
+    "between builds for an AOTInductor .pt2 (random serialization id, build paths)",
+    "content_sha256": "SHA-256 of what the engine computes with, reproducible between builds: "
+    "the file's SHA-256, or for a .pt2 package its entries without the serialization id "
+    "and the C++ compile-command comments",
+}
+
+
+def content_sha256(path: str | os.PathLike[str]) -> str:
+    """The reproducible digest of one artifact file (see the module docstring)."""
+    from segshield.exporters.reproducible import pt2_content_sha256
+
+    if Path(path).suffix == ".pt2":
+        return pt2_content_sha256(path)
+    return sha256_file(path)
+
+
+def _with_content_hashes(engine: dict[str, Any], base: Path) -> dict[str, Any]:
+    for artifact in engine.get("artifacts") or []:
+        if artifact.get("sha256") is None:
+            continue  # a folder (engine cache)
+        path = Path(artifact["path"])
+        artifact["content_sha256"] = content_sha256(path if path.is_absolute() else base / path)
+    return engine
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -200,8 +242,10 @@ def _verify(artifact: Artifact) -> str | None:
 
 
 __all__ = [
+    "HASHES",
     "MANIFEST_NAME",
     "MANIFEST_SCHEMA",
+    "content_sha256",
     "read_manifest",
     "runners_from_manifest",
     "write_manifest",

@@ -263,6 +263,7 @@ def _cpu_fp32_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) ->
     """Save ORT's optimised graph beside the engine, for inspection: creating a session with
     optimized_model_filepath set writes it."""
     from segshield.engines.ort_runner import OrtRunner
+    from segshield.exporters.reproducible import stabilize_ort_optimized
 
     optimized = ctx.engine_dir(spec.name) / "model.ort-optimized.onnx"
     OrtRunner(
@@ -271,6 +272,7 @@ def _cpu_fp32_facts(ctx: BuildContext, spec: EngineSpec, result: BuildResult) ->
         session_options=session_options(ctx.options, optimized),
         name=spec.name,
     )
+    stabilize_ort_optimized(optimized, result.artifacts[0].path)  # reproducible bytes
     result.artifacts.append(Artifact.of("ort-optimized", optimized))
     result.notes.append(
         "ONNX Runtime CPU, graph optimisations ORT_ENABLE_ALL applied at load; the "
