@@ -139,7 +139,7 @@ def test_default_recipe_collapses_and_the_search_finds_a_healthy_one(searched, c
     assert [t["recipe"]["excluded"] for t in trials[:5]] == [[]] * 5
     fallback = [t for t in trials if t["stage"] == "fallback"]
     assert fallback and chosen["stage"] == "fallback"
-    assert fallback[0]["recipe"]["excluded"] == [search["ranking"][0]["node"]]
+    assert fallback[0]["recipe"]["excluded"] == search["ranking"][0]["nodes"]
     # The kept recipe has the fewest FP32 nodes among the healthy ones.
     healthy = [t for t in trials if t["health"] == "ok"]
     assert len(chosen["recipe"]["excluded"]) == min(len(t["recipe"]["excluded"]) for t in healthy)

@@ -10,12 +10,12 @@ hand, bounded and recorded:
    (`reduce_range`: the u8s8 kernels of CPUs without VNNI, AVX2 only, can saturate their
    16-bit intermediate sums on 8-bit weights), then the other calibration methods
    (minmax / entropy / percentile) -- no node in FP32;
-3. FP32 fallback on top of the best of those: the quantized compute nodes (Conv,
-   ConvTranspose, Gemm, MatMul) ranked by their quantization error, measured with
-   onnxruntime's `qdq_loss_debug` (activations of the FP32 and the QDQ model on the same
-   images, `create_activation_matching` + `compute_activation_error`), and the top 1, 2, 4,
-   8, ... kept in FP32 until a recipe is healthy, then the smallest healthy count between
-   the last two tried is bisected while trials remain.
+3. FP32 fallback on top of the best of those: the quantized activation tensors ranked by
+   their quantization error, measured with onnxruntime's `qdq_loss_debug` (activations of
+   the FP32 and the QDQ model on the same images, `create_activation_matching` +
+   `compute_activation_error`), and the compute nodes (Conv, ConvTranspose, Gemm, MatMul)
+   around the worst 1, 2, 4, 8, ... tensors kept in FP32 until a recipe is healthy; then the
+   smallest healthy count between the last two tried is bisected while trials remain.
 
 Every recipe is scored by the caller's *mask agreement* (engine masks vs source masks, e.g.
 `segshield.engines.parity`'s task-aware `mask_dice`) on the **calibration images** it was
@@ -24,13 +24,15 @@ thresholds. The kept recipe is the healthy one with the fewest FP32 nodes, then 
 latency (median of a few runs on one calibration batch); when none is healthy, the one with
 the highest agreement, and the result says so. At most `max_trials` recipes are built.
 
-The ranking: an output tensor (the logits) whose own QDQ rounding already breaks the mask
-agreement ranks first -- a logit range of [-1450, 8] has an int8 step of 5.7, which erases
-every logit in (0, 2.9), yet its SQNR looks excellent because SQNR is dominated by the large
-background logits. The other nodes follow by the SQNR (dB, lowest first) of their output
-against the FP32 model's same tensor (`xmodel_err`; a Conv followed by a Relu is scored on
-the Relu's output, which the QDQ graph folds into the Conv). The ranking is measured on the
-first batch of calibration images (at most `calibration_batch_size`) to bound memory.
+The ranking (`rank_fp32_fallback`): an output tensor (the logits) whose own Q/DQ rounding
+already breaks the mask agreement ranks first -- a logit range of [-1450, 8] has an int8
+step of 5.7, which erases every logit in (0, 2.9), yet its SQNR looks excellent because SQNR
+is dominated by the large background logits. The other tensors follow by their SQNR after
+their own Q/DQ, per channel and averaged (an outlier channel that flattens the others to
+zero also hides behind a whole-tensor SQNR). Keeping a tensor in float takes its producer
+*and* its compute consumers out of quantization (the consumers would re-quantize it). The
+ranking is measured on the first batch of calibration images (at most
+`calibration_batch_size`) to bound memory.
 
 onnx and onnxruntime are imported when a search runs, not when this module is imported.
 """
@@ -314,6 +316,7 @@ class _Search:
         )  # fmt: skip
         self.trials: list[Trial] = []
         self.ranking: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []  # ranking rows that add FP32 nodes
         dst.parent.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix=".segshield-int8-search-", dir=dst.parent))
 
@@ -355,23 +358,25 @@ class _Search:
         except Exception as exc:  # the ranking is a debugging aid: record, do not fail
             self.ranking = [{"error": f"{type(exc).__name__}: {exc}"}]
             return
-        nodes = [r["node"] for r in self.ranking]
-        levels = _powers_of_two(len(nodes))
-        below = 0  # largest count known not healthy
-        for k in levels:
+        self.steps = _new_nodes_only(self.ranking)
+        below = 0  # largest number of ranked tensors known not to be enough
+        for k in _powers_of_two(len(self.steps)):
             if len(self.trials) >= self.max_trials:
                 return
-            trial = self._trial(replace(seed.recipe, excluded=tuple(nodes[:k])), "fallback")
+            trial = self._trial(self._fallback_recipe(seed.recipe, k), "fallback")
             if trial.healthy:
-                self._bisect(seed.recipe, nodes, below, k)
+                self._bisect(seed.recipe, below, k)
                 return
             below = k
 
-    def _bisect(self, seed: Recipe, nodes: list[str], below: int, healthy_at: int) -> None:
+    def _fallback_recipe(self, seed: Recipe, tensors: int) -> Recipe:
+        return replace(seed, excluded=fallback_sets(self.steps, tensors))
+
+    def _bisect(self, seed: Recipe, below: int, healthy_at: int) -> None:
         """Fewest FP32 nodes: bisect (below, healthy_at) while trials remain."""
         while healthy_at - below > 1 and len(self.trials) < self.max_trials:
             mid = (below + healthy_at) // 2
-            trial = self._trial(replace(seed, excluded=tuple(nodes[:mid])), "fallback")
+            trial = self._trial(self._fallback_recipe(seed, mid), "fallback")
             if trial.healthy:
                 healthy_at = mid
             else:
@@ -517,15 +522,24 @@ def rank_fp32_fallback(
     ok_min: float,
     work_dir: str | os.PathLike[str],
 ) -> list[dict[str, Any]]:
-    """The quantized compute nodes of `qdq_model`, worst quantization error first.
+    """The quantized activation tensors of `qdq_model`, worst quantization error first, each
+    with the compute nodes that must stay in FP32 for it to stay in float.
 
     `float_model` is the FP32 model `qdq_model` was quantized from (after pre-processing:
-    its node names are the ones `nodes_to_exclude` takes). Both are run on `images` (one
-    batch) through onnxruntime's `qdq_loss_debug`. Each row: node, op_type, tensor (the
-    tensor scored), sqnr_db (its output vs the FP32 model's, higher is better), qdq_sqnr_db
-    (before vs after its own Q/DQ) and, for graph outputs, output_agreement (mask agreement
-    of the output before vs after its own Q/DQ). Graph outputs whose own Q/DQ breaks the
-    agreement (< ok_min) come first, worst first; then the rest by sqnr_db, lowest first.
+    its node names are the ones `nodes_to_exclude` takes). Both run on `images` (one batch)
+    through onnxruntime's `qdq_loss_debug` (`modify_model_output_intermediate_tensors`,
+    `collect_activations`, `create_activation_matching`, `compute_activation_error`).
+
+    Each row: tensor; nodes (its producing compute node -- through a folded Relu/Clip -- and
+    its compute consumers: excluding only the producer would leave the consumers' input
+    Q/DQ, the same rounding); channel_sqnr_db (the mean over channels of the SQNR of the
+    tensor after its own Q/DQ against before it -- per channel, because a whole-tensor SQNR
+    is dominated by the largest channel, so an outlier channel that flattens every other
+    channel to zero still scores well); sqnr_db and qdq_sqnr_db (onnxruntime's whole-tensor
+    `xmodel_err` and `qdq_err`, for reference); and for graph outputs output_agreement (the
+    mask agreement of the output before vs after its own Q/DQ). Graph outputs whose own
+    Q/DQ breaks the agreement (< ok_min) come first, worst first; then the rest by
+    channel_sqnr_db, lowest first.
     """
     from onnxruntime.quantization import qdq_loss_debug as dbg
 
@@ -545,49 +559,117 @@ def rank_fp32_fallback(
         errors = dbg.compute_activation_error(matched)
 
     graph = load_onnx(Path(float_model)).graph
-    outputs = {o.name for o in graph.output}
-    rows = _node_rows(graph, errors)
-    for row in rows:
-        tensor = row["tensor"]
-        if tensor in outputs and tensor in matched:
-            pre = np.concatenate([np.ravel(a) for a in matched[tensor]["pre_qdq"]])
-            post = np.concatenate([np.ravel(a) for a in matched[tensor]["post_qdq"]])
+    index = _GraphIndex(graph)
+    rows = []
+    for tensor, err in errors.items():
+        nodes = index.fallback_nodes(tensor)
+        if not nodes:
+            continue
+        pre = np.concatenate([np.ravel(a) for a in matched[tensor]["pre_qdq"]])
+        post = np.concatenate([np.ravel(a) for a in matched[tensor]["post_qdq"]])
+        if index.folded_relu(tensor):  # the QDQ graph's pre-Q/DQ tensor is the Conv's output
+            pre = np.maximum(pre, 0.0)
+        row: dict[str, Any] = {
+            "tensor": tensor,
+            "nodes": nodes,
+            "channel_sqnr_db": round(
+                _channel_sqnr(pre, post, index.channels(tensor), len(images)), 3
+            ),
+            "sqnr_db": round(float(err.get("xmodel_err", err["qdq_err"])), 3),
+            "qdq_sqnr_db": round(float(err["qdq_err"]), 3),
+        }
+        if tensor in index.outputs and pre.size == source_logits.size:
             shape = source_logits.shape
-            if pre.size == int(np.prod(shape)):
-                row["output_agreement"] = float(agreement(pre.reshape(shape), post.reshape(shape)))
-    order = {n.name: i for i, n in enumerate(graph.node)}
+            row["output_agreement"] = float(agreement(pre.reshape(shape), post.reshape(shape)))
+        rows.append(row)
 
     def key(row: dict[str, Any]) -> tuple[int, float, int]:
         out = row.get("output_agreement")
+        late = -index.position(row["nodes"][0])
         if out is not None and out < ok_min:
-            return (0, out, -order[row["node"]])
-        return (1, row["sqnr_db"], -order[row["node"]])
+            return (0, out, late)
+        return (1, row["channel_sqnr_db"], late)
 
     return sorted(rows, key=key)
 
 
-def _node_rows(graph: Any, errors: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """One row per quantized compute node: its scored tensor and SQNRs (lowest if several)."""
-    producer = {o: n for n in graph.node for o in n.output}
-    rows: dict[str, dict[str, Any]] = {}
-    for tensor, err in errors.items():
-        node = producer.get(tensor)
-        if node is not None and node.op_type in _FOLDED_ACTIVATIONS and node.input:
-            upstream = producer.get(node.input[0])
-            node = upstream if upstream is not None else node
-        if node is None or node.op_type not in FALLBACK_OPS or not node.name:
-            continue
-        sqnr = float(err.get("xmodel_err", err["qdq_err"]))
-        if node.name in rows and rows[node.name]["sqnr_db"] <= sqnr:
-            continue
-        rows[node.name] = {
-            "node": node.name,
-            "op_type": node.op_type,
-            "tensor": tensor,
-            "sqnr_db": round(sqnr, 3),
-            "qdq_sqnr_db": round(float(err["qdq_err"]), 3),
+def fallback_sets(ranking: list[dict[str, Any]], tensors: int) -> tuple[str, ...]:
+    """The nodes kept in FP32 for the first `tensors` rows of a ranking, in ranking order."""
+    out: dict[str, None] = {}
+    for row in ranking[:tensors]:
+        out.update(dict.fromkeys(row.get("nodes", ())))
+    return tuple(out)
+
+
+def _new_nodes_only(ranking: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ranking rows that add at least one node to those of the rows before them."""
+    seen: set[str] = set()
+    steps = []
+    for row in ranking:
+        nodes = set(row.get("nodes", ()))
+        if nodes - seen:
+            steps.append(row)
+            seen |= nodes
+    return steps
+
+
+def _channel_sqnr(pre: np.ndarray, post: np.ndarray, channels: int | None, n: int) -> float:
+    """Mean over channels of 20·log10(|x_c| / |x_c - y_c|) (dB); channels that are all zero
+    before Q/DQ are left out; a whole-tensor SQNR when the channel count is unknown."""
+    eps = float(np.finfo(np.float32).eps)
+    if channels and pre.size % (n * channels) == 0:
+        x = pre.reshape(n, channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+        y = post.reshape(n, channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+    else:
+        x, y = pre.reshape(1, -1), post.reshape(1, -1)
+    signal = np.linalg.norm(x.astype(np.float64), axis=1)
+    noise = np.maximum(np.linalg.norm((x - y).astype(np.float64), axis=1), eps)
+    live = signal > 0
+    if not live.any():
+        return float("inf")
+    return float(np.mean(20.0 * np.log10(signal[live] / noise[live])))
+
+
+class _GraphIndex:
+    """Producers, consumers, channel counts and node order of a float ONNX graph."""
+
+    def __init__(self, graph: Any) -> None:
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.order = {n.name: i for i, n in enumerate(graph.node)}
+        self.outputs = {o.name for o in graph.output}
+        self.shapes = {
+            v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*graph.value_info, *graph.output, *graph.input]
         }
-    return list(rows.values())
+
+    def position(self, node: str) -> int:
+        return self.order.get(node, 0)
+
+    def folded_relu(self, tensor: str) -> bool:
+        node = self.producer.get(tensor)
+        return node is not None and node.op_type == "Relu"
+
+    def channels(self, tensor: str) -> int | None:
+        dims = self.shapes.get(tensor, [])
+        return dims[1] if len(dims) >= 2 and dims[1] > 0 else None
+
+    def fallback_nodes(self, tensor: str) -> list[str]:
+        """Producer (through a folded activation) and consumers of `tensor` among the
+        compute nodes; empty when it has no compute producer (image input, pooling...)."""
+        node = self.producer.get(tensor)
+        if node is not None and node.op_type in _FOLDED_ACTIVATIONS and node.input:
+            node = self.producer.get(node.input[0])
+        if node is None or node.op_type not in FALLBACK_OPS or not node.name:
+            return []
+        nodes = [node.name]
+        for consumer in self.consumers.get(tensor, []):
+            if consumer.op_type in FALLBACK_OPS and consumer.name and consumer.name not in nodes:
+                nodes.append(consumer.name)
+        return nodes
 
 
 def _input_name(path: Path) -> str:
@@ -604,6 +686,7 @@ __all__ = [
     "Recipe",
     "SearchResult",
     "Trial",
+    "fallback_sets",
     "rank_fp32_fallback",
     "search_int8",
 ]
