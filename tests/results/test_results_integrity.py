@@ -160,3 +160,35 @@ def test_the_typed_report_round_trips_its_hash(tmp_path: Path) -> None:
     again = read_report(path)
     assert again.integrity == raw["integrity"]
     assert integrity_problems(again) == [] and integrity_problems(again, raw) == []
+
+
+@pytest.mark.parametrize(("kind", "k"), [("binary", 1), ("multiclass", 3), ("multilabel", 3)])
+def test_what_the_accumulator_produces_passes_for_every_task(kind: str, k: int) -> None:
+    """No false alarm on any segmentation task (empty-truth images included), and a changed
+    per-class count is found."""
+    import numpy as np
+
+    from segshield.enums import TaskKind
+    from segshield.results import EngineEval
+    from segshield.tasks import make_task, metrics_record, per_image_record
+
+    rng = np.random.default_rng(0)
+    acc = make_task(kind, num_classes=k).accumulator()
+    logits = rng.normal(size=(5, k, 16, 16)).astype(np.float32)
+    if kind == "multiclass":
+        labels = rng.integers(0, k, size=(5, 1, 16, 16))
+    else:
+        labels = (rng.random((5, k, 16, 16)) > 0.6).astype(np.uint8)
+    labels[0] = 0  # an image without foreground
+    acc.update(logits, labels)
+    result, counts = acc.result(), acc.counts()
+    ev = EngineEval(
+        "pytorch", metrics=metrics_record(result), per_image=per_image_record(result, counts)
+    )
+    report = AuditReport(
+        provenance={}, config={}, model={}, dataset={"n_images": 5}, task=TaskKind(kind),
+        clean={"pytorch": ev},
+    )  # fmt: skip
+    assert integrity_problems(report) == []
+    ev.metrics.per_class[-1].fp += 1
+    assert any("per_class" in p for p in integrity_problems(report))
