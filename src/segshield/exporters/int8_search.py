@@ -183,6 +183,7 @@ class SearchResult:
     n_images: int
     images_sha256: str
     ranking: list[dict[str, Any]] = field(default_factory=list)
+    latency_batch: int = 8
 
     @property
     def default(self) -> Trial:
@@ -200,6 +201,7 @@ class SearchResult:
                 "n_images": self.n_images,
                 "sha256": self.images_sha256,
             },
+            "latency_batch": self.latency_batch,
             "ranking": self.ranking,
         }
 
@@ -220,7 +222,11 @@ class SearchResult:
             f"{len(self.trials)} recipes tried"
         )
         kept = self.chosen
-        latency = f", {kept.latency_ms:.1f} ms per batch" if kept.latency_ms is not None else ""
+        latency = (
+            f", {kept.latency_ms:.1f} ms per batch of {self.latency_batch}"
+            if kept.latency_ms is not None
+            else ""
+        )
         if self.healthy:
             return f"{head}; kept {kept.recipe.label()} (agreement {_fmt(kept.mask_dice)}{latency})"
         return (
@@ -408,6 +414,7 @@ class _Search:
             n_images=len(self.images),
             images_sha256=images_digest(self.images),
             ranking=self.ranking,
+            latency_batch=min(self.batch, len(self.images)),
         )
 
     # -- one trial
