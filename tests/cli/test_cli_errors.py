@@ -323,3 +323,30 @@ def test_brackets_in_names_and_paths_show_literally(tmp_path: Path, monkeypatch)
     assert res.exit_code == 0, res.output
     for shown in ("[unet]", "data/[2024]", "needs [cuda] extra"):
         assert shown in res.output, shown
+
+
+def test_strict_on_a_real_audit_whose_cells_fail(tmp_path: Path, monkeypatch) -> None:
+    """A model that cannot be differentiated: the clean run works, every attack cell fails."""
+    (tmp_path / "gradless.py").write_text(
+        "import torch\n"
+        "class NoGrad(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)\n"
+        "    def forward(self, x):\n"
+        "        if torch.is_grad_enabled() and x.requires_grad:\n"
+        "            raise RuntimeError('this model cannot be differentiated')\n"
+        "        return self.conv(x)\n"
+        "def make():\n"
+        "    return NoGrad()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "o"
+    args = ["audit", "--out", str(out), "--model", "gradless:make", *QUICK]
+    res = runner.invoke(app, [*args, "--strict"])
+    assert res.exit_code == 1, res.output
+    line = "cell fgsm/bce/0.0313725 failed: RuntimeError: this model cannot be differentiated"
+    assert f"strict: {line}" in res.output
+    assert json.loads((out / "report.json").read_text())["cells"][0]["status"] == "error"
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and f"warning: {line}" in res.output
