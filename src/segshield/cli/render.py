@@ -74,6 +74,24 @@ def summary_tables(report: AuditReport) -> list[Table]:
     return [dice, transfer]
 
 
+_HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failed": "bold red"}
+
+
+def _health(e: object) -> str:
+    """ ", health ok (mask agreement 0.9950 on 4 images)" for the engine line, or ""."""
+    h = getattr(e, "health", None)
+    if not isinstance(h, dict) or h.get("status") is None:
+        return ""
+    status, agreement = str(h["status"]), h.get("mask_dice")
+    shown = "not measured" if agreement is None else f"{agreement:.4f}"
+    style = _HEALTH_STYLE.get(status, "bold")
+    n = h.get("n_images")
+    text = f", health [{style}]{escape(status)}[/] (mask agreement {shown} on {n} images)"
+    if status != "ok" and h.get("reason"):
+        text += f": {escape(str(h['reason']))}"
+    return text
+
+
 def print_engines(console: Console, report: AuditReport) -> None:
     for e in report.engines:
         if e.status == "ok":
@@ -86,7 +104,7 @@ def print_engines(console: Console, report: AuditReport) -> None:
             )
             console.print(
                 f"engine [bold]{escape(e.name)}[/]: runs on "
-                f"{escape(', '.join(e.providers))}{parity}"
+                f"{escape(', '.join(e.providers))}{_health(e)}{parity}"
             )
         else:
             console.print(
