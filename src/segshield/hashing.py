@@ -29,13 +29,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """The canonical UTF-8 JSON of ``value``: sorted keys, no whitespace, non-ASCII kept,
-    NaN/Infinity refused (they have no JSON form). Equal values give equal bytes on every
-    machine and Python version."""
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
+    """The canonical JSON of ``value`` as bytes: sorted keys, no whitespace, ASCII only
+    (non-ASCII characters, lone surrogates of undecodable file names included, as ``\\u``
+    escapes), NaN/Infinity refused (they have no JSON form). Equal values give equal bytes
+    on every machine and Python version."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.encode("ascii")
 
 
 def stable_seed(*parts: Any) -> int:
