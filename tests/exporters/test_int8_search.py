@@ -162,6 +162,8 @@ def test_the_engine_is_the_chosen_recipe(searched):
     note = record.notes[0]
     assert note.startswith("INT8: the default recipe (per-channel + minmax) agreed 0.")
     assert "16 calibration images" in note and f"kept {chosen['label']}" in note
+    assert "ms for the FP32 model" in note
+    assert record.details["int8_search"]["fp32_latency_ms"] > 0
 
 
 def test_recipes_are_scored_on_the_calibration_images_only(searched, calibration, audited):

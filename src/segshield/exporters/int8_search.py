@@ -184,6 +184,7 @@ class SearchResult:
     images_sha256: str
     ranking: list[dict[str, Any]] = field(default_factory=list)
     latency_batch: int = 8
+    fp32_latency_ms: float | None = None
 
     @property
     def default(self) -> Trial:
@@ -202,6 +203,7 @@ class SearchResult:
                 "sha256": self.images_sha256,
             },
             "latency_batch": self.latency_batch,
+            "fp32_latency_ms": self.fp32_latency_ms,
             "ranking": self.ranking,
         }
 
@@ -222,11 +224,11 @@ class SearchResult:
             f"{len(self.trials)} recipes tried"
         )
         kept = self.chosen
-        latency = (
-            f", {kept.latency_ms:.1f} ms per batch of {self.latency_batch}"
-            if kept.latency_ms is not None
-            else ""
-        )
+        latency = ""
+        if kept.latency_ms is not None:
+            latency = f", {kept.latency_ms:.1f} ms per batch of {self.latency_batch}"
+            if self.fp32_latency_ms is not None:
+                latency += f" against {self.fp32_latency_ms:.1f} ms for the FP32 model"
         if self.healthy:
             return f"{head}; kept {kept.recipe.label()} (agreement {_fmt(kept.mask_dice)}{latency})"
         return (
@@ -323,6 +325,7 @@ class _Search:
         self.trials: list[Trial] = []
         self.ranking: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []  # ranking rows that add FP32 nodes
+        self.fp32_latency_ms: float | None = None
         dst.parent.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix=".segshield-int8-search-", dir=dst.parent))
 
@@ -338,6 +341,7 @@ class _Search:
         if default.healthy:
             return self._finish(default, searched=False)
         default.latency_ms = self._latency(default.path)
+        self.fp32_latency_ms = self._latency(self.src)  # what the search's winner competes with
         settings = [
             replace(base, per_channel=not base.per_channel),
             replace(base, reduce_range=not base.reduce_range),
@@ -415,6 +419,7 @@ class _Search:
             images_sha256=images_digest(self.images),
             ranking=self.ranking,
             latency_batch=min(self.batch, len(self.images)),
+            fp32_latency_ms=self.fp32_latency_ms,
         )
 
     # -- one trial
