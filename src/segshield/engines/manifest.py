@@ -22,6 +22,9 @@ What each artifact's hashes cover (also written into the manifest as ``hashes``)
   file's SHA-256 for ONNX files and other single files; for a ``.pt2`` package the digest
   of its entries without the serialization id and the compile-command comments
   (:func:`segshield.exporters.reproducible.pt2_content_sha256`). Compare builds with it.
+  A ``.pt2``'s compiled library embeds the inductor cache directory's path (debug info and
+  kernel names), so its digest matches only between builds that use the same cache path
+  (``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``).
 """
 
 from __future__ import annotations
@@ -95,9 +98,10 @@ def write_manifest(built: list[BuiltEngine], out_dir: str | os.PathLike[str]) ->
 HASHES = {
     "sha256": "SHA-256 of the artifact file's bytes, checked before loading; not reproducible "
     "between builds for an AOTInductor .pt2 (random serialization id, build paths)",
-    "content_sha256": "SHA-256 of what the engine computes with, reproducible between builds: "
-    "the file's SHA-256, or for a .pt2 package its entries without the serialization id "
-    "and the C++ compile-command comments",
+    "content_sha256": "SHA-256 of what the engine computes with, reproducible between builds "
+    "with the same versions and CPU: the file's SHA-256, or for a .pt2 package its entries "
+    "without the serialization id and the C++ compile-command comments (its compiled "
+    "library embeds the inductor cache directory path: the same path is needed too)",
 }
 
 

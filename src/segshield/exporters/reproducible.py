@@ -17,7 +17,11 @@ Measured on the CPU build matrix (the bundled U-Net, two builds of the same mode
   than taken from the inductor cache. The compiled ``.so`` and the metadata were identical.
   The file's SHA-256 therefore says only "this file"; :func:`pt2_content_sha256` is a digest
   of what the package computes with: every entry but ``serialization_id``, C++ sources
-  without those trailing command comments, names without the archive's root folder.
+  without those trailing command comments, names without the archive's root folder. The
+  compiled library embeds the inductor cache directory's path (debug info, and kernel
+  names hashed with it): builds with another ``TORCHINDUCTOR_CACHE_DIR`` give another
+  library and digest (measured: two fresh processes with the same emptied cache path wrote
+  byte-identical packages; a different path, a different ``.so``). That is not normalised.
 """
 
 from __future__ import annotations
