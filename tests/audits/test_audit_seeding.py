@@ -14,7 +14,7 @@ from segshield.audits import AuditConfig, run_audit
 from segshield.audits.plan import cell_seed, image_seed
 
 FAST = {
-    "limit": 4,
+    "limit": 2,
     "epsilons": (2 / 255, 8 / 255),
     "steps": 2,
     "engines": ("pytorch",),
@@ -56,7 +56,9 @@ def test_a_cell_does_not_depend_on_the_other_epsilons(tmp_path: Path) -> None:
 
 def test_random_starts_do_not_depend_on_the_batch_size(tmp_path: Path) -> None:
     reports = [
-        run_audit(AuditConfig(tmp_path / str(b), attacks=("pgd",), batch_size=b, **FAST))
+        run_audit(
+            AuditConfig(tmp_path / str(b), attacks=("pgd",), batch_size=b, **{**FAST, "limit": 4})
+        )
         for b in (2, 8)
     ]
     small, large = (_cells(r, "pgd") for r in reports)
