@@ -229,6 +229,8 @@ class SearchResult:
             latency = f", {kept.latency_ms:.1f} ms per batch of {self.latency_batch}"
             if self.fp32_latency_ms is not None:
                 latency += f" against {self.fp32_latency_ms:.1f} ms for the FP32 model"
+                if kept.latency_ms >= self.fp32_latency_ms:
+                    latency += ": no faster than FP32 on this machine"
         if self.healthy:
             return f"{head}; kept {kept.recipe.label()} (agreement {_fmt(kept.mask_dice)}{latency})"
         return (
