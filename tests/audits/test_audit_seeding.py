@@ -37,11 +37,19 @@ def _cells(report, attack: str) -> dict[str, dict]:
     return out
 
 
+def alone_config(tmp_path: Path) -> AuditConfig:
+    return AuditConfig(tmp_path / "a", attacks=("pgd",), **FAST)
+
+
 def test_pgd_cells_do_not_depend_on_the_other_attacks(tmp_path: Path) -> None:
-    alone = run_audit(AuditConfig(tmp_path / "a", attacks=("pgd",), **FAST))
+    alone = run_audit(alone_config(tmp_path))
     mixed = run_audit(AuditConfig(tmp_path / "b", attacks=("fgsm", "bim", "pgd"), **FAST))
     assert _cells(alone, "pgd") == _cells(mixed, "pgd")
     assert len(_cells(alone, "pgd")) == 2
+    seeds = {c.id: c.params["random_start_seed"] for c in mixed.cells if c.attack == "pgd"}
+    assert seeds == {c.id: c.params["random_start_seed"] for c in alone.cells}
+    assert seeds[alone.cells[0].id] == cell_seed("pgd", "bce", 2 / 255, alone_config(tmp_path))
+    assert all("random_start_seed" not in c.params for c in mixed.cells if c.attack != "pgd")
 
 
 def test_a_cell_does_not_depend_on_the_other_epsilons(tmp_path: Path) -> None:

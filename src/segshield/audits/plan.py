@@ -155,11 +155,14 @@ def attack_params(
     model: torch.nn.Module,
 ) -> dict:
     """What the report records of one cell's attack: its constructor parameters, norm,
-    targeting, and the L∞-equivalent epsilon of an L2 attack."""
+    targeting, the L∞-equivalent epsilon of an L2 attack, and the cell's random-start seed
+    (:func:`cell_seed`) for an attack with a random start."""
     budget = attack_budget(attack, eps, image_shape)
     instance = get_attack(attack, model, loss, budget, **attack_options(attack, config, None))
     params = {k: v for k, v in instance.attack_params().items() if k != "generator"}
     params.update(norm=ATTACKS[attack].norm, targeted=ATTACKS[attack].targeted)
+    if "generator" in ATTACKS[attack].param_names():  # image i starts from image_seed(this, i)
+        params["random_start_seed"] = cell_seed(attack, loss, eps, config)
     if ATTACKS[attack].norm == "L2":
         params["eps_linf_equivalent"] = eps
     if ATTACKS[attack].targeted:
