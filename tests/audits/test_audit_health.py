@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,69 @@ def test_engines_dir_engine_is_rechecked_on_the_audited_images(tmp_path: Path) -
     assert record.health["status"] == "failed" and record.health["n_images"] == 3
     source = next(e for e in report.engines if e.name == "pytorch")
     assert source.health["status"] == "ok" and source.health["mask_dice"] == 1.0
+
+
+PUSHED = '''
+import torch
+from torch import nn
+
+from segshield.models import bundled_model
+
+
+class Pushed(nn.Module):
+    """The bundled U-Net's masks with its background pushed to about -1440 (logits
+    [-1440, 8], the lopsided range of an over-confident real model): z -> 0.36 relu(z) -
+    66 relu(-z), as two 1x1 convs that static INT8 quantizes like the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = bundled_model().module
+        self.split, self.merge = nn.Conv2d(1, 2, 1), nn.Conv2d(2, 1, 1)
+        with torch.no_grad():
+            self.split.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            self.split.bias.zero_()
+            self.merge.weight.copy_(torch.tensor([0.36, -66.0]).view(1, 2, 1, 1))
+            self.merge.bias.zero_()
+
+    def forward(self, x):
+        return self.merge(torch.relu(self.split(self.model(x))))
+
+
+def make():
+    return Pushed().eval()
+'''
+
+
+@pytest.fixture
+def pushed_factory(tmp_path: Path, monkeypatch) -> str:
+    (tmp_path / "pushed_unet_mod.py").write_text(PUSHED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "pushed_unet_mod:make"
+    sys.modules.pop("pushed_unet_mod", None)
+
+
+@pytest.mark.slow
+def test_collapsed_int8_engine_is_failed_gated_and_strict(tmp_path: Path, pushed_factory) -> None:
+    """The issue's case end to end: a lopsided-logit model whose default static INT8 engine
+    loses its masks is never "ok"; the default policy and --strict fail on it; the INT8
+    recipe search (chosen on the calibration images) brings it back to healthy."""
+    from segshield.gate import evaluate, policy_from_dict
+    from segshield.gate.strict import strict_problems
+
+    cfg = {**FAST, "limit": 4, "engines": ("pytorch", "ort-int8"), "panels": 0, "n_boot": 0}
+    spec = ModelSpec(pushed_factory)
+    off = run_audit(AuditConfig(tmp_path / "off", model=spec, int8_search="off", **cfg))
+    int8 = next(e for e in off.engines if e.name == "ort-int8")
+    assert int8.status == "ok"  # it builds and runs: only its masks are wrong
+    assert int8.health["status"] == "failed" and int8.health["mask_dice"] < 0.8
+    assert int8.health["n_images"] == 4
+    policy = policy_from_dict({"rules": [{"metric": "dice", "attack": "clean", "min": 0.0}]})
+    verdict = evaluate(off, policy)
+    assert not verdict.passed and "ort-int8" in verdict.failed_rules()[0].reason
+    assert any("ort-int8" in p and "failed" in p for p in strict_problems(off))
+
+    auto = run_audit(AuditConfig(tmp_path / "auto", model=spec, **cfg))
+    searched = next(e for e in auto.engines if e.name == "ort-int8")
+    assert searched.details["int8_search"]["searched"] is True
+    assert searched.health["status"] == "ok", searched.health
+    assert evaluate(auto, policy).passed and not strict_problems(auto)
