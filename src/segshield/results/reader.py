@@ -59,7 +59,6 @@ def report_from_dict(raw: Any) -> AuditReport:
             latency=raw.get("latency"),
             build=raw.get("build"),
             skipped=list(raw.get("skipped") or []),
-            warnings=list(raw.get("warnings") or []),
             integrity=raw.get("integrity"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

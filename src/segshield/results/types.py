@@ -278,7 +278,6 @@ class AuditReport:
     latency: list[dict] | None = None
     build: dict | None = None  # engine build facts: calibration source/digest, ONNX export
     skipped: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # audit-level report-ready sentences
     # content hash of the measured sections (segshield.results.integrity), set when written
     integrity: dict | None = None
     schema_version: int = SCHEMA_VERSION
