@@ -27,18 +27,20 @@ from segshield.results import AuditReport
 
 # Characters that start or end inline Markdown markup (emphasis, code, links, images,
 # strikethrough, table cells) or escape one: backslash-escaped wherever report text goes.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~|]|\](?=[(\[:]))")
+# An underscore between two letters or digits cannot open or close emphasis (CommonMark's
+# flanking rules), so "dice_focal" stays as it is.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*~|]|\](?=[(\[:])|(?<![^\W_])_|_(?![^\W_]))")
 # Line-start markup (heading, quote, list, setext underline, thematic break, ordered list).
 _LINE_START = re.compile(r"^(\s*)([#>+=\[-]|\d+(?=[.)](?:\s|$)))")
 
 
 def escape_markdown(text: str) -> str:
     """Report text (image names, model and engine names, reasons, error messages, paths) as
-    literal Markdown text on one line: whitespace runs become one space, inline markup
-    characters (``\\ ` * _ ~ |``, and ``]`` before ``(``, ``[`` or ``:``, which would close
-    a link) are backslash-escaped and ``& < >`` become HTML entities, so neither Markdown
-    nor raw HTML in a name reaches a viewer. Edge spaces are kept (inline parts are
-    joined)."""
+    literal Markdown text on one line: whitespace runs become one space; inline markup
+    characters (``\\ ` * ~ |``, ``_`` except inside a word, and ``]`` before ``(``, ``[``
+    or ``:``, which would close a link) are backslash-escaped; ``& < >`` become HTML
+    entities. So neither Markdown nor raw HTML in a name reaches a viewer. Edge spaces are
+    kept (inline parts are joined)."""
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
