@@ -38,3 +38,24 @@ def test_health_section_follows_the_verdict_and_names_failures() -> None:
 
 def test_reports_without_health_have_no_health_section() -> None:
     assert "health" not in build_view(make_report()).section_ids
+
+
+def test_summary_csv_and_junit_carry_engine_health() -> None:
+    import csv
+    import io
+    import xml.etree.ElementTree as ET
+
+    from segshield.reports import render_csv, render_junit, render_pr_summary
+
+    report = _with_health()
+    summary = render_pr_summary(report)
+    assert "Engine health: `pytorch` ok, `onnxruntime` **failed** (agreement 0.1200)" in summary
+    assert summary.index("Engine health") < summary.index("per attack and ε")
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert {r["engine"]: r["engine_health"] for r in rows}["onnxruntime"] == "failed"
+    report.verdict = None  # no verdict: the audit's own suite (a policy gates health itself)
+    root = ET.fromstring(render_junit(report))
+    cases = root.findall(".//testcase")
+    assert cases[0].get("name") == "engine health: pytorch"
+    assert cases[1].find("failure").get("type") == "health"
+    assert root.find("testsuite").get("failures") == "1"

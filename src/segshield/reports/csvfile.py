@@ -30,6 +30,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "attack_loss",
     "epsilon",
     "engine",
+    "engine_health",
     "status",
     "error",
     *EVAL_METRICS,
@@ -68,11 +69,14 @@ def _eval_fields(ev: EngineEval | None) -> dict[str, Any]:
 
 def _rows(report: AuditReport) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    health = {e.name: (e.health or {}).get("status") for e in report.engines}
     clean_base = {"cell_id": CLEAN, "attack": CLEAN, "attack_loss": None, "epsilon": 0.0}
     for name, ev in report.clean.items():
         rows.append({**clean_base, **_eval_fields(ev), "engine": name})
     for cell in report.cells:
         rows += _cell_rows(cell)
+    for row in rows:
+        row["engine_health"] = health.get(row.get("engine"))
     return rows
 
 

@@ -2,8 +2,10 @@
 
 With a gate verdict: one ``<testsuite>`` of the policy, one ``<testcase>`` per rule, a failed
 rule carrying ``<failure type="GateRuleFailed">`` with the measured worst value, the threshold
-and where it was measured. Without a verdict: one ``<testsuite>`` of the audit itself, one
-``<testcase>`` per clean evaluation and per cell, an errored one carrying ``<error>``. The shape
+and where it was measured (the policy's engine-health check is one of them). Without a
+verdict: one ``<testsuite>`` of the audit itself, first one ``<testcase>`` per engine health
+(a failed engine carrying ``<failure type="health">``), then one per clean evaluation and per
+cell, an errored one carrying ``<error>``. The shape
 is the common Jenkins/Ant ``junit-10.xsd``; values are formatted, never computed.
 """
 
@@ -210,7 +212,22 @@ def _render_cells(report: AuditReport) -> str:
     # Engines whose record is not ok (unavailable here) are left out: the record says why.
     skip = {e.name for e in report.engines if e.status != Status.OK}
     items = [(n, {k: v for k, v in ev.items() if k not in skip}, c) for n, ev, c in items]
-    errors = 0
+    errors = failures = 0
+    health = [e for e in report.engines if isinstance(e.health, dict) and e.health]
+    for e in health:  # first, as in every format: does each engine compute the model?
+        case = ET.SubElement(
+            suite, "testcase",
+            {"classname": AUDIT_CLASSNAME, "name": _clean(f"engine health: {e.name}"), "time": "0"},
+        )  # fmt: skip
+        if e.health.get("status") == "failed":
+            message = f"engine {e.name} is failed: {e.health.get('reason')}"
+            fail = ET.SubElement(case, "failure", {"message": _clean(message), "type": "health"})
+            fail.text = _clean(message)
+            failures += 1
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = _clean(f"{e.health.get('status')}: mask agreement "
+                              f"{_plain(e.health.get('mask_dice'))}")  # fmt: skip
     for name, evals, cell in items:
         time = _seconds(cell.seconds) if cell is not None else "0"
         case = ET.SubElement(
@@ -231,7 +248,7 @@ def _render_cells(report: AuditReport) -> str:
             continue
         out = ET.SubElement(case, "system-out")
         out.text = _clean(_eval_summary(evals, report.primary_metric))
-    return _finish(suite, len(items), 0, errors, 0)
+    return _finish(suite, len(items) + len(health), failures, errors, 0)
 
 
 def render_junit(report: AuditReport) -> str:

@@ -66,6 +66,21 @@ def _verdict_lines(report: AuditReport) -> list[str]:
     return lines
 
 
+def _health_lines(report: AuditReport) -> list[str]:
+    """ "Engine health: `ort-fp32` ok, `ort-int8` **failed** (agreement 0.12)" or nothing."""
+    parts = []
+    for e in report.engines:
+        h = e.health if isinstance(e.health, dict) else {}
+        status = h.get("status")
+        if status is None:
+            continue
+        agreement = h.get("mask_dice")
+        shown = f" (agreement {agreement:.4f})" if isinstance(agreement, float) else ""
+        word = _md(status) if status == "ok" else f"**{_md(status)}**{shown}"
+        parts.append(f"{_code(e.name)} {word}")
+    return [f"Engine health: {', '.join(parts)}", ""] if parts else []
+
+
 def _metric_lines(report: AuditReport) -> list[str]:
     names = engines(report)
     if not names or not (report.cells or report.clean):
@@ -103,6 +118,7 @@ def render_pr_summary(report: AuditReport) -> str:
     """A compact Markdown summary: verdict, failed rules, the primary metric per attack x ε x
     engine."""
     lines = _verdict_lines(report)
+    lines += _health_lines(report)
     lines += _metric_lines(report)
     n_failed = sum(c.status != Status.OK for c in report.cells)
     if n_failed:
