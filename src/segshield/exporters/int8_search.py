@@ -39,208 +39,37 @@ onnx and onnxruntime are imported when a search runs, not when this module is im
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from segshield.enums import Health
 from segshield.errors import ExportError, SegShieldError
 from segshield.exporters.calibration import (
     CALIBRATION_METHODS,
-    CalibrationMethodName,
-    ImageCalibrationReader,
     check_calibration_images,
     equal_batch_size,
     images_digest,
 )
-from segshield.exporters.onnx_graph import OnnxVariant, load_onnx
+from segshield.exporters.int8_ranking import (
+    Agreement,
+    _new_nodes_only,
+    fallback_sets,
+    rank_fp32_fallback,
+)
+from segshield.exporters.int8_recipes import HealthRule, Recipe, SearchResult, Trial
+from segshield.exporters.onnx_graph import OnnxVariant
 from segshield.exporters.onnx_int8 import onnx_int8_from_onnx
-from segshield.exporters.ort_quantize import preprocessed_copy, quiet_ort_quantization
-
-# (source logits, engine logits) on the same images -> mask agreement in [0, 1].
-Agreement = Callable[[np.ndarray, np.ndarray], float]
-
-# Nodes the FP32 fallback may keep in float: the ones with weights that QDQ quantizes.
-FALLBACK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-# Element-wise activations the QDQ quantizer folds into the preceding compute node's range.
-_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
+from segshield.exporters.ort_quantize import preprocessed_copy
 
 DEFAULT_MAX_TRIALS = 10
 _LATENCY_RUNS = 5
-
-
-class HealthRule(Protocol):
-    """What the search needs of health thresholds (`segshield.engines.health.
-    HealthThresholds` is one): the ok bound and a classifier of an agreement."""
-
-    ok_min: float
-
-    def classify(self, agreement: float | None) -> Health: ...
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One static INT8 recipe: weight granularity, calibration method, nodes kept in FP32."""
-
-    per_channel: bool = True
-    method: CalibrationMethodName = "minmax"
-    excluded: tuple[str, ...] = ()
-    symmetric_activations: bool = False
-    reduce_range: bool = False
-
-    def __post_init__(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
-            raise ValueError(
-                f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}"
-            )
-
-    @property
-    def fp32_nodes(self) -> int:
-        return len(self.excluded)
-
-    def label(self) -> str:
-        """Short report text, e.g. "per-channel + entropy + 3 FP32 nodes"."""
-        parts = ["per-channel" if self.per_channel else "per-tensor", self.method]
-        if self.reduce_range:
-            parts.append("7-bit weights")
-        if self.symmetric_activations:
-            parts.append("symmetric activations")
-        if self.excluded:
-            n = len(self.excluded)
-            parts.append(f"{n} FP32 node{'s' if n != 1 else ''}")
-        return " + ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "per_channel": self.per_channel,
-            "method": self.method,
-            "excluded": list(self.excluded),
-            "symmetric_activations": self.symmetric_activations,
-            "reduce_range": self.reduce_range,
-            "label": self.label(),
-        }
-
-
-@dataclass
-class Trial:
-    """One recipe built and scored. stage: "default", "settings" (no FP32 node) or
-    "fallback". latency_ms: median of a few runs on one calibration batch (None when not
-    measured: the default recipe was healthy, so nothing was compared). error: why the
-    recipe could not be built or run (then mask_dice and health are None)."""
-
-    recipe: Recipe
-    stage: str
-    mask_dice: float | None = None
-    health: str | None = None
-    latency_ms: float | None = None
-    bytes: int | None = None
-    build_seconds: float | None = None
-    chosen: bool = False
-    error: str | None = None
-    path: Path | None = field(default=None, repr=False)
-    variant: OnnxVariant | None = field(default=None, repr=False)
-
-    @property
-    def healthy(self) -> bool:
-        return self.health == str(Health.OK)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe.to_dict(),
-            "stage": self.stage,
-            "mask_dice": self.mask_dice,
-            "health": self.health,
-            "latency_ms": self.latency_ms,
-            "bytes": self.bytes,
-            "build_seconds": self.build_seconds,
-            "chosen": self.chosen,
-            "error": self.error,
-        }
-
-
-@dataclass
-class SearchResult:
-    """The kept recipe (`chosen`, its model at `variant.path`), every trial in the order
-    built, whether the kept recipe is healthy, whether a search ran beyond the default, the
-    FP32-fallback ranking (when one was measured) and the images that scored the recipes."""
-
-    chosen: Trial
-    variant: OnnxVariant
-    trials: list[Trial]
-    healthy: bool
-    searched: bool
-    ok_min: float
-    n_images: int
-    images_sha256: str
-    ranking: list[dict[str, Any]] = field(default_factory=list)
-    latency_batch: int = 8
-    fp32_latency_ms: float | None = None
-
-    @property
-    def default(self) -> Trial:
-        return self.trials[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "searched": self.searched,
-            "healthy": self.healthy,
-            "chosen": self.chosen.to_dict(),
-            "trials": [t.to_dict() for t in self.trials],
-            "ok_min": self.ok_min,
-            "scored_on": {
-                "images": "calibration",
-                "n_images": self.n_images,
-                "sha256": self.images_sha256,
-            },
-            "latency_batch": self.latency_batch,
-            "fp32_latency_ms": self.fp32_latency_ms,
-            "ranking": self.ranking,
-        }
-
-    def note(self) -> str:
-        """A report sentence: the default recipe's agreement on the calibration images and,
-        when it was not healthy, what the search kept."""
-        first = self.default
-        if not self.searched:
-            return (
-                f"INT8 recipe check: the default recipe ({first.recipe.label()}) agreed "
-                f"{_fmt(first.mask_dice)} with the source on {self.n_images} calibration "
-                "images; no search needed"
-            )
-        shown = _fmt(first.mask_dice)
-        head = (
-            f"INT8: the default recipe ({first.recipe.label()}) agreed {shown} with the source "
-            f"on {self.n_images} calibration images (healthy needs >= {self.ok_min:g}); "
-            f"{len(self.trials)} recipes tried"
-        )
-        kept = self.chosen
-        latency = ""
-        if kept.latency_ms is not None:
-            latency = f", {kept.latency_ms:.1f} ms per batch of {self.latency_batch}"
-            if self.fp32_latency_ms is not None:
-                latency += f" against {self.fp32_latency_ms:.1f} ms for the FP32 model"
-                if kept.latency_ms >= self.fp32_latency_ms:
-                    latency += ": no faster than FP32 on this machine"
-        if self.healthy:
-            return f"{head}; kept {kept.recipe.label()} (agreement {_fmt(kept.mask_dice)}{latency})"
-        return (
-            f"{head}; none reached {self.ok_min:g}: kept the best, {kept.recipe.label()} "
-            f"(agreement {_fmt(kept.mask_dice)}{latency}) -- this INT8 engine is not healthy"
-        )
-
-
-def _fmt(value: float | None) -> str:
-    return "not measurable" if value is None else f"{value:.2f}"
 
 
 # ----------------------------------------------------------------------------- the search
@@ -524,183 +353,12 @@ def _powers_of_two(n: int) -> list[int]:
     return [*out, n] if n else []
 
 
-# ---------------------------------------------------------------------------- the ranking
-
-
-def rank_fp32_fallback(
-    float_model: str | os.PathLike[str],
-    qdq_model: str | os.PathLike[str],
-    images: np.ndarray,
-    source_logits: np.ndarray,
-    agreement: Agreement,
-    ok_min: float,
-    work_dir: str | os.PathLike[str],
-) -> list[dict[str, Any]]:
-    """The quantized activation tensors of `qdq_model`, worst quantization error first, each
-    with the compute nodes that must stay in FP32 for it to stay in float.
-
-    `float_model` is the FP32 model `qdq_model` was quantized from (after pre-processing:
-    its node names are the ones `nodes_to_exclude` takes). Both run on `images` (one batch)
-    through onnxruntime's `qdq_loss_debug` (`modify_model_output_intermediate_tensors`,
-    `collect_activations`, `create_activation_matching`, `compute_activation_error`).
-
-    Each row: tensor; nodes (its producing compute node -- through a folded Relu/Clip -- and
-    its compute consumers: excluding only the producer would leave the consumers' input
-    Q/DQ, the same rounding); channel_sqnr_db (the mean over channels of the SQNR of the
-    tensor after its own Q/DQ against before it -- per channel, because a whole-tensor SQNR
-    is dominated by the largest channel, so an outlier channel that flattens every other
-    channel to zero still scores well); sqnr_db and qdq_sqnr_db (onnxruntime's whole-tensor
-    `xmodel_err` and `qdq_err`, for reference); and for graph outputs output_agreement (the
-    mask agreement of the output before vs after its own Q/DQ). Graph outputs whose own
-    Q/DQ breaks the agreement (< ok_min) come first, worst first; then the rest by
-    channel_sqnr_db, lowest first.
-    """
-    from onnxruntime.quantization import qdq_loss_debug as dbg
-
-    work = Path(work_dir)
-    aug_float, aug_qdq = work / "float.augmented.onnx", work / "qdq.augmented.onnx"
-    with contextlib.redirect_stdout(io.StringIO()), quiet_ort_quantization():
-        dbg.modify_model_output_intermediate_tensors(str(float_model), str(aug_float))
-        dbg.modify_model_output_intermediate_tensors(str(qdq_model), str(aug_qdq))
-        input_name = _input_name(Path(float_model))
-
-        def reader() -> ImageCalibrationReader:
-            return ImageCalibrationReader(images, input_name, len(images))
-
-        float_acts = dbg.collect_activations(str(aug_float), reader())
-        qdq_acts = dbg.collect_activations(str(aug_qdq), reader())
-        matched = dbg.create_activation_matching(qdq_acts, float_acts)
-        errors = dbg.compute_activation_error(matched)
-
-    graph = load_onnx(Path(float_model)).graph
-    index = _GraphIndex(graph)
-    rows = []
-    for tensor, err in errors.items():
-        nodes = index.fallback_nodes(tensor)
-        if not nodes:
-            continue
-        pre = np.concatenate([np.ravel(a) for a in matched[tensor]["pre_qdq"]])
-        post = np.concatenate([np.ravel(a) for a in matched[tensor]["post_qdq"]])
-        if index.folded_relu(tensor):  # the QDQ graph's pre-Q/DQ tensor is the Conv's output
-            pre = np.maximum(pre, 0.0)
-        row: dict[str, Any] = {
-            "tensor": tensor,
-            "nodes": nodes,
-            "channel_sqnr_db": round(
-                _channel_sqnr(pre, post, index.channels(tensor), len(images)), 3
-            ),
-            "sqnr_db": round(float(err.get("xmodel_err", err["qdq_err"])), 3),
-            "qdq_sqnr_db": round(float(err["qdq_err"]), 3),
-        }
-        if tensor in index.outputs and pre.size == source_logits.size:
-            shape = source_logits.shape
-            row["output_agreement"] = float(agreement(pre.reshape(shape), post.reshape(shape)))
-        rows.append(row)
-
-    def key(row: dict[str, Any]) -> tuple[int, float, int]:
-        out = row.get("output_agreement")
-        late = -index.position(row["nodes"][0])
-        if out is not None and out < ok_min:
-            return (0, out, late)
-        return (1, row["channel_sqnr_db"], late)
-
-    return sorted(rows, key=key)
-
-
-def fallback_sets(ranking: list[dict[str, Any]], tensors: int) -> tuple[str, ...]:
-    """The nodes kept in FP32 for the first `tensors` rows of a ranking, in ranking order."""
-    out: dict[str, None] = {}
-    for row in ranking[:tensors]:
-        out.update(dict.fromkeys(row.get("nodes", ())))
-    return tuple(out)
-
-
-def _new_nodes_only(ranking: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ranking rows that add at least one node to those of the rows before them."""
-    seen: set[str] = set()
-    steps = []
-    for row in ranking:
-        nodes = set(row.get("nodes", ()))
-        if nodes - seen:
-            steps.append(row)
-            seen |= nodes
-    return steps
-
-
-def _channel_sqnr(pre: np.ndarray, post: np.ndarray, channels: int | None, n: int) -> float:
-    """Mean over channels of 20·log10(|x_c| / |x_c - y_c|) (dB); channels that are all zero
-    before Q/DQ are left out; a whole-tensor SQNR when the channel count is unknown."""
-    eps = float(np.finfo(np.float32).eps)
-    if channels and pre.size % (n * channels) == 0:
-        x = pre.reshape(n, channels, -1).transpose(1, 0, 2).reshape(channels, -1)
-        y = post.reshape(n, channels, -1).transpose(1, 0, 2).reshape(channels, -1)
-    else:
-        x, y = pre.reshape(1, -1), post.reshape(1, -1)
-    signal = np.linalg.norm(x.astype(np.float64), axis=1)
-    noise = np.maximum(np.linalg.norm((x - y).astype(np.float64), axis=1), eps)
-    live = signal > 0
-    if not live.any():
-        return float("inf")
-    return float(np.mean(20.0 * np.log10(signal[live] / noise[live])))
-
-
-class _GraphIndex:
-    """Producers, consumers, channel counts and node order of a float ONNX graph."""
-
-    def __init__(self, graph: Any) -> None:
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.consumers: dict[str, list[Any]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.order = {n.name: i for i, n in enumerate(graph.node)}
-        self.outputs = {o.name for o in graph.output}
-        self.shapes = {
-            v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-            for v in [*graph.value_info, *graph.output, *graph.input]
-        }
-
-    def position(self, node: str) -> int:
-        return self.order.get(node, 0)
-
-    def folded_relu(self, tensor: str) -> bool:
-        node = self.producer.get(tensor)
-        return node is not None and node.op_type == "Relu"
-
-    def channels(self, tensor: str) -> int | None:
-        dims = self.shapes.get(tensor, [])
-        return dims[1] if len(dims) >= 2 and dims[1] > 0 else None
-
-    def fallback_nodes(self, tensor: str) -> list[str]:
-        """Producer (through a folded activation) and consumers of `tensor` among the
-        compute nodes; empty when it has no compute producer (image input, pooling...)."""
-        node = self.producer.get(tensor)
-        if node is not None and node.op_type in _FOLDED_ACTIVATIONS and node.input:
-            node = self.producer.get(node.input[0])
-        if node is None or node.op_type not in FALLBACK_OPS or not node.name:
-            return []
-        nodes = [node.name]
-        for consumer in self.consumers.get(tensor, []):
-            if consumer.op_type in FALLBACK_OPS and consumer.name and consumer.name not in nodes:
-                nodes.append(consumer.name)
-        return nodes
-
-
-def _input_name(path: Path) -> str:
-    model = load_onnx(path)
-    inits = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in inits)
-
-
 __all__ = [
     "DEFAULT_MAX_TRIALS",
-    "FALLBACK_OPS",
     "Agreement",
     "HealthRule",
     "Recipe",
     "SearchResult",
     "Trial",
-    "fallback_sets",
-    "rank_fp32_fallback",
     "search_int8",
 ]
