@@ -196,7 +196,9 @@ def build_view(report: AuditReport) -> ReportView:
     else:
         from segshield.reports import view_segmentation as task_view  # type: ignore[no-redef]
     sections = [common.verdict_section(report), *task_view.sections(report)]
-    health = common.health_section(report)
+    from segshield.reports.view_health import health_section
+
+    health = health_section(report)
     sections += [health] if health is not None else []
     sections += [
         common.engines_section(report),

@@ -235,52 +235,6 @@ def verdict_section(report: AuditReport) -> Section:
     return Section("verdict", "Verdict", blocks=blocks, banner=banner)
 
 
-_HEALTH_BADGE = {"ok": "ok", "degraded": "warn", "failed": "bad"}
-
-
-def _health_of(e: Any) -> dict:
-    return e.health if isinstance(e.health, dict) else {}
-
-
-def health_section(report: AuditReport) -> Section | None:
-    """The engine health line and table (first screen): each engine's clean masks against
-    the source's on every audited image; None for reports that did not measure it."""
-    measured = [e for e in report.engines if _health_of(e)]
-    if not measured:
-        return None
-    parts: list[Cell] = [cell("Engine health: ")]
-    for i, e in enumerate(measured):
-        status = str(_health_of(e).get("status"))
-        parts += [cell(", " if i else ""), code(e.name), cell(" "),
-                  Cell(status, strong=status != "ok", badge=_HEALTH_BADGE.get(status))]  # fmt: skip
-    unhealthy = [e for e in measured if _health_of(e).get("status") != "ok"]
-    parts.append(cell(f" ({len(unhealthy)} not ok)." if unhealthy else " (all ok)."))
-    first = _health_of(measured[0])
-    what = "predicted classes" if report.task == "classification" else "masks"
-    note = (
-        f"Clean {what} of each engine against {SOURCE_ENGINE}'s on every audited image. "
-        "Agreement: Dice of the engine's masks against the source's (mean over foreground "
-        "classes; for a classifier the share of images with the same class); ok >= "
-        f"{plain(first.get('ok_min'))}, failed < {plain(first.get('failed_below'))}."
-    )
-    header = ["Engine", "Health", "Agreement", "Changed vs source", "Images", "Reason"]
-    rows = [
-        [
-            code(e.name),
-            Cell(str(h.get("status")), badge=_HEALTH_BADGE.get(str(h.get("status")))),
-            Cell(plain(h.get("mask_dice")), num=True),
-            Cell(format_percent(h.get("flip_share")), num=True),
-            Cell(plain(h.get("n_images")), num=True),
-            cell(h.get("reason")),
-        ]
-        for e in measured
-        if (h := _health_of(e))
-    ]
-    blocks: list[Any] = [Para(parts), Para([cell(note)], note=True)]
-    blocks.append(Table(header, rows, cls="health"))
-    return Section("health", "Engine health", blocks)
-
-
 def _engine_row(e: Any) -> list[Cell]:
     parity = e.parity or {}
     sha = e.sha256
@@ -307,8 +261,10 @@ def _engine_row(e: Any) -> list[Cell]:
 
 
 def _health_cell(e: Any) -> Cell:
-    status = _health_of(e).get("status")
-    return cell(None) if status is None else Cell(str(status), badge=_HEALTH_BADGE.get(status))
+    from segshield.reports.view_health import HEALTH_BADGE, health_of
+
+    status = health_of(e).get("status")
+    return cell(None) if status is None else Cell(str(status), badge=HEALTH_BADGE.get(status))
 
 
 def _parity_images(report: AuditReport) -> str:
