@@ -169,6 +169,16 @@ def test_decompression_bomb_is_a_data_error(tmp_path: Path, monkeypatch) -> None
         dataset_from_folder(tmp_path)
 
 
+def test_an_image_between_one_and_two_pixel_limits_is_refused_too(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # PIL only warns (DecompressionBombWarning) between 1x and 2x its limit, then decodes.
+    _pair(tmp_path, "big", h=64, w=64)  # 4096 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    with pytest.raises(DataError, match=r"refusing to read image .*big\.png"):
+        dataset_from_folder(tmp_path)
+
+
 def test_an_image_that_breaks_the_decoder_is_a_data_error(tmp_path: Path, monkeypatch) -> None:
     _pair(tmp_path, "a")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -30,16 +31,20 @@ _BUSI_MASK = re.compile(r"^(?P<stem>.+)_mask(?:_\d+)?$")
 def _read_array(path: Path) -> np.ndarray:
     """Read an image file as an array (H, W) or (H, W, C); a clear DataError if unreadable."""
     try:
-        with Image.open(path) as im:
+        # PIL only warns between 1x and 2x its pixel limit and decodes anyway: refuse there too
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             im.load()
             if im.mode == "P":
                 im = im.convert("RGB")
             arr = np.asarray(im)
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"refusing to read image {path}: it would decompress to more pixels than "
             f"PIL's limit (Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}), as a "
-            f"decompression bomb does: {exc}"
+            "decompression bomb does"
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
