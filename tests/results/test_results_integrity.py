@@ -192,3 +192,24 @@ def test_what_the_accumulator_produces_passes_for_every_task(kind: str, k: int) 
     assert integrity_problems(report) == []
     ev.metrics.per_class[-1].fp += 1
     assert any("per_class" in p for p in integrity_problems(report))
+
+
+def test_edited_engine_health_is_refused() -> None:
+    """The gate judges health from the stored records: they must follow from the agreement
+    and the audit's thresholds, whatever the hash says."""
+    from segshield.engines.health import HealthThresholds, assess_health
+    from segshield.engines.records import EngineRecord
+    from segshield.results import AuditReport
+    from segshield.results.integrity import integrity_problems
+
+    record = EngineRecord("ort-int8", "onnxruntime")
+    record.health = assess_health(0.3, 0.1, 4, HealthThresholds()).to_dict()
+    report = AuditReport({}, {"health_ok_min": 0.97, "health_failed_below": 0.8}, {}, {},
+                         engines=[record])  # fmt: skip
+    assert integrity_problems(report) == []
+    record.health["status"] = "ok"
+    assert any("does not follow" in p for p in integrity_problems(report))
+    record.health.update(status="failed", failed_below=0.0)
+    assert any("failed_below 0.0 is not the audit's 0.8" in p for p in integrity_problems(report))
+    record.health.update(failed_below=0.8, mask_dice=1.7)
+    assert any("not in [0, 1]" in p for p in integrity_problems(report))

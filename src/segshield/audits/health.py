@@ -42,7 +42,7 @@ def engine_health(
     if record.status == Status.UNAVAILABLE:
         return None
     if record.status == Status.ERROR:
-        return assess_health(None, None, 0, thresholds, failure=f"build failed: {record.reason}")
+        return assess_health(None, None, n, thresholds, failure=f"build failed: {record.reason}")
     ev = clean.get(engine.name)
     if ev is None or ev.status != Status.OK or engine.name not in outputs.preds:
         why = ev.error if ev is not None else "not evaluated"

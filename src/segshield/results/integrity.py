@@ -121,8 +121,44 @@ def integrity_problems(report: AuditReport, raw: dict | None = None) -> list[str
         if cell.perturbation is not None:
             problems += _perturbation_problems(where, cell.perturbation, cell, n_images)
         problems += _comparison_problems(where, cell.engines, report)
+    problems += _health_problems(report)
     # the hash last: an edited value is named first, the mismatch it caused after it
     return problems + list(_hash_problems(raw if raw is not None else report.to_dict()))
+
+
+def _health_problems(report: AuditReport) -> list[str]:
+    """Each engine's stored health must follow from its agreement and the audit's own
+    thresholds (the gate judges health from these records)."""
+    from segshield.engines.health import HealthThresholds
+
+    problems: list[str] = []
+    config = report.config or {}
+    for record in report.engines:
+        h = record.health
+        if not isinstance(h, dict) or not h:
+            continue
+        where = f"engines[{record.name}].health"
+        for key in ("ok_min", "failed_below"):
+            want = config.get(f"health_{key}")
+            if want is not None and h.get(key) != want:
+                problems.append(f"{where}.{key} {h.get(key)!r} is not the audit's {want!r}")
+        agreement = h.get("mask_dice")
+        if agreement is not None and not (
+            isinstance(agreement, (int, float)) and 0.0 <= agreement <= 1.0
+        ):
+            problems.append(f"{where}.mask_dice {agreement!r} is not in [0, 1]")
+            continue
+        try:
+            rule = HealthThresholds(float(h.get("ok_min")), float(h.get("failed_below")))
+        except (TypeError, ValueError):
+            problems.append(f"{where}: thresholds {h.get('ok_min')!r}/{h.get('failed_below')!r}")
+            continue
+        if agreement is not None and str(rule.classify(agreement)) != h.get("status"):
+            problems.append(
+                f"{where}.status {h.get('status')!r} does not follow from agreement "
+                f"{agreement} and its thresholds ({rule.classify(agreement)})"
+            )
+    return problems
 
 
 # ------------------------------------------------------------------------------- the hash
