@@ -182,6 +182,15 @@ def test_config_validation_lists_problems(tmp_path: Path) -> None:
         AuditConfig(tmp_path, epsilons=(2.0,), engines=("pytorch", "tensorflow"))
 
 
+def test_config_validation_names_each_bad_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as info:
+        AuditConfig(tmp_path, batch_size=-1, steps=0, panels=-2)
+    text = str(info.value)
+    for part in ("batch_size must be >= 1, got -1", "steps must be >= 1, got 0",
+                 "panels must be >= 0, got -2"):  # fmt: skip
+        assert part in text
+
+
 def test_perturbation_is_reproducible_with_the_seed(tmp_path: Path) -> None:
     cfg = {"attacks": ("pgd",), **FAST}
     r1 = run_audit(AuditConfig(tmp_path / "a", seed=3, **cfg))

@@ -88,16 +88,18 @@ class AuditConfig:
             resolved = list(self.engines)
         if "pytorch" not in resolved:
             problems.append("the pytorch engine (the attacked source model) is always needed")
-        if self.steps < 1 or self.batch_size < 1 or self.size < 8:
-            problems.append("steps and batch_size must be >= 1 and size >= 8")
+        for name, low in (("steps", 1), ("batch_size", 1), ("size", 8)):
+            if getattr(self, name) < low:
+                problems.append(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not 0.0 < self.fooled_threshold <= 1.0:
             problems.append(f"fooled_threshold must be in (0, 1], got {self.fooled_threshold}")
         if not self.bench_batch_sizes or min(self.bench_batch_sizes) < 1:
             problems.append("bench_batch_sizes must be >= 1")
         if self.num_classes < 1:
             problems.append(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.n_boot < 0 or self.panels < 0:
-            problems.append("n_boot and panels must be >= 0")
+        for name in ("n_boot", "panels"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must be in (0, 1), got {self.threshold}")
         if self.task != "auto" and self.task not in TASK_KINDS:
