@@ -46,7 +46,7 @@ _LAZY = {
     "model_fingerprint": "segshield.engines.build",
     "parity_stats": "segshield.engines.parity",
     "read_manifest": "segshield.engines.manifest",
-    "remeasure_parity": "segshield.engines.build",
+    "remeasure_parity": "segshield.engines.sample_parity",
     "resolve_engine_names": "segshield.engines.registry",
     "runners_from_manifest": "segshield.engines.manifest",
     "write_manifest": "segshield.engines.manifest",

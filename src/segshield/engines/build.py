@@ -34,14 +34,13 @@ from segshield.engines.health import (
 from segshield.engines.parity import parity_stats
 from segshield.engines.records import EngineRecord
 from segshield.engines.registry import ENGINE_SPECS, EngineSpec, resolve_engine_names
+from segshield.engines.sample_parity import PARITY_BATCH, check_sample, source_logits
 from segshield.enums import Status
-from segshield.errors import DataError, EngineUnavailableError, SegShieldError
+from segshield.errors import EngineUnavailableError, SegShieldError
 from segshield.exporters.calibration import CALIBRATION_METHODS
 from segshield.lazy import installed_version
 
 logger = logging.getLogger(__name__)
-
-_PARITY_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ class BuildContext:
         self.out_dir = out_dir
         self.sample = sample
         self.options = options
-        self.source_logits = _source_logits(model, sample)
+        self.source_logits = source_logits(model, sample)
         self.onnx_export: Any = None  # an OnnxExport once exported
         self.onnx_error: str | None = None
 
@@ -267,7 +266,7 @@ def build_engines(
 
     options = options or BuildOptions()
     resolved = resolve_engine_names(names)
-    sample_arr = _check_sample(sample)
+    sample_arr = check_sample(sample)
     calib = None
     if calibration_images is not None:
         calib = check_calibration_images(calibration_images, tuple(sample_arr.shape[1:]))
@@ -329,7 +328,7 @@ def _build_one(
         runner = backend.load(spec, record, ctx.model, ctx.options)
         record.build_seconds = round(time.perf_counter() - start, 3)
         record.providers = list(runner.providers)
-        logits = infer_batched(runner, ctx.sample, _PARITY_BATCH)
+        logits = infer_batched(runner, ctx.sample, PARITY_BATCH)
         record.parity = parity_stats(
             ctx.source_logits, logits, ctx.options.threshold, ctx.options.activation
         )
@@ -344,36 +343,6 @@ def _build_one(
     if record.build_seconds is None:
         record.build_seconds = round(time.perf_counter() - start, 3)
     return BuiltEngine(record, runner, info)
-
-
-def remeasure_parity(
-    built: Sequence[BuiltEngine],
-    model: nn.Module,
-    sample: np.ndarray,
-    *,
-    threshold: float = 0.5,
-    activation: str | None = None,
-) -> None:
-    """Measure the clean parity of already-built engines (loaded from a manifest) again, on
-    `sample` (this audit's images), replacing the stored parity; the manifest's value is kept
-    under ``parity["manifest"]``. An engine that fails on `sample` becomes status "error"."""
-    sample_arr = _check_sample(sample)
-    source = _source_logits(model, sample_arr)
-    for engine in built:
-        if not engine.ok or engine.runner is None:
-            continue
-        record, stored = engine.record, engine.record.parity
-        try:
-            logits = infer_batched(engine.runner, sample_arr, _PARITY_BATCH)
-            record.parity = {
-                **parity_stats(source, logits, threshold, activation),
-                "manifest": stored,
-            }
-        except Exception as exc:  # a wrong file behind matching hashes: record, go on
-            record.status = Status.ERROR
-            record.reason = f"re-checking parity on the audited images failed: {exc}"
-            engine.runner = None
-            logger.error("engine %s: %s", record.name, record.reason)
 
 
 def load_engine(
@@ -404,30 +373,6 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _check_sample(sample: object) -> np.ndarray:
-    if not isinstance(sample, np.ndarray) or sample.ndim != 4 or sample.shape[0] == 0:
-        shape = getattr(sample, "shape", type(sample).__name__)
-        raise DataError(f"sample must be a non-empty image array (N,C,H,W), got {shape}")
-    if not np.issubdtype(sample.dtype, np.floating):
-        raise DataError(f"sample must be float images in [0,1], got dtype {sample.dtype}")
-    arr = np.ascontiguousarray(sample, dtype=np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise DataError("sample must be finite images in [0,1]")
-    return arr
-
-
-def _source_logits(model: nn.Module, sample: np.ndarray) -> np.ndarray:
-    """FP32 logits of the source model on `sample`, on the model's own device."""
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(sample), _PARITY_BATCH):
-            x = torch.from_numpy(sample[start : start + _PARITY_BATCH]).to(device)
-            chunks.append(model(x).float().cpu().numpy())
-    return np.concatenate(chunks)
-
-
 def _versions() -> dict[str, Any]:
     import platform
     import sys
@@ -456,5 +401,4 @@ __all__ = [
     "build_engines",
     "load_engine",
     "model_fingerprint",
-    "remeasure_parity",
 ]

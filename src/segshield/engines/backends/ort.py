@@ -189,6 +189,7 @@ def _int8_recipe_search(ctx: BuildContext, onnx_path: Path, dst: Path, first: An
     (`segshield.exporters.int8_search`); returns its `SearchResult`. Only calibration images
     are used: the audited images never choose the recipe."""
     from segshield.engines.parity import parity_stats
+    from segshield.engines.sample_parity import source_logits
     from segshield.exporters.int8_search import Recipe, search_int8
 
     options = ctx.options
@@ -202,7 +203,7 @@ def _int8_recipe_search(ctx: BuildContext, onnx_path: Path, dst: Path, first: An
         onnx_path,
         dst,
         ctx.calibration,
-        _source_logits_on(ctx, ctx.calibration),
+        source_logits(ctx.model, ctx.calibration),
         agreement=agreement,
         thresholds=options.health(),
         base=Recipe(options.int8_per_channel, options.calibration_method),  # type: ignore[arg-type]
@@ -211,22 +212,6 @@ def _int8_recipe_search(ctx: BuildContext, onnx_path: Path, dst: Path, first: An
         calibration_batch_size=options.calibration_batch_size,
         intra_op_threads=options.ort_intra_op_threads,
     )
-
-
-def _source_logits_on(ctx: BuildContext, images: Any) -> Any:
-    """The FP32 PyTorch source's logits on `images`, on the model's own device."""
-    import numpy as np
-    import torch
-
-    param = next(iter(ctx.model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    batch = ctx.options.calibration_batch_size
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch])).to(device)
-            chunks.append(ctx.model(x).float().cpu().numpy())
-    return np.concatenate(chunks)
 
 
 def _graph_int8_dynamic(ctx: BuildContext, spec: EngineSpec) -> BuildResult:
