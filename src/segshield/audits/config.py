@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,12 @@ ENGINES = tuple(ENGINE_SPECS)
 
 DEFAULT_ATTACKS = ("fgsm", "bim", "pgd")
 DEFAULT_LOSSES = ("bce",)
+
+_DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
+
+# Fields that steer how an audit runs, not what it measures: a finished cell written with
+# other values of these is still this audit's cell (see audits/checkpoint.py).
+RUN_CONTROL = ("out_dir", "resume", "engine_cache", "engine_cache_dir", "bench")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,12 @@ class AuditConfig:
     asma_beta: float = 1e-4  # ASMA multiplier growth
     n_boot: int = 1000  # bootstrap resamples for confidence intervals (0: none)
     panels: int = 2  # image panels of the worst-hit images per cell (0: none)
+    # Where the source model and the attacks run: cpu, cuda, cuda:N or auto (cuda when there).
+    device: str = "cpu"
+    channels_last: bool = False  # NHWC memory format for the source model and its inputs
+    engine_cache: bool = True  # reuse engines built by earlier audits (engines/cache.py)
+    engine_cache_dir: Path | None = None  # None: $SEGSHIELD_CACHE_DIR or ~/.cache/segshield
+    resume: bool = True  # reuse the finished cells of an interrupted audit of this config
 
     def __post_init__(self) -> None:
         problems = []
@@ -115,6 +128,8 @@ class AuditConfig:
             problems.append("parity_atol and parity_rtol must be >= 0, parity_images >= 1")
         if self.int8_search not in ("auto", "off"):
             problems.append(f"int8_search must be auto or off, got {self.int8_search!r}")
+        if not _DEVICE.fullmatch(self.device):
+            problems.append(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.patch < 8 or self.stride < 1:
             problems.append("patch must be >= 8 and stride >= 1")
         if problems:
@@ -131,7 +146,7 @@ class AuditConfig:
         """JSON-ready: paths as strings, tuples as lists."""
         raw = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         raw["out_dir"] = str(self.out_dir)
-        for key in ("data", "engines_dir", "calibration_data"):
+        for key in ("data", "engines_dir", "calibration_data", "engine_cache_dir"):
             raw[key] = None if getattr(self, key) is None else str(getattr(self, key))
         raw["model"] = {
             **asdict(self.model),

@@ -25,6 +25,7 @@ def craft_group(
     labels: np.ndarray,
     task: Task,
     config: AuditConfig,
+    first_index: int = 0,
 ) -> list[np.ndarray | Exception]:
     """Adversarial images (N, C, H, W) float32 per epsilon of ``group``.
 
@@ -46,7 +47,7 @@ def craft_group(
     for i in range(0, len(images), config.batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[i : i + config.batch_size]))
         y = task.loss_targets(labels[i : i + config.batch_size])
-        indices = range(i, i + len(x))
+        indices = range(first_index + i, first_index + i + len(x))
         if seeded:
             advs = [
                 _seeded(group, k, b, indices, model, loss_fn, config, x, y)

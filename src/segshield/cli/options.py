@@ -238,6 +238,25 @@ SettingsFile = Annotated[
         )
     ),
 ]
+Device = Annotated[
+    str,
+    typer.Option(help="Where the source model and attacks run: cpu, cuda, cuda:N or auto."),
+]
+ChannelsLast = Annotated[
+    bool, typer.Option(help="Run the source model in channels-last (NHWC) memory format.")
+]
+EngineCache = Annotated[
+    bool,
+    typer.Option(help="Reuse engines built by earlier audits (re-checked for parity here)."),
+]
+EngineCacheDir = Annotated[
+    Path | None,
+    typer.Option(help="Engine cache folder (default $SEGSHIELD_CACHE_DIR or ~/.cache/segshield)."),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(help="Reuse the finished cells of an interrupted audit of the same settings."),
+]
 Strict = Annotated[
     bool,
     typer.Option(
