@@ -13,7 +13,7 @@ import segshield
 ROOT = Path(segshield.__file__).parent
 # Shared below every stage, in order; then the pipeline; then the front doors.
 ORDER = (
-    "errors", "enums", "hashing", "epsilon", "lazy",
+    "errors", "enums", "hashing", "epsilon", "lazy", "devices",
     "data", "models", "attacks", "exporters", "engines", "bench", "metrics", "results",
     "tasks", "training", "audits", "reports", "gate",
     "api", "cli", "__main__",
