@@ -2,6 +2,7 @@
 
 from segshield.models.card import ModelCard
 from segshield.models.classifier import SmallCNN
+from segshield.models.fingerprint import module_fingerprint
 from segshield.models.loading import (
     BUNDLED_MODEL,
     LoadedModel,
@@ -30,6 +31,7 @@ __all__ = [
     "model_from_card",
     "model_from_factory",
     "model_from_file",
+    "module_fingerprint",
     "state_dict_from_file",
     "unet",
 ]
