@@ -1,4 +1,5 @@
-"""PyTorch reference runner: the model as trained, in eval mode, no autograd."""
+"""PyTorch reference runner: the model as trained, in eval mode, no autograd, on whatever
+device the module is on (CPU or CUDA)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segshield.devices import module_device
 from segshield.engines.base import as_float32_batch, check_logits, runner_identity
 from segshield.errors import (
     EngineInputError,
@@ -18,14 +20,18 @@ from segshield.errors import (
 
 
 class TorchRunner:
-    """Run an fp32 `nn.Module` on `device` under `torch.inference_mode`.
+    """Run an fp32 `nn.Module` under `torch.inference_mode` on the module's own device.
 
-    The runner takes ownership of the module's placement and mode: it is moved to `device`
-    and put in eval mode (BatchNorm/Dropout in inference behaviour) at construction.
+    The runner puts the module in eval mode (BatchNorm/Dropout in inference behaviour) and,
+    when `device` is given, moves it there at construction. Each batch then goes to wherever
+    the module is *when it is called* (a module placed on a GPU for an audit and back
+    afterwards is followed), in channels-last format when the module's conv weights are
+    channels-last; the logits come back as CPU float32 numpy, the one host sync per call.
 
     Args:
         model: maps float32 (N,C,H,W) images in [0,1] to (N,K,H,W) logits.
-        device: torch device string, e.g. "cpu", "cuda", "cuda:1".
+        device: torch device string, e.g. "cpu", "cuda", "cuda:1"; None (default): leave the
+            module where it is.
         in_channels: if given, batches with another channel count are refused up front.
         name: label for reports (default "pytorch").
     """
@@ -36,14 +42,14 @@ class TorchRunner:
     def __init__(
         self,
         model: nn.Module,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         *,
         in_channels: int | None = None,
         name: str = "pytorch",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelLoadError(f"TorchRunner needs a torch.nn.Module, got {type(model).__name__}")
-        dev = torch.device(device)
+        dev = module_device(model) if device is None else torch.device(device)
         if dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise EngineUnavailableError(
@@ -58,10 +64,17 @@ class TorchRunner:
                     f"TorchRunner runs fp32 models; parameter {pname!r} is {param.dtype}"
                 )
         self.model = model.to(dev).eval()
-        self.device = dev
         self.in_channels = in_channels
         self.name = name
-        self.providers: list[str] = [str(dev)]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module is now (the batches follow it)."""
+        return module_device(self.model)
+
+    @property
+    def providers(self) -> list[str]:
+        return [str(self.device)]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Float32 (N,C,H,W) images in [0,1] -> float32 (N,K,H,W) logits (numpy, on CPU)."""
@@ -71,8 +84,11 @@ class TorchRunner:
                 f"engine '{self.name}' expects (N,{self.in_channels},H,W), got {images.shape}"
             )
         with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device)
+            if _channels_last(self.model):
+                x = x.contiguous(memory_format=torch.channels_last)
             try:
-                out = self.model(torch.from_numpy(images).to(self.device))
+                out = self.model(x)
             except RuntimeError as exc:
                 # Almost always a shape/channel mismatch; keep the torch message for the rest.
                 raise EngineInputError(
@@ -97,6 +113,16 @@ class TorchRunner:
 
     def __repr__(self) -> str:
         return f"TorchRunner(name={self.name!r}, device={str(self.device)!r})"
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """True when the first conv weight whose formats differ (not 1x1) is channels-last."""
+    for param in model.parameters():
+        if param.ndim == 4:
+            last = param.is_contiguous(memory_format=torch.channels_last)
+            if last != param.is_contiguous():
+                return last
+    return False
 
 
 __all__ = ["TorchRunner"]
