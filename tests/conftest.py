@@ -5,6 +5,9 @@ Runtime), reused by the tests that read its report."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,28 @@ from torch import nn
 from typer.testing import CliRunner
 
 from segshield.cli.main import app
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Session-scoped fixtures (the e2e audit) run before any per-test fixture: point the
+    engine cache at a throwaway folder for the whole session, never the user's cache."""
+    config._segshield_cache = tempfile.mkdtemp(prefix="segshield-test-cache-")  # type: ignore[attr-defined]
+    os.environ["SEGSHIELD_CACHE_DIR"] = config._segshield_cache  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "_segshield_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def engine_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """Every test gets its own engine cache ($SEGSHIELD_CACHE_DIR): tests never share one
+    or touch the user's."""
+    folder = tmp_path_factory.mktemp("segshield-cache")
+    monkeypatch.setenv("SEGSHIELD_CACHE_DIR", str(folder))
+    return folder
 
 
 class TinyUNet(nn.Module):
