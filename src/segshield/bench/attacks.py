@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from segshield.attacks import ATTACKS, get_attack
 from segshield.attacks.base import Attack
+from segshield.devices import module_device
+from segshield.errors import SegShieldError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def measure_attack_throughput(
     (steps * fwd_bwd_ms), floor_images_per_s, ratio_to_floor (attack_ms / floor_ms), repeats,
     fwd_bwd_repeats, device.
     """
-    device = _device_of(model)
+    device = module_device(model)
     x = torch.as_tensor(np.asarray(images, dtype=np.float32) if isinstance(images, np.ndarray)
                         else images).to(device)  # fmt: skip
     y = torch.as_tensor(targets).to(device)
@@ -147,9 +150,38 @@ def _frozen_parameters(model: nn.Module) -> Any:
             p.requires_grad_(flag)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
+def check_attack_names(attacks: Sequence[str]) -> None:
+    """Refuse unknown attack names (before any measurement starts).
+
+    Raises:
+        SegShieldError: naming the unknown attacks and the known ones.
+    """
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
 
 
-__all__ = ["AttackFactory", "measure_attack_throughput"]
+def bench_attacks(
+    model: nn.Module,
+    attacks: Sequence[str],
+    images: np.ndarray,
+    masks: np.ndarray,
+    steps: int,
+    epsilon: float = 4 / 255,
+) -> list[dict[str, Any]]:
+    """`measure_attack_throughput` of each named attack (BCE loss, `steps` where the attack
+    takes steps) on the device the model is on; one row per attack."""
+    check_attack_names(attacks)
+    targets = np.asarray(masks, dtype=np.float32)
+    rows = []
+    for name in attacks:
+        opts = {"steps": steps} if "steps" in ATTACKS[name].param_names() else {}
+
+        def factory(m: nn.Module, name: str = name, opts: dict = opts) -> Attack:
+            return get_attack(name, m, "bce", epsilon, **opts)
+
+        rows.append(measure_attack_throughput(model, factory, images, targets))
+    return rows
+
+
+__all__ = ["AttackFactory", "bench_attacks", "check_attack_names", "measure_attack_throughput"]

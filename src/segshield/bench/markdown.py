@@ -88,6 +88,17 @@ def attack_throughput_table(rows: Sequence[dict[str, Any]]) -> str:
     return markdown_table(headers, body)
 
 
+def bench_markdown(latency: Sequence[dict[str, Any]], throughput: Sequence[dict[str, Any]]) -> str:
+    """bench.md: the latency table and the attack-throughput table."""
+    return (
+        "# segshield bench\n\n## Engine latency\n\n"
+        + latency_table(latency)
+        + "\n\n## Attack throughput\n\n"
+        + attack_throughput_table(throughput)
+        + "\n"
+    )
+
+
 def _cell(value: Any) -> str:
     text = "-" if value is None else str(value)
     return text.replace("|", "\\|").replace("\n", " ")

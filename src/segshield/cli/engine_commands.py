@@ -92,6 +92,15 @@ def export(
     raise typer.Exit(EXIT_OK)
 
 
+BenchDevice = Annotated[
+    str,
+    typer.Option(
+        help="Where the pytorch engine and the attacks run: cpu, cuda, cuda:N or auto (the "
+        "other engines run where their name says)."
+    ),
+]
+
+
 def bench_command(
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path(
         "segshield-bench"
@@ -108,6 +117,7 @@ def bench_command(
     warmup_s: float = 1.0,
     min_iters: int = 50,
     min_duration_s: float = 2.0,
+    device: BenchDevice = "cpu",
     verbose: Verbose = False,
 ) -> None:
     """Engine latency (trtexec-style percentiles, images/s) and attack throughput vs its
@@ -133,6 +143,7 @@ def bench_command(
             warmup_s=warmup_s,
             min_iters=min_iters,
             min_duration_s=min_duration_s,
+            device=device,
         )
     console.print(files["markdown"].read_text(), markup=False, highlight=False)
     raise typer.Exit(EXIT_OK)

@@ -126,16 +126,20 @@ def train(
     seed: int = 0,
     base_width: Annotated[int, typer.Option(min=1)] = 16,
     depth: Annotated[int, typer.Option(min=1, max=6)] = 3,
+    device: Annotated[
+        str, typer.Option(help="Where training runs: cpu, cuda, cuda:N or auto.")
+    ] = "cpu",
     verbose: Verbose = False,
 ) -> None:
     """Train the seed U-Net (Adam, BCE, flip/rotate/zoom augmentation, seeded)."""
     setup_logging(verbose)
-    from rich.progress import Progress
-
+    from segshield.cli.progress import epoch_progress
+    from segshield.devices import resolve_device
     from segshield.training import TrainConfig
     from segshield.training import train as run_train
 
     with error_boundary():
+        resolve_device(device)  # refused before any work
         _check_out(out)
         cfg = TrainConfig(
             name=name,
@@ -145,17 +149,13 @@ def train(
             seed=seed,
             base_width=base_width,
             depth=depth,
+            device=device,
         )
         train_ds = _dataset(data, dataset, "train", size)
         test_ds = (
             _dataset(test_data, dataset, "test", size) if data is None or test_data else (train_ds)
         )
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("training", total=epochs)
-
-            def on_epoch(epoch: int, loss: float) -> None:
-                progress.update(task, completed=epoch, description=f"training (bce {loss:.4f})")
-
+        with epoch_progress(console, epochs) as on_epoch:
             result = run_train(cfg, train_ds, test_ds, out, command_line(ctx), on_epoch)
     m = result.test_metrics
     console.print(
@@ -253,21 +253,10 @@ def _audit_overrides(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]
 
 
 def _run_with_progress(run: Any, cfg: Any, pol: Any, command: str) -> Any:
-    """`segshield.api.audit` under a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """`segshield.api.audit` with its progress shown (`segshield.cli.progress`)."""
+    from segshield.cli.progress import cell_progress
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("preparing (data, model, ONNX export)", total=None)
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=f"attacking: {stage}", completed=done, total=total)
-
+    with cell_progress(console, "preparing (data, model, ONNX export)") as on_progress:
         return run(cfg, pol, on_progress, command)
 
 
@@ -279,6 +268,8 @@ def _print_audit(outcome: Any, strict: bool = False) -> int:
     from .render import print_engines, print_problems, print_verdict, summary_tables
 
     report = outcome.report
+    if report is None:  # a torchrun rank > 0: rank 0 prints and writes
+        return EXIT_OK
     print_engines(console, report)
     for table in summary_tables(report):
         console.print(table)

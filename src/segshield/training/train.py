@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 import segshield
 from segshield.data import SegDataset
+from segshield.devices import module_device, resolve_device
 from segshield.errors import SegShieldError
 from segshield.hashing import sha256_file
 from segshield.metrics import SegmentationAccumulator
@@ -42,6 +43,7 @@ class TrainConfig:
     depth: int = 3
     zoom: float = 0.25  # random zoom-in up to this fraction
     augment_copies: int = 4  # augmented views of each training image per epoch
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto; the card records the one resolved
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,46 @@ def evaluate(model: torch.nn.Module, data: SegDataset, batch_size: int = 8) -> d
     over confusion counts)."""
     acc = SegmentationAccumulator()
     model.eval()
+    device = module_device(model)
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
-            logits = model(torch.from_numpy(data.images[i : i + batch_size])).numpy()
-            acc.update(logits, data.masks[i : i + batch_size])
+            x = torch.from_numpy(data.images[i : i + batch_size]).to(device)
+            acc.update(model(x).cpu().numpy(), data.masks[i : i + batch_size])
     return asdict(metrics_record(acc.result()))
+
+
+def _fit(
+    model: UNet,
+    config: TrainConfig,
+    train_data: SegDataset,
+    gen: torch.Generator,
+    on_epoch: Callable[[int, float], None] | None,
+) -> None:
+    """Adam on BCE over augmented, shuffled batches, in place, on the model's device:
+    augmentation draws from the CPU generator ``gen`` (the same draws on every device), each
+    batch is then moved; the loss is read back once per epoch."""
+    device = module_device(model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    images = torch.from_numpy(train_data.images)
+    masks = torch.from_numpy(train_data.masks.astype(np.float32))
+    n = len(train_data) * config.augment_copies
+    for epoch in range(config.epochs):
+        model.train()
+        idx = torch.randperm(n, generator=gen) % len(train_data)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for s in range(0, n, config.batch_size):
+            b = idx[s : s + config.batch_size]
+            x, y = augment(images[b], masks[b], gen, config.zoom)
+            x, y = x.to(device), y.to(device)
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().double() * len(b)
+        mean_loss = float(total) / n
+        log.info("epoch %d/%d bce %.4f", epoch + 1, config.epochs, mean_loss)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, mean_loss)
 
 
 def train(
@@ -105,38 +142,25 @@ def train(
     command: str = "",
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Fit a U-Net; write `<out_dir>/<name>.safetensors` and `<name>.json` (model card)."""
+    """Fit a U-Net on ``config.device``; write `<out_dir>/<name>.safetensors` (CPU tensors)
+    and `<name>.json` (model card).
+
+    Raises:
+        SegShieldError: non-binary masks, or a device this machine does not have.
+    """
+    device = resolve_device(config.device)
     if train_data.masks.shape[1] != 1:
         raise SegShieldError("training supports binary masks (N, 1, H, W)")
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     arch = UNetConfig(train_data.image_shape[0], 1, config.base_width, config.depth)
-    model = UNet(arch)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    images = torch.from_numpy(train_data.images)
-    masks = torch.from_numpy(train_data.masks.astype(np.float32))
-    n = len(train_data) * config.augment_copies
-    for epoch in range(config.epochs):
-        model.train()
-        idx = torch.randperm(n, generator=gen) % len(train_data)
-        total = 0.0
-        for s in range(0, n, config.batch_size):
-            b = idx[s : s + config.batch_size]
-            x, y = augment(images[b], masks[b], gen, config.zoom)
-            loss = F.binary_cross_entropy_with_logits(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        mean_loss = total / n
-        log.info("epoch %d/%d bce %.4f", epoch + 1, config.epochs, mean_loss)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, mean_loss)
+    model = UNet(arch).to(device)
+    _fit(model, config, train_data, gen, on_epoch)
     metrics = evaluate(model, test_data)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{config.name}.safetensors"
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights), metadata={"format": "pt", "segshield": segshield.__version__})
     seconds = time.perf_counter() - t0
     card = ModelCard(
@@ -150,6 +174,7 @@ def train(
         },
         training={
             **asdict(config),
+            "device": str(device),
             "optimizer": "Adam",
             "loss": "bce",
             "augmentation": ["hflip", "vflip", "rot90", f"zoom<= {1 + config.zoom:.2f}x"],
