@@ -185,51 +185,50 @@ def run_bench(
     warmup_s: float,
     min_iters: int,
     min_duration_s: float,
+    device: str = "cpu",
 ) -> tuple[dict, dict[str, Path]]:
-    """Latency of each engine at each batch size and attack throughput; bench.json + .md."""
-    import json
+    """Latency of each engine at each batch size and attack throughput; bench.json + .md.
 
-    from segshield.attacks import ATTACKS, get_attack
-    from segshield.bench import (
-        attack_throughput_table,
-        bench_engines,
-        latency_table,
-        measure_attack_throughput,
-    )
+    device: where the pytorch engine and the attacks run (cpu, cuda, cuda:N or auto; checked
+    before any work); the other engines run where their spec says.
+    """
+    import json
+    from contextlib import ExitStack
+
+    from segshield.devices import placed, resolve_device
+
+    dev = resolve_device(device)  # before the heavy imports and any work
+    from segshield.bench import bench_attacks, bench_engines, bench_markdown, check_attack_names
     from segshield.data import bundled_dataset
-    from segshield.engines import runners_from_manifest
+    from segshield.engines import TorchRunner, runners_from_manifest
     from segshield.models import ModelSpec, bundled_model
 
+    check_attack_names(attacks)
     loaded = bundled_model()
     test = bundled_dataset("nuclei", "test")
     if engines_dir is not None:
         built = runners_from_manifest(engines_dir, loaded.module)
     else:
         built, _ = export_engines(ModelSpec(), engines, out_dir / "engines")
-    runners = [b.runner for b in built if b.ok]
-    latency = bench_engines(
-        runners,
-        test.images,
-        batch_sizes,
-        warmup_s=warmup_s,
-        min_iters=min_iters,
-        min_duration_s=min_duration_s,
-    )
-    unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown:
-        raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
-    masks = test.masks.astype("float32")
-    throughput = []
-    for name in attacks:
-        opts = {"steps": steps} if "steps" in ATTACKS[name].param_names() else {}
-
-        def factory(m, name=name, opts=opts):
-            return get_attack(name, m, "bce", 4 / 255, **opts)
-
-        throughput.append(measure_attack_throughput(loaded.module, factory, test.images, masks))
+    with ExitStack() as stack:
+        for b in built:
+            if b.ok and isinstance(b.runner, TorchRunner):
+                stack.enter_context(placed(b.runner.model, dev))
+                b.record.device, b.record.providers = dev.type, [str(dev)]
+        latency = bench_engines(
+            [b.runner for b in built if b.ok],
+            test.images,
+            batch_sizes,
+            warmup_s=warmup_s,
+            min_iters=min_iters,
+            min_duration_s=min_duration_s,
+        )
+        stack.enter_context(placed(loaded.module, dev))
+        throughput = bench_attacks(loaded.module, attacks, test.images, test.masks, steps)
     result = {
         "schema_version": 1,
         "kind": "segshield.bench",
+        "device": str(dev),
         "engines": [b.record.to_dict() for b in built],
         "latency": latency,
         "attack_throughput": throughput,
@@ -238,11 +237,5 @@ def run_bench(
     json_path = out_dir / "bench.json"
     json_path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     md_path = out_dir / "bench.md"
-    md_path.write_text(
-        "# segshield bench\n\n## Engine latency\n\n"
-        + latency_table(latency)
-        + "\n\n## Attack throughput\n\n"
-        + attack_throughput_table(throughput)
-        + "\n"
-    )
+    md_path.write_text(bench_markdown(latency, throughput))
     return result, {"json": json_path, "markdown": md_path}
