@@ -94,3 +94,42 @@ def test_step_clock_eta_uses_the_pace_after_the_first_step() -> None:
     assert clock.line(1, 4, "a") == "[1/4] a done · 30 s elapsed · ETA 1 min 30 s"
     assert clock.line(2, 4, "b") == "[2/4] b done · 35 s elapsed · ETA 10 s"
     assert clock.line(4, 4, "d") == "[4/4] d done · 40 s elapsed · ETA 0 s"
+
+
+def _bench(tmp_path: Path, device: str) -> dict:
+    fast = ["--batch-sizes", "1", "--warmup-s", "0.05", "--min-iters", "2", "--min-duration-s", "0"]
+    args = ["bench", "--out", str(tmp_path), "--engines", "pytorch", "--attacks", "fgsm", *fast]
+    res = runner.invoke(app, [*args, "--device", device])
+    assert res.exit_code == 0, res.output
+    return json.loads((tmp_path / "bench.json").read_text())
+
+
+def test_bench_auto_without_cuda_runs_on_cpu(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    bench = _bench(tmp_path, "auto")
+    assert bench["device"] == "cpu"
+    assert [r["providers"] for r in bench["latency"]] == [["cpu"]]
+    assert bench["attack_throughput"][0]["device"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_bench_on_cuda(tmp_path: Path) -> None:
+    bench = _bench(tmp_path, "cuda")
+    assert bench["device"] == "cuda:0"
+    (row,) = bench["latency"]
+    assert row["providers"] == ["cuda:0"] and row["cuda_sync"] is True
+    assert bench["attack_throughput"][0]["device"] == "cuda:0"
+    assert bench["engines"][0]["device"] == "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_train_on_cuda_writes_cpu_weights(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    args = ["train", "--out", str(tmp_path), "--name", "tiny", "--device", "cuda", *_TINY_TRAIN]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "tiny.json").read_text())["training"]["device"] == "cuda:0"
+    with safe_open(str(tmp_path / "tiny.safetensors"), framework="pt") as f:
+        assert all(f.get_tensor(k).device.type == "cpu" for k in f.keys())  # noqa: SIM118
