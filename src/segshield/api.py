@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ ProgressFn = Callable[[str, int, int], None]
 class AuditOutcome:
     """An audit's report, its gate verdict (when a policy was given) and the files written."""
 
-    report: AuditReport
+    report: AuditReport | None  # None on the ranks > 0 of a torchrun audit
     gate: GateResult | None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -91,10 +92,29 @@ def audit(
     progress: ProgressFn | None = None,
     command: str = "",
 ) -> AuditOutcome:
-    """Run the audit, gate it when a policy is given, write the reports into config.out_dir."""
+    """Run the audit, gate it when a policy is given, write the reports into config.out_dir.
+
+    The folder is locked from start to the last report written, and the previous run's
+    reports are moved to ``previous/`` first, so a failed run never leaves an older report
+    looking current. Under torchrun only rank 0 writes; the other ranks get an outcome
+    without a report."""
+    from segshield.audits import run_audit
+    from segshield.audits.checkpoint import output_lock, retire
+
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 holds the folder and writes
+        return AuditOutcome(run_audit(config, progress=progress, command=command), None)
+    with output_lock(config.out_dir):
+        retire(config.out_dir, ["report.json", *FORMATS.values()])
+        return _audit_and_write(config, policy, progress, command)
+
+
+def _audit_and_write(
+    config: AuditConfig, policy: Policy | None, progress: ProgressFn | None, command: str
+) -> AuditOutcome:
     from segshield.audits import run_audit
 
     report = run_audit(config, progress=progress, command=command)
+    assert report is not None  # rank 0
     verdict = None
     if policy is not None:
         # The gate runs on the report as written (and refuses it, ReportError, when its

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import segshield.audits.craft as craft
+import segshield.audits.loop as run
 import segshield.audits.plan as plan
-import segshield.audits.run as run
 from segshield.api import SEED_CLASSIFIER_EPSILONS, classifier_config
 from segshield.audits import AuditReport, run_audit
 from segshield.audits.inputs import classification_audit_data

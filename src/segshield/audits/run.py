@@ -1,143 +1,47 @@
-"""`run_audit`: the one audit loop, for every task (binary, multi-class, multi-label
-segmentation and classification).
+"""`run_audit`: one audit, for every task (binary, multi-class, multi-label segmentation
+and classification), in one process or sharded over torchrun's ranks.
 
-plan → for each attack x loss: craft on the source → for each epsilon: evaluate on every
-engine → compare → panels. The adversarial batch is crafted once per cell and replayed on
-every engine. A failing cell (or engine) is recorded with its error; it never loses the others.
+load → engines (built, cached or loaded) → the clean run and engine health → plan → the cell
+loop (audits/loop.py) → latency → the report. Each finished cell is kept on disk as it
+completes (audits/checkpoint.py), so a killed audit resumes where it stopped; the output
+folder is locked while the audit runs.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from segshield.attacks import ATTACKS
+from segshield.devices import placed, resolve_device
 from segshield.engines.health import HealthThresholds
 from segshield.enums import Status
-from segshield.errors import ModelOutputError
-from segshield.metrics import bootstrap_indices, perturbation_norms, ssim
-from segshield.models import LoadedModel
-from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval, Perturbation
-from segshield.tasks import Task
+from segshield.errors import ModelOutputError, SegShieldError
+from segshield.models import LoadedModel, module_fingerprint
+from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport
 
-from .compare import DEFAULT_COMPARISONS, Comparison, apply_comparisons
+from .checkpoint import CellStore, audit_key, output_lock
+from .compare import DEFAULT_COMPARISONS, Comparison
 from .config import AuditConfig
-from .craft import craft_group
+from .distributed import Ranks, join, rank_device
 from .engines import AuditEngine, audit_engines
-from .evaluate import Outputs, evaluate_engines
 from .health import assess_engines
-from .inputs import (
-    AuditData,
-    audit_task,
-    check_source,
-    frozen,
-    load_audit_data,
-    load_audit_model,
-)
-from .panels import worst_hit_panels
-from .plan import CellGroup, attack_params, build_targets, check_names, plan_groups, skip_reason
+from .inputs import AuditData, audit_task, check_source, frozen, load_audit_data, load_audit_model
+from .loop import AuditLoop
+from .plan import CellGroup, build_targets, check_names, plan_groups, skip_reason
 from .provenance import model_description, now, provenance
-from .targeted import target_closeness
 
 log = logging.getLogger(__name__)
 
 # progress(cell_id, done, total): the CLI draws it, the library never.
 ProgressFn = Callable[[str, int, int], None]
-
-
-def _perturbation(clean: np.ndarray, adv: np.ndarray) -> Perturbation:
-    l2, linf = perturbation_norms(clean, adv)
-    s = ssim(clean, adv)
-    return Perturbation(
-        l2_mean=float(l2.mean()),
-        l2_max=float(l2.max()),
-        linf_max=float(linf.max()),
-        ssim_mean=float(s.mean()),
-        ssim_min=float(s.min()),
-        per_image={"l2": l2.tolist(), "linf": linf.tolist(), "ssim": s.tolist()},
-    )
-
-
-class _Loop:
-    """The state one audit shares between its cells (read-only once the clean run is done)."""
-
-    def __init__(
-        self,
-        config: AuditConfig,
-        model: torch.nn.Module,
-        data: AuditData,
-        task: Task,
-        engines: list[AuditEngine],
-        comparisons: Sequence[Comparison],
-    ) -> None:
-        self.config, self.model, self.data, self.task = config, model, data, task
-        self.engines, self.comparisons = engines, comparisons
-        n_boot = config.n_boot
-        self.boot = bootstrap_indices(len(data), n_boot, seed=config.seed) if n_boot else None
-        self.clean, self.clean_out = self.evaluate(data.images, None, None)
-        self.targets: np.ndarray | None = None
-
-    def evaluate(
-        self, images: np.ndarray, clean: dict[str, EngineEval] | None, clean_out: Outputs | None
-    ) -> tuple[dict[str, EngineEval], Outputs]:
-        cfg = self.config
-        evals, outputs = evaluate_engines(
-            self.engines, images, self.data.labels, self.task, cfg.batch_size, self.boot
-        )
-        apply_comparisons(
-            evals, outputs, self.task, clean=clean, clean_outputs=clean_out,
-            fooled_threshold=cfg.fooled_threshold, boot=self.boot, comparisons=self.comparisons,
-        )  # fmt: skip
-        return evals, outputs
-
-    def measure(self, cell: AuditCell, adv: np.ndarray) -> None:
-        """Fill one cell from its adversarial images."""
-        data, cfg = self.data, self.config
-        cell.perturbation = _perturbation(data.images, adv)
-        cell.engines, out = self.evaluate(adv, self.clean, self.clean_out)
-        if self.task.has_panels:
-            cell.panels = worst_hit_panels(
-                cell, data.images, adv, data.labels, data.names, out.preds, self.clean,
-                cfg.panels, cfg.out_dir, self.task.num_classes,
-            )  # fmt: skip
-        if ATTACKS[cell.attack].targeted and self.targets is not None:
-            cell.targeted = target_closeness(
-                cfg.target, self.targets, out.preds, self.model, adv, data.images, self.task
-            )
-
-    def run_group(self, group: CellGroup) -> Iterator[AuditCell]:
-        """Craft one attack x loss over every epsilon, then measure each epsilon's cell
-        (yielded as it is finished)."""
-        t0 = time.perf_counter()
-        cells = group.cells()
-        targeted = ATTACKS[group.attack].targeted
-        labels = self.targets if targeted and self.targets is not None else self.data.labels
-        try:
-            for cell in cells:
-                cell.params = attack_params(
-                    group.attack, group.loss, cell.epsilon, self.data.image_shape, self.config,
-                    self.model,
-                )  # fmt: skip
-            advs = craft_group(self.model, group, self.data.images, labels, self.task, self.config)
-        except Exception as exc:  # record and go on: one failing cell loses nothing else
-            log.exception("crafting %s/%s failed", group.attack, group.loss)
-            advs = [exc] * len(cells)
-        craft_seconds = (time.perf_counter() - t0) / len(cells)
-        for cell, adv in zip(cells, advs, strict=True):
-            t1 = time.perf_counter()
-            try:
-                if isinstance(adv, Exception):
-                    raise adv
-                self.measure(cell, adv)
-            except Exception as exc:
-                log.exception("cell %s failed", cell.id)
-                cell.status, cell.error = Status.ERROR, f"{type(exc).__name__}: {exc}"
-            cell.seconds = round(craft_seconds + time.perf_counter() - t1, 4)
-            yield cell
 
 
 def _latency(config: AuditConfig, engines: list[AuditEngine], images: np.ndarray) -> list | None:
@@ -157,6 +61,19 @@ def _latency(config: AuditConfig, engines: list[AuditEngine], images: np.ndarray
     )
 
 
+@dataclass
+class _Done:
+    """What the audit measured, for the report (rank 0)."""
+
+    loop: AuditLoop
+    engines: list[AuditEngine]
+    build_info: dict
+    skipped: list[dict]
+    cells: list[AuditCell]
+    latency: list | None = None
+    resumed: list[str] = field(default_factory=list)
+
+
 def run_audit(
     config: AuditConfig,
     progress: ProgressFn | None = None,
@@ -165,46 +82,104 @@ def run_audit(
     *,
     model: LoadedModel | None = None,
     data: AuditData | None = None,
-) -> AuditReport:
-    """Audit one model on one dataset for its task. Writes engines (and panels) into
-    config.out_dir and returns the report; writing report files is the caller's job.
+) -> AuditReport | None:
+    """Audit one model on one dataset for its task. Writes engines, panels and finished
+    cells into config.out_dir (locked meanwhile) and returns the report; writing report
+    files is the caller's job. Under torchrun every rank calls it; rank 0 returns the
+    report, the other ranks None.
 
     comparisons: functions that fill each evaluation's comparison fields (see compare.py).
     model, data: already loaded inputs (a notebook's model and arrays) instead of the ones
-    ``config`` names; the model's training mode and parameter flags are restored afterwards.
+    ``config`` names; the model's training mode, parameter flags and device are restored.
     """
     started, t_start = now(), time.perf_counter()
     check_names(config)
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    ranks = join(device)
+    device = rank_device(device, ranks)
+    if not ranks.root:  # engines and panels of the other ranks go to a scratch folder
+        with tempfile.TemporaryDirectory(prefix=f"segshield-rank{ranks.rank}-") as tmp:
+            scratch = replace(config, out_dir=Path(tmp), panels=0, bench=False)
+            _load_and_audit(scratch, comparisons, progress, ranks, device, model, data)
+        return None
+    with output_lock(config.out_dir):
+        loaded, data, done = _load_and_audit(
+            config, comparisons, progress, ranks, device, model, data
+        )
+    return _report(config, command, started, time.perf_counter() - t_start, loaded, data, done)
+
+
+def _load_and_audit(
+    config: AuditConfig,
+    comparisons: Sequence[Comparison],
+    progress: ProgressFn | None,
+    ranks: Ranks,
+    device: torch.device,
+    model: LoadedModel | None,
+    data: AuditData | None,
+) -> tuple[LoadedModel, AuditData, _Done]:
     data = load_audit_data(config) if data is None else data
     loaded = load_audit_model(config) if model is None else model
     with frozen(loaded.module):
-        loop, engines, build_info, skipped, cells = _audit(
-            config, loaded, data, comparisons, progress
-        )
-        latency = _latency(config, engines, data.images)  # inside the audit's clock
+        done = _audit(config, loaded, data, comparisons, progress, ranks, device)
+    return loaded, data, done
+
+
+def _report(
+    config: AuditConfig,
+    command: str,
+    started: str,
+    seconds: float,
+    loaded: LoadedModel,
+    data: AuditData,
+    done: _Done,
+) -> AuditReport:
+    build_info = done.build_info
     onnx_export = (build_info or {}).get("onnx_export") or {}
+    prov = provenance(
+        command=command,
+        seed=config.seed,
+        started=started,
+        seconds=seconds,
+        loaded=loaded,
+        data_sha256=data.sha256,
+        onnx_sha256=onnx_export.get("sha256"),
+    )
+    prov["ranks"] = done.loop.ranks.world
+    prov["device"] = next(e.record.device for e in done.engines if e.name == SOURCE_ENGINE)
+    prov["resumed_cells"] = done.resumed
     return AuditReport(
-        provenance=provenance(
-            command=command,
-            seed=config.seed,
-            started=started,
-            seconds=time.perf_counter() - t_start,
-            loaded=loaded,
-            data_sha256=data.sha256,
-            onnx_sha256=onnx_export.get("sha256"),
-        ),
+        provenance=prov,
         config=config.to_dict(),
         model=model_description(loaded),
         dataset=data.description,
-        task=loop.task.kind,
-        engines=[e.record for e in engines],
-        clean=loop.clean,
-        cells=cells,
-        latency=latency,
+        task=done.loop.task.kind,
+        engines=[e.record for e in done.engines],
+        clean=done.loop.clean,
+        cells=done.cells,
+        latency=done.latency,
         build=build_info or None,
-        skipped=skipped,
+        skipped=done.skipped,
     )
+
+
+def _engines(
+    config: AuditConfig, loaded: LoadedModel, data: AuditData, task, ranks: Ranks
+) -> tuple[list[AuditEngine], dict]:
+    """Rank 0 builds first (filling the engine cache), then the others (reading it)."""
+    error, built = None, None
+    if ranks.root:
+        try:
+            built = audit_engines(config, loaded, data, task)
+        except SegShieldError as exc:
+            error = str(exc)
+    error = ranks.broadcast(error)
+    if error is not None:
+        raise SegShieldError(error)
+    if not ranks.root:
+        built = audit_engines(config, loaded, data, task)
+    assert built is not None
+    return built
 
 
 def _audit(
@@ -213,28 +188,75 @@ def _audit(
     data: AuditData,
     comparisons: Sequence[Comparison],
     progress: ProgressFn | None,
-) -> tuple[_Loop, list[AuditEngine], dict, list[dict], list[AuditCell]]:
+    ranks: Ranks,
+    device: torch.device,
+) -> _Done:
     task = audit_task(config, data)
     check_source(loaded.module, data, task)
-    engines, build_info = audit_engines(config, loaded, data, task)
-    loop = _Loop(config, loaded.module, data, task, engines, comparisons)
-    if loop.clean[SOURCE_ENGINE].status != Status.OK:
-        raise ModelOutputError(
-            f"the source model failed on clean images: {loop.clean[SOURCE_ENGINE].error}"
+    engines, build_info = _engines(config, loaded, data, task, ranks)
+    with placed(loaded.module, device, config.channels_last):
+        for e in engines:
+            if e.name == SOURCE_ENGINE:
+                e.record.device = str(device)
+        loop = AuditLoop(config, loaded.module, data, task, engines, comparisons, ranks)
+        source = loop.clean.get(SOURCE_ENGINE)
+        failure = ranks.broadcast(
+            None if source is None or source.status == Status.OK else str(source.error)
         )
-    thresholds = HealthThresholds(config.health_ok_min, config.health_failed_below)
-    assess_engines(engines, loop.clean, loop.clean_out, task, thresholds)
-    reasons = {a: skip_reason(a, task.kind) for a in config.attacks}
-    skipped = [{"attack": a, "reason": r} for a, r in reasons.items() if r]
-    attacks = [a for a, r in reasons.items() if r is None]
-    if any(ATTACKS[a].targeted for a in attacks):
-        loop.targets = build_targets(config.target, data.labels, config.size)
-    groups = plan_groups(config, attacks)
-    cells: list[AuditCell] = []
-    total = sum(len(g.epsilons) for g in groups)
+        if failure is not None:
+            raise ModelOutputError(f"the source model failed on clean images: {failure}")
+        if ranks.root:
+            thresholds = HealthThresholds(config.health_ok_min, config.health_failed_below)
+            assess_engines(engines, loop.clean, loop.clean_out, task, thresholds)
+        reasons = {a: skip_reason(a, task.kind) for a in config.attacks}
+        skipped = [{"attack": a, "reason": r} for a, r in reasons.items() if r]
+        attacks = [a for a, r in reasons.items() if r is None]
+        if any(ATTACKS[a].targeted for a in attacks):
+            loop.targets = build_targets(config.target, data.labels, config.size)
+        cells, resumed = _cells(config, loaded, data, loop, plan_groups(config, attacks), progress)
+        latency = _latency(config, engines, data.images) if ranks.root else None
+    return _Done(loop, engines, build_info, skipped, cells, latency, resumed)
+
+
+def _cells(
+    config: AuditConfig,
+    loaded: LoadedModel,
+    data: AuditData,
+    loop: AuditLoop,
+    groups: list[CellGroup],
+    progress: ProgressFn | None,
+) -> tuple[list[AuditCell], list[str]]:
+    """Every planned cell in plan order: the finished ones of an interrupted run of this
+    audit read back, the others run (and written as each finishes)."""
+    ranks = loop.ranks
+    store, finished = None, {}
+    if ranks.root:
+        key = audit_key(
+            config,
+            model_fingerprint=module_fingerprint(loaded.module),
+            data_sha256=data.sha256,
+            functions=loop.comparisons,
+        )
+        store = CellStore(config.out_dir, key)
+        finished = store.load(config.resume)
+    done_ids = ranks.broadcast(sorted(finished))
+    order = [c.id for g in groups for c in g.cells()]
+    total = len(order)
+    if done_ids:
+        log.info("resuming: %d of %d cells were finished", len(done_ids), total)
+    by_id: dict[str, AuditCell] = dict(finished)
     for group in groups:
-        for cell in loop.run_group(group):
-            cells.append(cell)
+        todo = [(e, s) for e, s, c in zip(group.epsilons, group.seeds, group.cells(), strict=True)
+                if c.id not in done_ids]  # fmt: skip
+        if not todo:
+            continue
+        rest = replace(group, epsilons=tuple(e for e, _ in todo), seeds=tuple(s for _, s in todo))
+        for cell in loop.run_group(rest):
+            by_id[cell.id] = cell
+            if store is not None:
+                store.save(order.index(cell.id), cell)
             if progress is not None:
-                progress(cell.id, len(cells), total)
-    return loop, engines, build_info, skipped, cells
+                progress(cell.id, len(by_id), total)
+    if not ranks.root:
+        return [], []
+    return [by_id[i] for i in order], [i for i in order if i in done_ids]

@@ -166,6 +166,29 @@ class Accumulator:
         if self.keep_predictions:
             self._preds.append(kept.copy())
 
+    def _settings(self) -> tuple:
+        return (
+            self.activation, self.num_classes, self.background, self.threshold,
+            self.empty_value, self.keep_predictions, self.class_names,
+        )  # fmt: skip
+
+    def merge(self, other: Accumulator) -> None:
+        """Append ``other``'s images after this one's, as if its batches had been updated
+        here (the shards of a sharded audit, merged in dataset order).
+
+        Raises:
+            ValueError: the two were made with different settings (both named).
+        """
+        if other._settings() != self._settings():
+            raise ValueError(
+                f"cannot merge accumulators with different settings: {self._settings()} vs "
+                f"{other._settings()}"
+            )
+        self._counts += other._counts
+        self._loss_sums += other._loss_sums
+        self._loss_elems += other._loss_elems
+        self._preds += other._preds
+
     def _set_threshold(self, threshold: float | None) -> None:
         if threshold is None or threshold == self.threshold:
             return

@@ -41,7 +41,7 @@ class TorchBackend:
             raise EngineUnavailableError(
                 f"the {spec.name} engine is the source model itself; pass model= to load it"
             )
-        return TorchRunner(model, spec.device, name=spec.name)
+        return TorchRunner(model, name=spec.name)  # where the model is (the audit places it)
 
 
 BACKEND = TorchBackend()
