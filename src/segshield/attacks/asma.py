@@ -128,8 +128,7 @@ class ASMA(Attack):
             if not bool(going.any()):
                 break
             (grad,) = torch.autograd.grad(self.objective(logits, t_a, x_a, x0_a).sum(), x_a)
-            if not bool(torch.isfinite(grad).all()):
-                raise ModelOutputError(f"{self.name}: input gradient contains NaN or Inf")
+            self._note_finite("grad", grad)  # read once, at the end of the call
             mult = self.multiplier(iou).to(grad.dtype).view(-1, *([1] * (grad.ndim - 1)))
             x_new = x_a.detach() + mult * grad
             if capped:

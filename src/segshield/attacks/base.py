@@ -10,7 +10,11 @@ Conventions for every attack:
   reach;
 * the result has the dtype, shape and device of ``images``, lies in [0, 1] and within the ball
   of radius ``eps`` around ``images`` in the attack's ``norm`` (L-infinity, or per-image L2 for
-  ``norm == "L2"``), and is detached.
+  ``norm == "L2"``), and is detached;
+* ``attack(images, targets, eps=[...])`` gives each sample its own budget (and the step size
+  that budget gives): several budgets stacked in one batch, as ``sweep(..., stacked=True)``
+  does. NaN/Inf in the logits or input gradients raise ``ModelOutputError`` at the end of the
+  call (checked on the device; no host sync per step).
 
 Attacks take gradients with respect to the *input only* (``torch.autograd.grad``), so parameter
 ``.grad`` fields are never touched, and they leave the model's train/eval mode alone: the caller
@@ -20,21 +24,28 @@ They do no I/O and no seeding; random starts draw from an optional ``torch.Gener
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from segshield.attacks.finite import FiniteFlags
+from segshield.attacks.layout import targets_checked_once
 from segshield.attacks.losses import LossFn, get_loss
 from segshield.errors import ModelOutputError
 
-__all__ = ["Attack", "StepLoss"]
+__all__ = ["Attack", "Budget", "StepLoss"]
+
+Budget = float | Tensor
+"""A budget or step size for the step loop: one float for the whole batch, or an
+``(N, 1, ..., 1)`` tensor, one value per sample, broadcasting against ``(N, C, H, W)``."""
 
 StepLoss = Callable[[Tensor, Tensor, int, int], Tensor]
 """``loss_at_step(logits, targets, step, steps) -> (N,)``: the objective of step ``step``
@@ -49,6 +60,16 @@ def _check_eps(eps: float, what: str = "eps") -> float:
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"{what} must be a finite number >= 0, got {eps!r}")
     return value
+
+
+def _rows(values: Sequence[float], like: Tensor) -> Tensor:
+    """``values`` (one per sample) as an ``(N, 1, ..., 1)`` tensor in ``like``'s dtype and device.
+
+    Each Python float is rounded to the dtype once, as a scalar operand is, so a step with equal
+    per-sample values computes exactly what the scalar step does (float32 / float64).
+    """
+    shape = (-1, *([1] * (like.ndim - 1)))
+    return torch.tensor(list(values), dtype=like.dtype).view(shape).to(like.device)
 
 
 class Attack(ABC):
@@ -71,6 +92,10 @@ class Attack(ABC):
     iterative: ClassVar[bool]
     targeted: ClassVar[bool] = False
     """True when ``targets`` are the labels to *reach* (ASMA), not the true labels to leave."""
+    stacks_budgets: ClassVar[bool] = False
+    """True when the step loop takes one budget per sample, so samples at different budgets
+    run as ONE batch (``attack(x, y, eps=[...])``, ``sweep(..., stacked=True)``); otherwise
+    per-sample budgets are grouped and each group runs on its own."""
 
     def __init__(self, model: nn.Module, loss: LossFn | str, eps: float, **params: Any) -> None:
         if params:
@@ -83,27 +108,63 @@ class Attack(ABC):
         self.model = model
         self.loss: LossFn = get_loss(loss) if isinstance(loss, str) else loss
         self.eps = _check_eps(eps)
+        self._finite: FiniteFlags | None = None
 
     # ----------------------------------------------------------------------------- public API
 
-    def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Return adversarial images: same shape/dtype/device as ``images``, detached."""
+    def __call__(
+        self, images: Tensor, targets: Tensor, eps: Sequence[float] | None = None
+    ) -> Tensor:
+        """Return adversarial images: same shape/dtype/device as ``images``, detached.
+
+        ``eps``: optional budgets, one per sample (``N`` values), replacing :attr:`eps` for this
+        call: sample ``i`` stays in the ball of radius ``eps[i]`` and takes the step size that
+        budget gives (e.g. BIM's ``eps[i] / 4``), exactly as ``self.with_eps(eps[i])`` would.
+        Attacks with :attr:`stacks_budgets` run them all as one batch; the others run one batch
+        per distinct budget. A sample with budget 0 comes back unchanged.
+
+        NaN or Inf in the logits or the input gradient raise :class:`ModelOutputError` once the
+        batch is done: the check is kept on the device and read once per call, not per step.
+        """
         self._check_images(images)
-        if self.eps == 0.0:
+        budgets = None if eps is None else self._check_budgets(eps, images)
+        if (self.eps if budgets is None else max(budgets, default=0.0)) == 0.0:
             # Empty budget: nothing can move, so skip the model (and any random draw) entirely.
             return images.detach().clone()
-        with torch.enable_grad():  # the caller may be inside torch.no_grad()
-            adv = self._perturb(images.detach(), targets)
+        x = images.detach()
+        with torch.enable_grad(), self._finite_checked():  # caller may be inside no_grad()
+            if budgets is None:
+                adv = self._perturb(x, targets)
+            else:
+                adv = self._perturb_at(x, targets, budgets)
         return adv.detach()
 
-    def sweep(self, images: Tensor, targets: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
+    def sweep(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        epsilons: Sequence[float],
+        *,
+        stacked: bool = False,
+    ) -> list[Tensor]:
         """Attack once per budget in ``epsilons``; returns one adversarial batch per ε, in order.
 
-        The default builds one attack per ε with :meth:`with_eps`; single-step attacks override it
-        to share the gradient computation. Every ε is validated before any attack runs.
+        The default builds one attack per ε with :meth:`with_eps`. ``stacked=True`` instead runs
+        the ``K`` budgets as ONE batch of ``K·N`` samples (sample ``k·N + i``: image ``i`` at
+        ``epsilons[k]``; a per-sample generator sequence must then hold ``K·N`` generators, in
+        that order); for deterministic attacks that equals the default up to the model's batch
+        invariance. Single-step attacks override it to share the gradient computation. Every ε
+        is validated before any attack runs.
         """
         budgets = [_check_eps(eps) for eps in epsilons]
-        return [self.with_eps(eps)(images, targets) for eps in budgets]
+        if not stacked or not budgets:
+            return [self.with_eps(eps)(images, targets) for eps in budgets]
+        self._check_images(images)
+        n, k = images.shape[0], len(budgets)
+        x = images.detach().repeat(k, *([1] * (images.ndim - 1)))
+        y = targets.repeat(k, *([1] * (targets.ndim - 1)))
+        adv = self(x, y, eps=[e for e in budgets for _ in range(n)])
+        return list(adv.split(n)) if n else [adv.clone() for _ in budgets]
 
     def with_eps(self, eps: float) -> Attack:
         """A shallow copy of this attack (same model, loss, options, generator) with budget ``eps``.
@@ -145,20 +206,65 @@ class Attack(ABC):
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
         """Compute the adversarial batch; ``images`` is validated, detached, ``eps > 0``."""
 
+    def _perturb_at(self, images: Tensor, targets: Tensor, eps: tuple[float, ...]) -> Tensor:
+        """The adversarial batch with sample ``i`` at budget ``eps[i]`` (``N`` values, some > 0).
+
+        This default runs one :meth:`with_eps` copy per distinct budget on that budget's samples
+        (zero budgets are copied). Attacks whose step loop takes per-sample budgets set
+        :attr:`stacks_budgets` and override it to run every sample in one batch. Attacks with a
+        per-image generator sequence must override it (the groups would need their own).
+        """
+        out = images.clone()
+        for value in sorted(set(eps) - {0.0}):
+            index = torch.tensor([i for i, e in enumerate(eps) if e == value], device=out.device)
+            out[index] = self.with_eps(value)._perturb(images[index], targets[index]).to(out)
+        return out
+
+    def _alpha_for(self, eps: float) -> float:
+        """The step size a budget gives: ``eps`` itself here (FGSM); iterative attacks override."""
+        return eps
+
+    def _budget(self, eps: float | tuple[float, ...], like: Tensor) -> tuple[Budget, Budget]:
+        """``(alpha, eps)`` for :meth:`_iterate`: floats for one budget, ``(N, 1, ..., 1)``
+        tensors for per-sample ones, each sample's alpha following its own budget."""
+        if isinstance(eps, tuple):
+            return _rows([self._alpha_for(e) for e in eps], like), _rows(eps, like)
+        return self._alpha_for(eps), eps
+
+    @contextlib.contextmanager
+    def _finite_checked(self) -> Iterator[None]:
+        """Collect the NaN/Inf flags of one call on the device; raise, once, at the end.
+
+        Also checks the targets' values once for the whole call rather than at every step.
+        """
+        outer, self._finite = self._finite, FiniteFlags()
+        try:
+            with targets_checked_once():
+                yield
+            self._finite.check(self.name)
+        finally:
+            self._finite = outer
+
+    def _note_finite(self, what: str, values: Tensor) -> None:
+        """Record whether ``values`` ("logits" or "grad") are finite; outside a call (no flags
+        collected) check at once."""
+        if self._finite is not None:
+            self._finite.note(what, values)
+            return
+        flags = FiniteFlags()
+        flags.note(what, values)
+        flags.check(self.name)
+
     def _forward(self, x: Tensor) -> Tensor:
         """``model(x)``, checked: a tensor (see :class:`~segshield.attacks.outputs.SelectOutput`
-        for models returning tuples or dicts) with only finite values."""
+        for models returning tuples or dicts); NaN/Inf are flagged for the end of the call."""
         logits = self.model(x)
         if not isinstance(logits, Tensor):
             raise ModelOutputError(
                 f"{self.name}: model must return a logits tensor, got {type(logits).__name__} "
                 "(wrap the model in segshield.attacks.SelectOutput to pick one output)"
             )
-        if not bool(torch.isfinite(logits).all()):
-            raise ModelOutputError(
-                f"{self.name}: model output contains NaN or Inf "
-                f"(logits shape {tuple(logits.shape)})"
-            )
+        self._note_finite("logits", logits)
         return logits
 
     def _gradient(self, x: Tensor, targets: Tensor, loss: LossFn | None = None) -> Tensor:
@@ -177,17 +283,17 @@ class Attack(ABC):
             )
         # Input-only gradient: parameter .grad fields stay untouched, no graph is retained.
         (grad,) = torch.autograd.grad(value.sum(), x)
-        if not bool(torch.isfinite(grad).all()):
-            raise ModelOutputError(f"{self.name}: input gradient contains NaN or Inf")
+        self._note_finite("grad", grad)
         return grad
 
     @staticmethod
-    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: float, eps: float) -> Tensor:
+    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: Budget, eps: Budget) -> Tensor:
         """One signed-gradient ascent step, projected to the ε-ball around ``images`` and [0, 1].
 
-        Shapes: all ``(N, C, H, W)``. Because ``images`` lies in [0, 1], the final clamp keeps the
-        point inside the ball. Subclasses with another geometry (L2, normalised steps) override
-        it with the same signature.
+        Shapes: ``x``, ``images``, ``grad`` ``(N, C, H, W)``; ``alpha`` and ``eps`` floats or
+        ``(N, 1, 1, 1)`` (one per sample, see :data:`Budget`). Because ``images`` lies in
+        [0, 1], the final clamp keeps the point inside the ball. Subclasses with another
+        geometry (L2, normalised steps) override it with the same signature.
         """
         x = x + alpha * grad.sign()
         x = torch.clamp(x, images - eps, images + eps)
@@ -199,8 +305,8 @@ class Attack(ABC):
         targets: Tensor,
         x_start: Tensor,
         steps: int,
-        alpha: float,
-        eps: float,
+        alpha: Budget,
+        eps: Budget,
         *,
         loss_at_step: StepLoss | None = None,
     ) -> Tensor:
@@ -210,6 +316,7 @@ class Attack(ABC):
         ``loss_at_step(logits, targets, step, steps) -> (N,)`` replaces :attr:`loss` by a
         per-step objective (``step`` counts from 0 to ``steps - 1``), e.g. SegPGD's schedule.
         ``x_start`` must already lie in the ε-ball and [0, 1]; returns a detached tensor.
+        ``alpha`` / ``eps``: one float, or one value per sample (:data:`Budget`). No host sync.
         """
         x = x_start.detach()
         for step in range(steps):
@@ -238,13 +345,22 @@ class Attack(ABC):
             )
         if images.numel() == 0:
             return
-        lo, hi = torch.aminmax(images.detach())
-        lo_v, hi_v = float(lo), float(hi)
+        lo_v, hi_v = torch.stack(torch.aminmax(images.detach())).tolist()  # one sync per call
         # `not (a <= b)` also catches NaN.
         if not (lo_v >= 0.0 and hi_v <= 1.0):
             raise ValueError(
                 f"{self.name}: images must lie in [0, 1], found values in [{lo_v:g}, {hi_v:g}]"
             )
+
+    def _check_budgets(self, eps: Sequence[float], images: Tensor) -> tuple[float, ...]:
+        if isinstance(eps, Tensor):
+            eps = eps.detach().flatten().tolist()
+        budgets = tuple(_check_eps(e) for e in eps)
+        if len(budgets) != images.shape[0]:
+            raise ValueError(
+                f"{self.name}: {len(budgets)} budgets (eps) for a batch of {images.shape[0]}"
+            )
+        return budgets
 
 
 def _bind_step(loss_at_step: StepLoss, step: int, steps: int) -> LossFn:

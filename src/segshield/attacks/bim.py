@@ -23,11 +23,14 @@ class BIM(Attack):
 
     Shapes and ranges: ``images`` ``(N, C, H, W)`` float in [0, 1]; ``targets`` as the loss takes
     them; result same shape/dtype, in [0, 1], ``‖x_adv - x‖∞ <= eps``. Deterministic.
+    Per-sample budgets (``attack(x, y, eps=[...])``) run as one batch, each sample with its own
+    ``eps`` and default ``alpha``.
     """
 
     name: ClassVar[str] = "bim"
     targeted: ClassVar[bool] = False
     iterative: ClassVar[bool] = True
+    stacks_budgets: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -46,10 +49,20 @@ class BIM(Attack):
     @property
     def alpha(self) -> float:
         """Step size: the value given, else ``eps / 4``."""
-        return self._alpha if self._alpha is not None else self.eps / 4.0
+        return self._alpha_for(self.eps)
+
+    def _alpha_for(self, eps: float) -> float:
+        return self._alpha if self._alpha is not None else eps / 4.0
 
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
-        return self._iterate(images, targets, images, self.steps, self.alpha, self.eps)
+        return self._perturb_at(images, targets, self.eps)
+
+    def _perturb_at(
+        self, images: Tensor, targets: Tensor, eps: float | tuple[float, ...]
+    ) -> Tensor:
+        """``steps`` signed steps from ``images``; ``eps``: one budget, or one per sample."""
+        alpha, budget = self._budget(eps, images)
+        return self._iterate(images, targets, images, self.steps, alpha, budget)
 
     def attack_params(self) -> dict[str, Any]:
         return {"eps": self.eps, "steps": self.steps, "alpha": self.alpha, "random_start": False}

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from segshield.attacks.base import Budget
 from segshield.attacks.bim import BIM
 from segshield.attacks.layout import Prepared, prepare
 
@@ -69,15 +70,18 @@ class DAG(BIM):
         return (margin * active).flatten(1).sum(dim=1)
 
     @staticmethod
-    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: float, eps: float) -> Tensor:
-        """``x + alpha · g / ‖g‖∞`` (per image; no move where ``g = 0``), projected."""
+    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: Budget, eps: Budget) -> Tensor:
+        """``x + alpha · g / ‖g‖∞`` (per image; no move where ``g = 0``), projected.
+        ``alpha`` / ``eps``: floats or ``(N, 1, 1, 1)`` per sample."""
         scale = grad.flatten(1).abs().amax(dim=1).view(-1, *([1] * (grad.ndim - 1)))
         direction = torch.where(scale > 0, grad / scale.clamp_min(torch.finfo(grad.dtype).tiny), 0)
         x = x + alpha * direction
         x = torch.clamp(x, images - eps, images + eps)
         return x.clamp_(0.0, 1.0)
 
-    def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
+    def _perturb_at(
+        self, images: Tensor, targets: Tensor, eps: float | tuple[float, ...]
+    ) -> Tensor:
         labels: list[Tensor] = []  # l', fixed from the first (clean) forward pass
 
         def dag_loss(logits: Tensor, targets: Tensor, step: int, steps: int) -> Tensor:
@@ -86,6 +90,7 @@ class DAG(BIM):
                 labels.append(self.adversarial_labels(p))
             return self.objective(p, labels[0])
 
+        alpha, budget = self._budget(eps, images)
         return self._iterate(
-            images, targets, images, self.steps, self.alpha, self.eps, loss_at_step=dag_loss
+            images, targets, images, self.steps, alpha, budget, loss_at_step=dag_loss
         )

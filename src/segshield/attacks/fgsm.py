@@ -26,22 +26,37 @@ class FGSM(Attack):
     name: ClassVar[str] = "fgsm"
     targeted: ClassVar[bool] = False
     iterative: ClassVar[bool] = False
+    stacks_budgets: ClassVar[bool] = True
 
     def _perturb(self, images: Tensor, targets: Tensor) -> Tensor:
-        # One step of the shared loop from x with step size eps: exactly FGSM.
-        return self._iterate(images, targets, images, steps=1, alpha=self.eps, eps=self.eps)
+        return self._perturb_at(images, targets, self.eps)
 
-    def sweep(self, images: Tensor, targets: Tensor, epsilons: Sequence[float]) -> list[Tensor]:
+    def _perturb_at(
+        self, images: Tensor, targets: Tensor, eps: float | tuple[float, ...]
+    ) -> Tensor:
+        # One step of the shared loop from x with step size eps: exactly FGSM.
+        alpha, budget = self._budget(eps, images)
+        return self._iterate(images, targets, images, steps=1, alpha=alpha, eps=budget)
+
+    def sweep(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        epsilons: Sequence[float],
+        *,
+        stacked: bool = False,
+    ) -> list[Tensor]:
         """FGSM at every ε in ``epsilons`` from ONE forward/backward pass (the sign is shared).
 
-        Each result equals ``self.with_eps(eps)(images, targets)`` exactly.
+        Each result equals ``self.with_eps(eps)(images, targets)`` exactly. ``stacked`` is
+        accepted for the common interface: sharing the gradient already beats stacking.
         """
         budgets = [_check_eps(eps) for eps in epsilons]
         self._check_images(images)
         images = images.detach()
         if not any(eps > 0.0 for eps in budgets):
             return [images.clone() for _ in budgets]
-        with torch.enable_grad():
+        with torch.enable_grad(), self._finite_checked():
             grad = self._gradient(images, targets)
         return [
             self._step(images, images, grad, eps, eps).detach() if eps > 0.0 else images.clone()

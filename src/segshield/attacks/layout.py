@@ -24,6 +24,9 @@ Half-precision logits are up-cast to float32 so the log-space arithmetic stays s
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import NamedTuple
 
 import torch
@@ -39,7 +42,39 @@ __all__ = [
     "prepare",
     "prepare_weight",
     "target_scores",
+    "targets_checked_once",
 ]
+
+# Targets whose values prepare() has checked inside the current targets_checked_once() block,
+# by (id, version, layout); the tensor is kept as the value so its id is not reused meanwhile.
+_CHECKED: ContextVar[dict[tuple[int, int, str, int], Tensor] | None] = ContextVar(
+    "segshield_checked_targets", default=None
+)
+
+
+@contextlib.contextmanager
+def targets_checked_once() -> Iterator[None]:
+    """Inside the block, :func:`prepare` checks a target tensor's values (0/1, class range)
+    only the first time it sees it (same tensor, unmodified, same layout): an attack's steps
+    reuse one target tensor, and the value check costs a device-to-host sync each time."""
+    token = _CHECKED.set({})
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def _needs_value_check(target: Tensor, layout: str, channels: int) -> bool:
+    """False only inside :func:`targets_checked_once` for a target already checked there."""
+    seen = _CHECKED.get()
+    return seen is None or (id(target), target._version, layout, channels) not in seen
+
+
+def _remember_checked(target: Tensor, layout: str, channels: int) -> None:
+    """Record ``target`` as checked for this layout (inside :func:`targets_checked_once`)."""
+    seen = _CHECKED.get()
+    if seen is not None:
+        seen[(id(target), target._version, layout, channels)] = target
 
 
 class Prepared(NamedTuple):
@@ -76,7 +111,7 @@ def prepare(logits: Tensor, target: Tensor) -> Prepared:
         raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    target_shape = target.shape
+    target_shape, given = target.shape, target
     n, c = logits.shape[:2]
     spatial = tuple(logits.shape[2:])
     if c == 1 or tuple(target.shape) == tuple(logits.shape):
@@ -88,11 +123,13 @@ def prepare(logits: Tensor, target: Tensor) -> Prepared:
         if target.is_complex():
             raise ValueError(f"binary target must be real, got dtype {target.dtype}")
         target = target.to(logits.dtype)
-        if target.numel() and bool(((target != 0) & (target != 1)).any()):
-            raise ValueError(
-                f"binary / multi-label target must contain only 0 and 1, found values in "
-                f"[{target.min().item():g}, {target.max().item():g}]"
-            )
+        if _needs_value_check(given, "sigmoid", c):
+            if target.numel() and bool(((target != 0) & (target != 1)).any()):
+                raise ValueError(
+                    f"binary / multi-label target must contain only 0 and 1, found values in "
+                    f"[{target.min().item():g}, {target.max().item():g}]"
+                )
+            _remember_checked(given, "sigmoid", c)
         if logits.ndim == 2:
             logits, target = logits[:, :, None, None], target[:, :, None, None]
         return Prepared(logits, target, True, target_shape)
@@ -107,11 +144,13 @@ def prepare(logits: Tensor, target: Tensor) -> Prepared:
             f"multi-class target must hold integer class indices, got dtype {target.dtype}"
         )
     target = target.long()
-    if target.numel() and bool(((target < 0) | (target >= c)).any()):
-        raise ValueError(
-            f"multi-class target must hold class indices in [0, {c}), found values in "
-            f"[{target.min().item()}, {target.max().item()}]"
-        )
+    if _needs_value_check(given, "softmax", c):
+        if target.numel() and bool(((target < 0) | (target >= c)).any()):
+            raise ValueError(
+                f"multi-class target must hold class indices in [0, {c}), found values in "
+                f"[{target.min().item()}, {target.max().item()}]"
+            )
+        _remember_checked(given, "softmax", c)
     if logits.ndim == 2:
         logits, target = logits[:, :, None, None], target[:, None, None]
     return Prepared(logits, target, False, target_shape)

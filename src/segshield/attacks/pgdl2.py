@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from segshield.attacks.base import Budget, _rows
 from segshield.attacks.pgd import PGD
 
 __all__ = ["PGDL2"]
@@ -19,7 +20,7 @@ def _per_image(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.ndim - 1)))
 
 
-def _direction_radius(row: Tensor, gen: torch.Generator | None) -> None:
+def _direction_radius(row: Tensor, gen: torch.Generator | None, eps: float) -> None:
     """One image's start from its own generator: C·H·W normal values, then one U(0, 1)."""
     row[:-1].normal_(generator=gen)
     row[-1:].uniform_(0.0, 1.0, generator=gen)
@@ -58,12 +59,18 @@ class PGDL2(PGD):
     @property
     def alpha(self) -> float:
         """Step length: the value given, else ``2.5 * eps / steps``."""
-        return self._alpha if self._alpha is not None else 2.5 * self.eps / self.steps
+        return self._alpha_for(self.eps)
 
-    def _random_start(self, images: Tensor) -> Tensor:
-        """``clip_[0,1](x + u · eps · d / ‖d‖₂)``, ``d ~ N(0, I)``, ``u ~ U(0, 1)`` per image."""
+    def _alpha_for(self, eps: float) -> float:
+        return self._alpha if self._alpha is not None else 2.5 * eps / self.steps
+
+    def _random_start(self, images: Tensor, eps: float | tuple[float, ...]) -> Tensor:
+        """``clip_[0,1](x + u · eps · d / ‖d‖₂)``, ``d ~ N(0, I)``, ``u ~ U(0, 1)`` per image;
+        ``eps``: one budget or one per sample (with one generator the draw does not depend on
+        the budgets: they only scale it)."""
         if isinstance(self.generator, tuple):  # one generator per image: direction, radius
-            flat = self._draw(images, (images.shape[0], images[0].numel() + 1), _direction_radius)
+            shape = (images.shape[0], images[0].numel() + 1)
+            flat = self._draw(images, shape, _direction_radius, eps)
             delta = flat[:, :-1].reshape(images.shape)
             radius = _per_image(flat[:, -1], delta)
             norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
@@ -73,16 +80,23 @@ class PGDL2(PGD):
             delta.normal_(generator=self.generator)
             norms = _per_image(torch.linalg.vector_norm(delta.flatten(1), dim=1), delta)
             radius = torch.zeros_like(norms).uniform_(0.0, 1.0, generator=self.generator)
-        delta = delta * (radius / norms * self.eps)
+        scale = _rows(eps, delta) if isinstance(eps, tuple) else eps
+        delta = delta * (radius / norms * scale)
         return torch.clamp(images + delta.to(images.device), min=0.0, max=1.0)
 
     @staticmethod
-    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: float, eps: float) -> Tensor:
-        """Normalised-gradient step of length ``alpha``, projected to the L2 ball and [0, 1]."""
+    def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: Budget, eps: Budget) -> Tensor:
+        """Normalised-gradient step of length ``alpha``, projected to the L2 ball and [0, 1].
+        ``alpha`` / ``eps``: floats or ``(N, 1, 1, 1)`` per sample."""
         grad_norms = torch.linalg.vector_norm(grad.flatten(1), dim=1) + _DIV_EPS
         x = x + alpha * (grad / _per_image(grad_norms, grad))
         delta = x - images
         delta_norms = torch.linalg.vector_norm(delta.flatten(1), dim=1)
-        factor = torch.minimum(eps / delta_norms, torch.ones_like(delta_norms))
+        radius = eps.flatten() if isinstance(eps, Tensor) else eps
+        # eps / ‖δ‖ as a scalar's ``eps / t`` computes it (reciprocal, then multiply), so
+        # per-sample budgets give the very same bits; δ = 0 needs no shrinking (also for
+        # eps = 0, where 0 / 0 would be NaN)
+        ratio = torch.where(delta_norms > 0, delta_norms.reciprocal() * radius, 1.0)
+        factor = torch.minimum(ratio, torch.ones_like(delta_norms))
         delta = delta * _per_image(factor, delta)
         return torch.clamp(images + delta, min=0.0, max=1.0)
