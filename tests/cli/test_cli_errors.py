@@ -129,6 +129,7 @@ def test_a_decompression_bomb_is_exit_2(tmp_path: Path, monkeypatch) -> None:
         (PermissionError(13, "Permission denied", "/x/o"), "Permission denied: /x/o"),
         (KeyError("cells"), "internal error: KeyError: 'cells' (run with --debug for the"),
         (MemoryError(), "out of memory"),
+        (KeyboardInterrupt(), "interrupted; an audit's finished cells are kept"),
     ],
 )
 def test_environment_and_internal_errors_are_exit_2(

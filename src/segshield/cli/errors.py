@@ -75,6 +75,12 @@ def error_boundary() -> Iterator[None]:
         raise _fail(str(exc), exc) from exc
     except OSError as exc:
         raise _fail(describe_os_error(exc), exc) from exc
+    except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1 (= gate failed)
+        raise _fail(
+            "interrupted; an audit's finished cells are kept in its --out (cells/): the same "
+            "command resumes them",
+            exc,
+        ) from exc
     except MemoryError as exc:
         raise _fail("out of memory (try a smaller --batch-size or --limit)", exc) from exc
     except Exception as exc:
