@@ -18,19 +18,10 @@ from segshield.cli.options import (
     Engines,
     TrustPickle,
     Verbose,
+    check_out,
     console,
     split_list,
 )
-
-
-def _check_out(path: Path) -> None:
-    """Refuse an output folder that cannot be one before any work is done."""
-    from segshield.audits.settings import output_dir_problem
-    from segshield.errors import SegShieldError
-
-    problem = output_dir_problem(path)
-    if problem is not None:
-        raise SegShieldError(f"--out: {problem}")
 
 
 def list_engines() -> None:
@@ -75,7 +66,7 @@ def export(
     from segshield.models import ModelSpec
 
     with error_boundary():
-        _check_out(out)
+        check_out(out)
         built, manifest = export_engines(
             ModelSpec(model, weights, allow_pickle=trust_pickle),
             split_list(engines),
@@ -126,7 +117,7 @@ def bench_command(
     from segshield.api import run_bench
 
     with error_boundary():
-        _check_out(out)
+        check_out(out)
         try:
             sizes = tuple(int(b) for b in split_list(batch_sizes))
         except ValueError as exc:

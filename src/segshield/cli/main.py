@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segshield.cli import engine_commands
+from segshield.cli import engine_commands, train_command
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -57,6 +57,7 @@ from segshield.cli.options import (
     Strict,
     TrustPickle,
     Verbose,
+    check_out,
     command_line,
     console,
     epsilons_option,
@@ -89,81 +90,7 @@ def root(debug: Debug = False) -> None:
     set_debug(debug)
 
 
-def _check_out(path: Path, flag: str = "--out") -> None:
-    """Refuse an output folder that cannot be one before any work is done."""
-    from segshield.audits.settings import output_dir_problem
-    from segshield.errors import SegShieldError
-
-    problem = output_dir_problem(path)
-    if problem is not None:
-        raise SegShieldError(f"{flag}: {problem}")
-
-
-def _dataset(data: Path | None, bundled: str, split: str, size: int):
-    from segshield.data import bundled_dataset, dataset_from_path
-
-    if data is not None:
-        return dataset_from_path(data, size=(size, size))
-    return bundled_dataset(bundled, split, size=(size, size))
-
-
-@app.command()
-def train(
-    ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Folder for <name>.safetensors and <name>.json.")],
-    name: Annotated[str, typer.Option(help="File name stem of the weights and card.")] = "unet",
-    dataset: Dataset = "nuclei",
-    data: Annotated[
-        Path | None, typer.Option(help="Your training data (images/+masks/ or BUSI layout).")
-    ] = None,
-    test_data: Annotated[
-        Path | None, typer.Option(help="Your test data (default: the bundled test split).")
-    ] = None,
-    size: Size = 128,
-    epochs: Annotated[int, typer.Option(min=1)] = 60,
-    batch_size: Annotated[int, typer.Option(min=1)] = 4,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
-    seed: int = 0,
-    base_width: Annotated[int, typer.Option(min=1)] = 16,
-    depth: Annotated[int, typer.Option(min=1, max=6)] = 3,
-    device: Annotated[
-        str, typer.Option(help="Where training runs: cpu, cuda, cuda:N or auto.")
-    ] = "cpu",
-    verbose: Verbose = False,
-) -> None:
-    """Train the seed U-Net (Adam, BCE, flip/rotate/zoom augmentation, seeded)."""
-    setup_logging(verbose)
-    from segshield.cli.progress import epoch_progress
-    from segshield.devices import resolve_device
-    from segshield.training import TrainConfig
-    from segshield.training import train as run_train
-
-    with error_boundary():
-        resolve_device(device)  # refused before any work
-        _check_out(out)
-        cfg = TrainConfig(
-            name=name,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            base_width=base_width,
-            depth=depth,
-            device=device,
-        )
-        train_ds = _dataset(data, dataset, "train", size)
-        test_ds = (
-            _dataset(test_data, dataset, "test", size) if data is None or test_data else (train_ds)
-        )
-        with epoch_progress(console, epochs) as on_epoch:
-            result = run_train(cfg, train_ds, test_ds, out, command_line(ctx), on_epoch)
-    m = result.test_metrics
-    console.print(
-        f"wrote {result.weights} and {result.card} in {result.seconds:.0f} s; test Dice "
-        f"{m['dice']:.4f}, IoU {m['iou']:.4f}, accuracy {m['accuracy']:.4f}",
-        markup=False,
-    )
-    raise typer.Exit(EXIT_OK)
+app.command()(train_command.train)
 
 
 @app.command(cls=DeferredDefaults)
@@ -343,7 +270,7 @@ def audit_classifier(
                 "classifier on your images: pass --model/--weights for your classifier, or "
                 "omit --data to audit the bundled one"
             )
-        _check_out(out)
+        check_out(out)
         spec = ModelSpec(
             factory=model,
             weights=weights,

@@ -272,3 +272,12 @@ Debug = Annotated[
         help="Print the traceback of an error (errors still exit 2 with one message).",
     ),
 ]
+
+
+def check_out(path: Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be one before any work is done."""
+    from segshield.audits.settings import output_dir_problem
+
+    problem = output_dir_problem(path)
+    if problem is not None:
+        raise SegShieldError(f"{flag}: {problem}")
