@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from segshield.attacks import (
+    APGD,
+    APGDL2,
     ASMA,
     ATTACKS,
     BIM,
@@ -18,6 +20,7 @@ from segshield.attacks import (
     FGSM,
     PGD,
     PGDL2,
+    SEA,
     Attack,
     CosPGD,
     SegPGD,
@@ -42,11 +45,14 @@ def test_registry_contents() -> None:
         "cospgd": CosPGD,
         "dag": DAG,
         "asma": ASMA,
+        "apgd": APGD,
+        "apgdl2": APGDL2,
+        "sea": SEA,
     } == ATTACKS
     for key, cls in ATTACKS.items():
         assert issubclass(cls, Attack)
         assert cls.name == key
-        assert cls.norm == ("L2" if key == "pgdl2" else "Linf")
+        assert cls.norm == ("L2" if key in ("pgdl2", "apgdl2") else "Linf")
         assert "targeted" in vars(cls), f"{key} must declare targeted explicitly"
         assert cls.targeted is (key == "asma")
         assert "iterative" in vars(cls)
@@ -65,6 +71,9 @@ def test_registry_contents() -> None:
         ("cospgd", "Agnihotri, Jung & Keuper, ICML 2024", "L-infinity"),
         ("dag", "Xie et al., ICCV 2017", "L-infinity"),
         ("asma", "Ozbulak et al., MICCAI 2019", "L2"),
+        ("apgd", "Croce & Hein, ICML 2020", "L-infinity"),
+        ("apgdl2", "Croce & Hein, ICML 2020", "L2"),
+        ("sea", "Croce, Singh & Hein, 2024", "L-infinity"),
     ],
 )
 def test_docstrings_cite_paper_norm_and_shapes(name: str, citation: str, norm_word: str) -> None:
@@ -83,7 +92,10 @@ def test_get_attack(binary_case: Case) -> None:
 
 
 def test_unknown_attack_lists_valid_names(binary_case: Case) -> None:
-    with pytest.raises(ValueError, match=r"'cw'.*asma, bim, cospgd, dag, fgsm, pgd, pgdl2, segpgd"):
+    with pytest.raises(
+        ValueError,
+        match=r"'cw'.*apgd, apgdl2, asma, bim, cospgd, dag, fgsm, pgd, pgdl2, sea, segpgd",
+    ):
         get_attack("cw", binary_case.model, "bce", 0.1)
 
 
@@ -201,6 +213,16 @@ def test_loss_must_be_per_sample(binary_case: Case) -> None:
         FGSM(binary_case.model, mean_loss, 0.1)(binary_case.images, binary_case.targets)
 
 
+APGD_PARAMS = {
+    "eps": 0.25,
+    "steps": 10,
+    "rho": 0.75,
+    "momentum": 0.75,
+    "schedule": None,
+    "random_start": True,
+}
+
+
 def test_attack_params_are_json(binary_case: Case) -> None:
     m = binary_case.model
     gen = torch.Generator().manual_seed(0)
@@ -218,6 +240,15 @@ def test_attack_params_are_json(binary_case: Case) -> None:
             "tau": 1e-7,
             "beta": 1e-6,
             "iou_threshold": 0.97,
+        },
+        "apgd": APGD_PARAMS,
+        "apgdl2": APGD_PARAMS,
+        "sea": {
+            "eps": 0.25,
+            "steps": 10,
+            "members": ["apgd:masked_ce", "apgd:balanced_masked_ce", "apgd:js", "segpgd:*"],
+            "random_start": True,
+            "selection": "iou_to_target",
         },
     }
     assert set(expected) == set(ATTACKS)

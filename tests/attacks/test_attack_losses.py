@@ -208,7 +208,9 @@ def test_bad_focal_alpha() -> None:
 
 
 def test_registry_and_get_loss() -> None:
-    assert set(LOSSES) == {"bce", "dice", "focal", "dice_focal"}
+    assert set(LOSSES) == {
+        "bce", "dice", "focal", "dice_focal", "masked_ce", "balanced_masked_ce", "js"
+    }  # fmt: skip
     assert get_loss("bce") is bce_loss
     assert get_loss("DICE") is dice_loss
     focal1 = get_loss("focal", gamma=1.0)

@@ -62,8 +62,14 @@ def test_stacked_equals_per_eps(name: str, case: Case) -> None:
     seeds = [[100 * k + i for i in range(n)] for k in range(len(EPSILONS))]
     stacked = _stacked(name, case, EPSILONS, seeds)
     for k, eps in enumerate(EPSILONS):
-        # Bitwise on these tiny conv nets (CPU conv is batch-invariant for them here).
-        assert torch.equal(stacked[k * n : (k + 1) * n], _per_eps(name, case, eps, seeds[k]))
+        alone = _per_eps(name, case, eps, seeds[k])
+        if ATTACKS[name].norm == "L2":
+            # The classifier's linear layer rounds differently at batch 16 and 4 on some
+            # CPUs (last-bit logits); an L2 step is continuous in the gradient, so that
+            # rounding survives as ~1 ulp. Signed (L∞) steps and the conv nets stay bitwise.
+            torch.testing.assert_close(stacked[k * n : (k + 1) * n], alone, rtol=0, atol=1e-6)
+        else:  # bitwise (CPU conv is batch-invariant for these tiny nets)
+            assert torch.equal(stacked[k * n : (k + 1) * n], alone)
 
 
 @pytest.mark.parametrize("name", RANDOM_START)

@@ -3,19 +3,23 @@
 ``get_attack("pgd", model, "dice", eps=4/255, steps=10)(images, targets)`` returns adversarial
 images ``(N, C, H, W)`` in [0, 1] within ``eps`` of ``images`` (in the attack's ``norm``).
 
-Untargeted attacks take the true labels as ``targets``: "fgsm", "bim", "pgd" (L-infinity),
-"pgdl2" (L2), and the segmentation-specific "segpgd", "cospgd", "dag". The targeted "asma"
-takes target masks (see :mod:`segshield.attacks.targets`) and :func:`asma_report` measures it.
+Untargeted attacks take the true labels as ``targets``: "fgsm", "bim", "pgd", "apgd"
+(L-infinity), "pgdl2", "apgdl2" (L2), the segmentation-specific "segpgd", "cospgd", "dag", and
+"sea", the ensemble that keeps each image's worst case over its members (APGD with SEA's losses
+"masked_ce", "balanced_masked_ce", "js", and SegPGD). The targeted "asma" takes target masks
+(see :mod:`segshield.attacks.targets`) and :func:`asma_report` measures it.
 Models returning tuples or dicts are wrapped in :class:`SelectOutput`.
 """
 
 from __future__ import annotations
 
+from segshield.attacks.apgd import APGD, APGDL2
 from segshield.attacks.asma import ASMA, asma_report
 from segshield.attacks.base import Attack, StepLoss
 from segshield.attacks.bim import BIM
 from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.dag import DAG
+from segshield.attacks.ensemble import SEA
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.layout import (
     correct_mask,
@@ -29,11 +33,14 @@ from segshield.attacks.losses import (
     LOSSES,
     LossFn,
     accepts_weight,
+    balanced_masked_ce_loss,
     bce_loss,
     dice_focal_loss,
     dice_loss,
     focal_loss,
     get_loss,
+    js_loss,
+    masked_ce_loss,
 )
 from segshield.attacks.outputs import SelectOutput, select_output
 from segshield.attacks.pgd import PGD
@@ -48,6 +55,8 @@ from segshield.attacks.targets import (
 )
 
 __all__ = [
+    "APGD",
+    "APGDL2",
     "ASMA",
     "ATTACKS",
     "BIM",
@@ -56,6 +65,7 @@ __all__ = [
     "LOSSES",
     "PGD",
     "PGDL2",
+    "SEA",
     "Attack",
     "CosPGD",
     "LossFn",
@@ -64,6 +74,7 @@ __all__ = [
     "StepLoss",
     "accepts_weight",
     "asma_report",
+    "balanced_masked_ce_loss",
     "bce_loss",
     "correct_mask",
     "cosine_to_target",
@@ -74,6 +85,8 @@ __all__ = [
     "get_attack",
     "get_loss",
     "iou_to_target",
+    "js_loss",
+    "masked_ce_loss",
     "other_image_target",
     "pixel_accuracy",
     "predict_like",

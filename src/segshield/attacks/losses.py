@@ -22,12 +22,20 @@ normalisation), and the weighted Dice uses ``w`` in its sums. Weights are consta
 Segmentation-specific attacks (SegPGD, CosPGD) pass it; a custom loss used with them must take it.
 
 Half-precision logits are up-cast to float32 so the log-space arithmetic stays stable.
+
+SEA's losses (Croce, Singh & Hein, 2024, "Towards Reliable Evaluation and Fast Training of Robust
+Semantic Segmentation Models", arXiv 2306.12941) stop pushing on pixels that are already fooled:
+"masked_ce" (cross-entropy of the correctly classified pixels only), "balanced_masked_ce" (the
+same, each class weighted by its inverse pixel count) and "js" (Jensen-Shannon divergence to the
+one-hot target, which saturates at ln 2 by itself). For sigmoid layouts each pixel and channel is
+the two-class distribution ``(1 - σ(z), σ(z))``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,11 +49,14 @@ __all__ = [
     "LOSSES",
     "LossFn",
     "accepts_weight",
+    "balanced_masked_ce_loss",
     "bce_loss",
     "dice_focal_loss",
     "dice_loss",
     "focal_loss",
     "get_loss",
+    "js_loss",
+    "masked_ce_loss",
 ]
 
 LossFn = Callable[..., Tensor]
@@ -193,11 +204,112 @@ def dice_focal_loss(
     )
 
 
+def _per_pixel_ce(p: Prepared) -> Tensor:
+    """Cross-entropy per element of the working target layout (BCE for sigmoid layouts)."""
+    if p.sigmoid:
+        return F.binary_cross_entropy_with_logits(p.logits, p.target, reduction="none")
+    return F.cross_entropy(p.logits, p.target, reduction="none")
+
+
+def _correct(p: Prepared) -> Tensor:
+    """Where the hard prediction equals the target, as 0/1 in the logits' dtype (a constant)."""
+    if p.sigmoid:
+        hit = (p.logits.detach() > 0) == (p.target > 0.5)
+    else:
+        hit = p.logits.detach().argmax(dim=1) == p.target
+    return hit.to(p.logits.dtype)
+
+
+def masked_ce_loss(logits: Tensor, target: Tensor, *, weight: Tensor | None = None) -> Tensor:
+    """SEA's masked cross-entropy ``L_MCE = 1/n · Σ_{j correct} CE_j`` per sample, ``(N,)``.
+
+    Only the elements (pixels; pixel-channels for sigmoid layouts) the model currently gets
+    right contribute, but the sum is divided by *all* ``n`` of them, so the loss falls as pixels
+    are fooled and already fooled pixels get no gradient. The mask is a constant of the call
+    (detached). With every element correct it equals :func:`bce_loss`.
+    """
+    p = prepare(logits, target)
+    per_pixel = _per_pixel_ce(p) * _correct(p)
+    w = _weights(weight, p)
+    if w is not None:
+        per_pixel = per_pixel * w
+    return per_pixel.flatten(1).mean(dim=1)
+
+
+def _balance(p: Prepared) -> Tensor:
+    """Per-element weights ``m / (k · n_c)``: ``n_c`` the pixels of the element's true class in
+    its image (per channel for sigmoid layouts, classes 0 and 1), ``k`` the classes present,
+    ``m`` the pixels per image (channel), so the weights of an image (channel) average to 1."""
+    dtype = p.logits.dtype
+    if p.sigmoid:
+        ones = p.target.sum(dim=(2, 3), keepdim=True)
+        total = float(p.target.shape[2] * p.target.shape[3])
+        zeros = total - ones
+        count = torch.where(p.target > 0.5, ones, zeros)
+        present = (ones > 0).to(dtype) + (zeros > 0).to(dtype)
+    else:
+        onehot = F.one_hot(p.target.flatten(1), p.logits.shape[1]).to(dtype)  # (N, HW, C)
+        per_class = onehot.sum(dim=1)  # (N, C)
+        count = per_class.gather(1, p.target.flatten(1)).view_as(p.target)
+        present = (per_class > 0).to(dtype).sum(dim=1).view(-1, 1, 1)
+        total = float(p.target.shape[1] * p.target.shape[2])
+    return total / (present * count)  # count >= 1: the element's own class is present
+
+
+def balanced_masked_ce_loss(
+    logits: Tensor, target: Tensor, *, weight: Tensor | None = None
+) -> Tensor:
+    """SEA's class-balanced masked cross-entropy per sample, ``(N,)``.
+
+    :func:`masked_ce_loss` with each correctly classified element of true class ``c`` weighted
+    by ``1 / n_c`` (``n_c``: pixels of class ``c`` in the image's target; per channel, for the
+    labels 0 and 1, in sigmoid layouts), so small structures count as much as large ones. The
+    weights are normalised to average 1 over an image (``m / (k · n_c)``, ``m`` pixels, ``k``
+    classes present), so the result is the mean over the present classes of each class's
+    mean masked CE - on the scale of a mean, and equal to :func:`masked_ce_loss` when the
+    classes are equally frequent. (The reference code weights by ``1 - n_c / m`` instead.)
+    """
+    p = prepare(logits, target)
+    per_pixel = _per_pixel_ce(p) * _correct(p) * _balance(p)
+    w = _weights(weight, p)
+    if w is not None:
+        per_pixel = per_pixel * w
+    return per_pixel.flatten(1).mean(dim=1)
+
+
+def js_loss(logits: Tensor, target: Tensor, *, weight: Tensor | None = None) -> Tensor:
+    """SEA's Jensen-Shannon loss: ``JS(P_j ‖ onehot(y_j))`` averaged over elements, ``(N,)``.
+
+    Against a one-hot target the divergence depends only on the probability ``p_t`` of the
+    true label: ``JS = ln 2 + (p_t ln p_t - (1 + p_t) ln(1 + p_t)) / 2``, from 0 (``p_t = 1``)
+    to ``ln 2`` (``p_t = 0``). Not masked (as in the paper): it saturates by itself once a
+    pixel is fooled with confidence. ``P`` is the softmax (multi-class) or the two-class
+    ``(1 - σ(z), σ(z))`` per pixel and channel (sigmoid layouts); ``p_t`` is taken in log
+    space (``exp(log p_t)``), so huge logits give neither inf nor NaN.
+    """
+    p = prepare(logits, target)
+    if p.sigmoid:
+        log_p_t = F.logsigmoid(p.logits * (2.0 * p.target - 1.0))
+    else:
+        log_p_t = torch.log_softmax(p.logits, dim=1).gather(1, p.target.unsqueeze(1)).squeeze(1)
+    # The same value written as three terms that all vanish at p_t = 1 (q = 1 - p_t via expm1),
+    # so a nearly right pixel does not cancel ln 2 against ln 2 into a tiny negative number.
+    p_t, q = torch.exp(log_p_t), -torch.expm1(log_p_t)
+    per_pixel = 0.5 * (p_t * log_p_t - (2.0 - q) * torch.log1p(-0.5 * q) + q * math.log(2.0))
+    w = _weights(weight, p)
+    if w is not None:
+        per_pixel = per_pixel * w
+    return per_pixel.flatten(1).mean(dim=1)
+
+
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "bce": bce_loss,
     "dice": dice_loss,
     "focal": focal_loss,
     "dice_focal": dice_focal_loss,
+    "masked_ce": masked_ce_loss,
+    "balanced_masked_ce": balanced_masked_ce_loss,
+    "js": js_loss,
 }
 
 

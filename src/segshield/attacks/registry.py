@@ -6,11 +6,13 @@ from typing import Any
 
 from torch import nn
 
+from segshield.attacks.apgd import APGD, APGDL2
 from segshield.attacks.asma import ASMA
 from segshield.attacks.base import Attack
 from segshield.attacks.bim import BIM
 from segshield.attacks.cospgd import CosPGD
 from segshield.attacks.dag import DAG
+from segshield.attacks.ensemble import SEA
 from segshield.attacks.fgsm import FGSM
 from segshield.attacks.losses import LossFn
 from segshield.attacks.pgd import PGD
@@ -20,7 +22,7 @@ from segshield.attacks.segpgd import SegPGD
 __all__ = ["ATTACKS", "get_attack"]
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, BIM, PGD, PGDL2, SegPGD, CosPGD, DAG, ASMA)
+    cls.name: cls for cls in (FGSM, BIM, PGD, PGDL2, SegPGD, CosPGD, DAG, ASMA, APGD, APGDL2, SEA)
 }
 """Every attack by name. ``cls.targeted`` tells whether ``targets`` are the labels to reach
 (ASMA: target masks) or the true labels; ``cls.norm`` what ``eps`` bounds ("Linf" or "L2")."""
