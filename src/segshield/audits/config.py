@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 # The default engine matrix and epsilon presets are defined once, where they belong.
 from segshield.engines import DEFAULT_ENGINES, ENGINE_SPECS, resolve_engine_names
@@ -19,6 +20,14 @@ ENGINES = tuple(ENGINE_SPECS)
 
 DEFAULT_ATTACKS = ("fgsm", "bim", "pgd")
 DEFAULT_LOSSES = ("bce",)
+# SEA's members (attacks/ensemble.py): APGD with each of SEA's losses, plus SegPGD with the
+# cell's own loss ("*")
+DEFAULT_SEA_MEMBERS = (
+    "apgd:masked_ce",
+    "apgd:balanced_masked_ce",
+    "apgd:js",
+    "segpgd:*",
+)
 
 _DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 
@@ -85,6 +94,20 @@ class AuditConfig:
     engine_cache: bool = True  # reuse engines built by earlier audits (engines/cache.py)
     engine_cache_dir: Path | None = None  # None: $SEGSHIELD_CACHE_DIR or ~/.cache/segshield
     resume: bool = True  # reuse the finished cells of an interrupted audit of this config
+    sea_members: tuple[str, ...] = DEFAULT_SEA_MEMBERS  # "attack:loss" ("*": the cell's loss)
+    # gradient-masking / weak-evaluation checks (audits/checks.py) on this many images
+    checks: bool = True
+    probe_images: int = 16
+    # randomized-smoothing certification (audits/certify.py); off unless asked for
+    certify: bool = False
+    certify_sigma: float = 0.25
+    certify_n0: int = 10
+    certify_n: int = 100
+    certify_alpha: float = 0.001
+    # "bonferroni": a radius per pixel; "holm": the paper's step-down test per radius
+    certify_correction: Literal["bonferroni", "holm"] = "bonferroni"
+    certify_radii: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)
+    certify_images: int | None = 16  # the first images (None: all)
 
     def __post_init__(self) -> None:
         problems = []
@@ -132,6 +155,7 @@ class AuditConfig:
             problems.append(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.patch < 8 or self.stride < 1:
             problems.append("patch must be >= 8 and stride >= 1")
+        problems += _evaluation_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -153,3 +177,25 @@ class AuditConfig:
             "weights": None if self.model.weights is None else str(self.model.weights),
         }
         return raw
+
+
+def _evaluation_problems(config: AuditConfig) -> list[str]:
+    """The ensemble, checks and certification settings."""
+    problems = []
+    if not config.sea_members or any(not str(m).strip() for m in config.sea_members):
+        problems.append("sea_members needs at least one ATTACK[:LOSS]")
+    if config.probe_images < 1:
+        problems.append(f"probe_images must be >= 1, got {config.probe_images}")
+    if not (config.certify_sigma > 0 and config.certify_n >= 1 and config.certify_n0 >= 1):
+        problems.append("certify_sigma must be > 0, certify_n and certify_n0 >= 1")
+    if not 0.0 < config.certify_alpha < 1.0:
+        problems.append(f"certify_alpha must be in (0, 1), got {config.certify_alpha}")
+    if config.certify_correction not in ("bonferroni", "holm"):
+        problems.append(
+            f"certify_correction must be bonferroni or holm, got {config.certify_correction!r}"
+        )
+    if not config.certify_radii or min(config.certify_radii) < 0:
+        problems.append("certify_radii must be >= 0")
+    if config.certify_images is not None and config.certify_images < 1:
+        problems.append(f"certify_images must be >= 1, got {config.certify_images}")
+    return problems

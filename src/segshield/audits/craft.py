@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ def craft_group(
     task: Task,
     config: AuditConfig,
     first_index: int = 0,
+    winners: dict[int, np.ndarray] | None = None,
 ) -> list[np.ndarray | Exception]:
     """Adversarial images (N, C, H, W) float32 (CPU) per epsilon of ``group``.
 
@@ -49,12 +50,18 @@ def craft_group(
     or epsilons, the batch size or the batch. The others (FGSM: one gradient for every ε;
     ASMA) run one ``sweep`` per batch of images. If a batch fails, each of its epsilons is
     retried alone; only the failing budgets are lost: their slot holds the exception.
+
+    winners: filled for ensemble attacks (SEA, ``last_winners``): ε number -> (N,) int64, the
+    member whose example each image kept.
     """
     budgets = [attack_budget(group.attack, e, images.shape[1:]) for e in group.epsilons]
     cls = ATTACKS[group.attack]
     if cls.stacks_budgets and cls.iterative:
         crafter = _Stacked(model, group, budgets, images, labels, task, config, first_index)
-        return crafter.run()
+        out = crafter.run()
+        if winners is not None:
+            winners.update(crafter.winners)
+        return out
     options = attack_options(group.attack, config, None)
     attacker = get_attack(group.attack, model, get_loss(group.loss), budgets[0], **options)
     device = module_device(model)
@@ -85,6 +92,8 @@ class _Stacked:
     task: Task
     config: AuditConfig
     first_index: int
+    # ensembles: ε number -> (N,) member index per image (-1 until crafted)
+    winners: dict[int, np.ndarray] = field(default_factory=dict)
 
     def run(self) -> list[np.ndarray | Exception]:
         """Per ε: (N, C, H, W) float32, or the exception that lost it.
@@ -134,7 +143,12 @@ class _Stacked:
         device = module_device(self.model)
         x = _to_device(self.images[js], device, self.config.channels_last)
         y = self.task.loss_targets(self.labels[js]).to(device)
-        return _to_host(attacker(x, y, eps=eps))
+        adv = _to_host(attacker(x, y, eps=eps))
+        chosen = getattr(attacker, "last_winners", None)
+        if chosen is not None:  # an ensemble: which member each sample kept
+            for (k, j), w in zip(samples, chosen.cpu().tolist(), strict=True):
+                self.winners.setdefault(k, np.full(len(self.images), -1, np.int64))[j] = w
+        return adv
 
 
 def _store(out: list[np.ndarray | Exception], samples: Sequence[Sample], adv: np.ndarray) -> None:

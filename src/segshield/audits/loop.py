@@ -35,9 +35,9 @@ from .targeted import target_closeness
 
 log = logging.getLogger(__name__)
 
-# What one rank sends for one input set: its adversarial block (or why crafting failed)
-# and every engine's run on it.
-Block = tuple[np.ndarray | str, dict[str, EngineRun]]
+# What one rank sends for one input set: its adversarial block (or why crafting failed),
+# every engine's run on it, and for an ensemble the member each of its images kept.
+Block = tuple[np.ndarray | str, dict[str, EngineRun], np.ndarray | None]
 
 
 def perturbation_record(clean: np.ndarray, adv: np.ndarray) -> Perturbation:
@@ -52,6 +52,14 @@ def perturbation_record(clean: np.ndarray, adv: np.ndarray) -> Perturbation:
         ssim_min=float(s.min()),
         per_image={"l2": l2.tolist(), "linf": linf.tolist(), "ssim": s.tolist()},
     )
+
+
+def ensemble_record(cell: AuditCell, winners: np.ndarray) -> dict:
+    """Which member of an ensemble cell each image kept: {"members", "wins" (images per
+    member, in member order), "winner_per_image" (member index, -1: none)}."""
+    members = list(cell.params.get("members") or [])
+    wins = [int((winners == i).sum()) for i in range(len(members))]
+    return {"members": members, "wins": wins, "winner_per_image": winners.astype(int).tolist()}
 
 
 def _error(exc: BaseException) -> str:
@@ -110,9 +118,15 @@ class AuditLoop:
     def measure(self, cell: AuditCell, blocks: list[Block]) -> None:
         """Fill one cell from every rank's block (rank 0)."""
         data, cfg = self.data, self.config
-        adv = np.concatenate([a for a, _ in blocks])  # type: ignore[misc]
+        adv = np.concatenate([a for a, _, _ in blocks])  # type: ignore[misc]
         cell.perturbation = perturbation_record(data.images, adv)
-        cell.engines, out = self.score([r for _, r in blocks], self.clean, self.clean_out)
+        cell.engines, out = self.score([r for _, r, _ in blocks], self.clean, self.clean_out)
+        winners = [w for _, _, w in blocks]
+        if any(w is not None for w in winners):  # an ensemble (ranks with no images: None)
+            none = np.zeros(0, np.int64)
+            cell.ensemble = ensemble_record(
+                cell, np.concatenate([none if w is None else w for w in winners])
+            )
         if self.task.has_panels:
             cell.panels = worst_hit_panels(
                 cell, data.images, adv, data.labels, data.names, out.preds, self.clean,
@@ -123,9 +137,11 @@ class AuditLoop:
                 cfg.target, self.targets, out.preds, self.model, adv, data.images, self.task
             )
 
-    def _craft(self, group: CellGroup, cells: list[AuditCell]) -> list[np.ndarray | str]:
+    def _craft(
+        self, group: CellGroup, cells: list[AuditCell], winners: dict[int, np.ndarray]
+    ) -> list[np.ndarray | str]:
         """Each cell's parameters, and this rank's adversarial block per ε of ``group`` (an
-        error message where its crafting failed)."""
+        error message where its crafting failed); ``winners`` is filled for ensembles."""
         n_cells = len(cells)
         targeted = ATTACKS[group.attack].targeted and self.targets is not None
         labels = self.targets[self.start : self.stop] if targeted else self.labels  # type: ignore[index]
@@ -138,8 +154,9 @@ class AuditLoop:
             if self.stop == self.start:  # more ranks than batches: nothing to craft here
                 return [self.images.copy() for _ in range(n_cells)]
             advs = craft_group(
-                self.model, group, self.images, labels, self.task, self.config, self.start
-            )
+                self.model, group, self.images, labels, self.task, self.config, self.start,
+                winners,
+            )  # fmt: skip
         except Exception as exc:  # record and go on: one failing cell loses nothing else
             log.exception("crafting %s/%s failed", group.attack, group.loss)
             return [_error(exc)] * n_cells
@@ -150,15 +167,16 @@ class AuditLoop:
         each cell as it is finished (the other ranks only craft and replay)."""
         t0 = time.perf_counter()
         cells = group.cells()
-        advs = self._craft(group, cells)
+        winners: dict[int, np.ndarray] = {}
+        advs = self._craft(group, cells, winners)
         craft_seconds = (time.perf_counter() - t0) / len(cells)
-        for cell, adv in zip(cells, advs, strict=True):
+        for k, (cell, adv) in enumerate(zip(cells, advs, strict=True)):
             t1 = time.perf_counter()
             runs = self.replay(adv) if isinstance(adv, np.ndarray) else {}
-            blocks = self.ranks.gather((adv, runs))
+            blocks = self.ranks.gather((adv, runs, winners.get(k)))
             if blocks is None:
                 continue
-            failed = [a for a, _ in blocks if isinstance(a, str)]
+            failed = [a for a, _, _ in blocks if isinstance(a, str)]
             try:
                 if failed:  # crafting failed on some rank: that message is the cell's error
                     cell.status, cell.error = Status.ERROR, failed[0]

@@ -141,6 +141,8 @@ def attack_options(
         opts["alpha"] = config.alpha
     if "generator" in names:
         opts["generator"] = gen
+    if "members" in names:  # ensembles (SEA)
+        opts["members"] = tuple(config.sea_members)
     if "max_steps" in names:  # ASMA
         opts.update(max_steps=config.asma_steps, tau=config.asma_tau, beta=config.asma_beta)
     return opts

@@ -25,13 +25,14 @@ from segshield.engines.health import HealthThresholds
 from segshield.enums import Status
 from segshield.errors import ModelOutputError, SegShieldError
 from segshield.models import LoadedModel, module_fingerprint
-from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport
+from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, Evaluation
 
 from .checkpoint import CellStore, audit_key, output_lock
 from .compare import DEFAULT_COMPARISONS, Comparison
 from .config import AuditConfig
 from .distributed import Ranks, join, rank_device
 from .engines import AuditEngine, audit_engines
+from .evaluation import certified_section, evaluation_section
 from .health import assess_engines
 from .inputs import AuditData, audit_task, check_source, frozen, load_audit_data, load_audit_model
 from .loop import AuditLoop
@@ -72,6 +73,8 @@ class _Done:
     cells: list[AuditCell]
     latency: list | None = None
     resumed: list[str] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    certified: dict | None = None
 
 
 def run_audit(
@@ -160,6 +163,8 @@ def _report(
         latency=done.latency,
         build=build_info or None,
         skipped=done.skipped,
+        evaluation=done.evaluation,
+        certified=done.certified,
     )
 
 
@@ -214,8 +219,14 @@ def _audit(
         if any(ATTACKS[a].targeted for a in attacks):
             loop.targets = build_targets(config.target, data.labels, config.size)
         cells, resumed = _cells(config, loaded, data, loop, plan_groups(config, attacks), progress)
-        latency = _latency(config, engines, data.images) if ranks.root else None
-    return _Done(loop, engines, build_info, skipped, cells, latency, resumed)
+        done = _Done(loop, engines, build_info, skipped, cells, resumed=resumed)
+        if ranks.root:
+            done.evaluation = evaluation_section(
+                config, cells, loop.clean, task, loaded.module, data
+            )
+            done.certified = certified_section(config, engines, task, data)
+            done.latency = _latency(config, engines, data.images)
+    return done
 
 
 def _cells(

@@ -31,13 +31,14 @@ _MARKER = re.compile(r"\{([A-Z][A-Z_]*)\}")
 @functools.cache
 def deferred_values() -> dict[str, Any]:
     """The values behind the ``{NAME}`` markers (imports torch: call only from a command)."""
-    from segshield.audits.config import DEFAULT_ATTACKS, DEFAULT_LOSSES
+    from segshield.audits.config import DEFAULT_ATTACKS, DEFAULT_LOSSES, DEFAULT_SEA_MEMBERS
     from segshield.audits.settings import DEFAULT_OUT_DIR
     from segshield.engines import CPU_ENGINES, DEFAULT_ENGINES, ENGINE_SPECS
 
     return {
         "DEFAULT_ATTACKS": ",".join(DEFAULT_ATTACKS),
         "DEFAULT_LOSSES": ",".join(DEFAULT_LOSSES),
+        "DEFAULT_SEA_MEMBERS": ",".join(DEFAULT_SEA_MEMBERS),
         "DEFAULT_ENGINES": ",".join(DEFAULT_ENGINES),
         "DEFAULT_OUT_DIR": DEFAULT_OUT_DIR,
         "CPU_ENGINES": ", ".join(CPU_ENGINES),
@@ -256,6 +257,30 @@ EngineCacheDir = Annotated[
 Resume = Annotated[
     bool,
     typer.Option(help="Reuse the finished cells of an interrupted audit of the same settings."),
+]
+# Evaluation strength (audits/evaluation.py): the ensemble, the masking checks, certification.
+SeaMembers = Annotated[
+    str,
+    typer.Option(
+        help="Members of the 'sea' ensemble attack: comma list of ATTACK[:LOSS] "
+        "(LOSS '*' = the cell's loss)."
+    ),
+]
+Checks = Annotated[
+    bool,
+    typer.Option(
+        help="Run the gradient-masking / weak-evaluation checks (probes on a few images)."
+    ),
+]
+ProbeImages = Annotated[int, typer.Option(min=1, help="Images the masking checks probe.")]
+Certify = Annotated[
+    bool,
+    typer.Option(help="Certify by randomized smoothing (source and every engine that runs here)."),
+]
+CertifySigma = Annotated[float, typer.Option(help="Gaussian noise σ of the smoothing.")]
+CertifyN = Annotated[int, typer.Option(min=1, help="Noisy samples per image to certify.")]
+CertifyImages = Annotated[
+    int | None, typer.Option(min=1, help="Certify the first N images (default 16).")
 ]
 Strict = Annotated[
     bool,

@@ -12,6 +12,14 @@ from segshield.results.catalogue import (
     METRIC_FIELDS,
     PERTURBATION_METRICS,
 )
+from segshield.results.evaluation import (
+    CERTIFIED,
+    CERTIFIED_METRICS,
+    WORST_CASE,
+    Evaluation,
+    WorstCase,
+    certified_rows,
+)
 from segshield.results.reader import READABLE_VERSIONS, report_from_dict
 from segshield.results.types import (
     CLEAN,
@@ -33,6 +41,8 @@ from segshield.results.types import (
 )
 
 __all__ = [
+    "CERTIFIED",
+    "CERTIFIED_METRICS",
     "CI_BOUNDS",
     "CI_METRICS",
     "CLEAN",
@@ -45,10 +55,12 @@ __all__ = [
     "REPORT_KIND",
     "SCHEMA_VERSION",
     "SOURCE_ENGINE",
+    "WORST_CASE",
     "AuditCell",
     "AuditReport",
     "ClassScores",
     "EngineEval",
+    "Evaluation",
     "Interval",
     "Metrics",
     "Panel",
@@ -56,6 +68,8 @@ __all__ = [
     "Perturbation",
     "Status",
     "TaskKind",
+    "WorstCase",
+    "certified_rows",
     "clean_json",
     "from_fields",
     "report_from_dict",

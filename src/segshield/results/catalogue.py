@@ -26,4 +26,11 @@ CI_BOUNDS: tuple[str, ...] = tuple(f"{m}_ci_{side}" for m in CI_METRICS for side
 EVAL_METRICS: tuple[str, ...] = (*METRIC_FIELDS, *COMPARISONS, *CI_BOUNDS)
 # Read from the cell (the perturbation is the same for every engine).
 PERTURBATION_METRICS: tuple[str, ...] = _float_fields(Perturbation)
-GATE_METRICS: tuple[str, ...] = (*EVAL_METRICS, *PERTURBATION_METRICS)
+# Read from the certified section (attack "certified", epsilon = the L2 radius).
+CERTIFIED_METRICS: tuple[str, ...] = (
+    "certified_dice",
+    "certified_share",
+    "certified_any_share",
+    "abstain_share",
+)
+GATE_METRICS: tuple[str, ...] = (*EVAL_METRICS, *PERTURBATION_METRICS, *CERTIFIED_METRICS)

@@ -3,11 +3,12 @@ report read back is one an audit can have produced.
 
 What the hash covers: every top-level section of the report's JSON except ``verdict`` (filled
 by the gate after the audit, and re-filled by each gating) and ``integrity`` itself — today
-config, model, dataset, task, engines, clean, cells, latency, build, skipped, warnings,
-provenance, schema_version and kind — as the SHA-256 of their canonical JSON
-(:func:`segshield.hashing.canonical_json`: sorted keys, no whitespace, UTF-8). The entry names
-the sections it covers, and verification recomputes it over the same set of sections of the
-report as read, so a section added, removed or edited after writing is found.
+config, model, dataset, task, engines, clean, cells, latency, build, skipped, evaluation
+(worst case, masking warnings), certified, provenance, schema_version and kind — as the
+SHA-256 of their canonical JSON (:func:`segshield.hashing.canonical_json`: sorted keys, no
+whitespace, UTF-8). The entry names the sections it covers, and verification recomputes it
+over the same set of sections of the report as read, so a section added, removed or edited
+after writing is found. The worst case's evaluations are checked like the cells'.
 
 The hash only says the file was not changed after segshield wrote it; it is not a signature
 (anyone can recompute it). The value checks say that what it holds is possible: ratios in
@@ -191,6 +192,10 @@ def _evaluations(report: AuditReport) -> Iterator[tuple[str, EngineEval]]:
     for cell in report.cells:
         for name, ev in cell.engines.items():
             yield f"cells[{cell.id}].engines[{name}]", ev
+    # the worst case holds per-image counts too: its aggregates are checked the same way
+    for wc in report.evaluation.worst_case if report.evaluation else []:
+        for name, ev in wc.engines.items():
+            yield f"evaluation.worst_case[{wc.id}].engines[{name}]", ev
 
 
 def _number(value: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from segshield.engines.records import EngineRecord
 from segshield.enums import TaskKind
 from segshield.errors import ReportError
+from segshield.results.evaluation import Evaluation
 from segshield.results.types import (
     REPORT_KIND,
     SCHEMA_VERSION,
@@ -59,6 +60,8 @@ def report_from_dict(raw: Any) -> AuditReport:
             latency=raw.get("latency"),
             build=raw.get("build"),
             skipped=list(raw.get("skipped") or []),
+            evaluation=Evaluation.from_dict(raw.get("evaluation")),
+            certified=raw.get("certified"),
             integrity=raw.get("integrity"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segshield.engines.records import EngineRecord
 from segshield.enums import Status, TaskKind
+
+if TYPE_CHECKING:
+    from segshield.results.evaluation import Evaluation
 
 SCHEMA_VERSION = 2
 REPORT_KIND = "segshield.audit"
@@ -241,6 +244,8 @@ class AuditCell:
     engines: dict[str, EngineEval] = field(default_factory=dict)
     panels: list[Panel] = field(default_factory=list)
     targeted: dict | None = None
+    # ensembles (SEA): {"members", "wins", "winner_per_image"}, see audits/loop.py
+    ensemble: dict | None = None
     # report-ready sentences about side effects that cost no measurement (a panel not written)
     warnings: list[str] = field(default_factory=list)
 
@@ -278,6 +283,11 @@ class AuditReport:
     latency: list[dict] | None = None
     build: dict | None = None  # engine build facts: calibration source/digest, ONNX export
     skipped: list[dict] = field(default_factory=list)
+    # how far the verdict can be trusted: worst case per engine, masking warnings
+    # (segshield.results.evaluation.Evaluation); None in reports written before it existed
+    evaluation: Evaluation | None = None
+    # randomized-smoothing certification: {"settings": {...}, "engines": {name: {...}}}
+    certified: dict | None = None
     # content hash of the measured sections (segshield.results.integrity), set when written
     integrity: dict | None = None
     schema_version: int = SCHEMA_VERSION
