@@ -20,7 +20,7 @@ from segshield.results import (
     Metrics,
     Perturbation,
 )
-from segshield.results.catalogue import METRIC_FIELDS
+from segshield.results.catalogue import CERTIFIED_METRICS, METRIC_FIELDS
 
 
 def test_the_gate_lists_the_catalogue() -> None:
@@ -34,6 +34,7 @@ def test_the_gate_lists_the_catalogue() -> None:
 @pytest.mark.parametrize("metric", GATE_METRICS)
 def test_every_catalogue_metric_parses(metric: str) -> None:
     attack = "pgd" if metric.startswith("attack_success") else "*"
+    attack = "certified" if metric in CERTIFIED_METRICS else attack
     policy = policy_from_dict({"rules": [{"metric": metric, "attack": attack, "min": 0.0}]})
     assert policy.rules[0].metric == metric
     assert policy.rules[0].per_engine == (metric not in PERTURBATION_METRICS)

@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from segshield.gate.policy import Policy, Rule
-from segshield.results import CLEAN, SOURCE_ENGINE, AuditCell, AuditReport, Status
+from segshield.gate.strength import (
+    Target,
+    certified_measurements,
+    warnings_outcome,
+    worst_case_targets,
+)
+from segshield.results import CLEAN, SOURCE_ENGINE, AuditReport, Status
 
 # At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
 _MAX_REASONS = 5
@@ -85,11 +91,12 @@ def _engine_names(report: AuditReport) -> list[str]:
     return names
 
 
-def _targets(report: AuditReport, rule: Rule) -> list[tuple[str, AuditCell | None]]:
-    """(label, cell) pairs the rule selects; cell None is the clean evaluation."""
-    targets: list[tuple[str, AuditCell | None]] = []
+def _targets(report: AuditReport, rule: Rule) -> list[Target]:
+    """(label, cell, evaluations) the rule selects: the clean evaluation (cell None), the
+    attack cells, and the worst case per ε (cell None) when the rule names it."""
+    targets: list[Target] = []
     if rule.selects_clean and rule.matches_epsilon(0.0):
-        targets.append((CLEAN, None))
+        targets.append((CLEAN, None, report.clean))
     for cell in report.cells:
         # "clean" in the attack selector names the clean evaluation, never a cell.
         if cell.attack.lower() == CLEAN:
@@ -99,11 +106,14 @@ def _targets(report: AuditReport, rule: Rule) -> list[tuple[str, AuditCell | Non
             and rule.matches_loss(cell.loss)
             and rule.matches_epsilon(cell.epsilon)
         ):
-            targets.append((cell.id, cell))
-    return targets
+            targets.append((cell.id, cell, cell.engines))
+    return targets + worst_case_targets(report, rule)
 
 
 def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
+    if rule.selects_certified:
+        measured, unverifiable, reason = certified_measurements(report, rule)
+        return _outcome(rule, measured, unverifiable, reason=reason)
     measured: list[tuple[str, float]] = []
     unverifiable: list[tuple[str, str]] = []
     targets = _targets(report, rule)
@@ -123,7 +133,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
         known = ", ".join(_engine_names(report)) or "none"
         return _outcome(rule, [], [], reason=f"matched no audit cell (engines in report: {known})")
 
-    for label, cell in targets:
+    for label, cell, evals in targets:
         if cell is not None and cell.status != Status.OK:
             unverifiable.append((label, f"cell {label} failed: {cell.error or cell.status}"))
             continue
@@ -135,7 +145,6 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
             else:
                 measured.append((label, value))
             continue
-        evals = report.clean if cell is None else cell.engines
         for engine in engines:
             where = f"{label} on {engine}"
             ev = evals.get(engine)
@@ -223,12 +232,21 @@ def _health_outcome(report: AuditReport, level: str) -> RuleOutcome:
     return outcome
 
 
+def _warnings_outcome(report: AuditReport) -> RuleOutcome:
+    """No gradient-masking / weak-evaluation warning (policy evaluation_warnings = "fail")."""
+    rule, measured, unverifiable = warnings_outcome(report)
+    return _outcome(rule, measured, unverifiable)
+
+
 def evaluate(report: AuditReport, policy: Policy) -> GateResult:
     """Check every rule of `policy` against `report`, then (unless the policy's engine_health
-    is "off") that every engine is healthy enough; computes no new measurement."""
+    is "off") that every engine is healthy enough, and (evaluation_warnings = "fail") that
+    the audit raised no gradient-masking warning; computes no new measurement."""
     outcomes = [_evaluate_rule(report, rule) for rule in policy.rules]
     if policy.engine_health != "off":
         outcomes.append(_health_outcome(report, policy.engine_health))
+    if policy.evaluation_warnings == "fail":
+        outcomes.append(_warnings_outcome(report))
     return GateResult(
         policy_name=policy.name, passed=all(o.passed for o in outcomes), outcomes=outcomes
     )

@@ -6,6 +6,7 @@ Format::
     name = "example"          # optional; defaults to the file's stem
     schema_version = 1        # optional; must be 1 when present
     engine_health = "degraded"  # optional: "ok" | "degraded" (default) | "off"; see below
+    evaluation_warnings = "off"  # optional: "fail" | "off" (default); see below
 
     [[rules]]
     name = "PGD Dice at eps <= 4/255 stays >= 0.5 on every engine"   # optional; generated
@@ -38,6 +39,16 @@ Engine health: every engine of the report whose health was measured (its clean m
 the source's on every audited image, :mod:`segshield.engines.health`) must be at least
 ``engine_health``: with the default "degraded" a failed engine fails the release, with "ok" a
 degraded one does too; "off" gates on the rules alone. It is checked as one extra outcome.
+
+Evaluation strength: ``attack = "worst_case"`` selects, per ε, the per-image worst case over
+every attack and loss of the audit on each engine (metrics ``dice``, ``iou``,
+``dice_per_image_mean``, ``attack_success``, ...; its ``loss`` selector is ignored);
+``attack = "certified"`` selects randomized-smoothing certification (an audit with
+``--certify``), ``epsilon`` being the L2 radius and the metric one of ``certified_dice``,
+``certified_share``, ``certified_any_share``, ``abstain_share``. Neither is selected by
+``attack = "*"``. With ``evaluation_warnings = "fail"`` any gradient-masking or
+weak-evaluation warning of the audit fails the release (one extra outcome; an audit that ran
+no checks cannot be verified).
 
 Every problem in a policy is reported at once in one `PolicyError`; rules are numbered from 1
 in the order of the ``[[rules]]`` tables.
@@ -89,9 +100,11 @@ __all__ = [
 
 POLICY_SCHEMA_VERSION = 1
 _TOP_KEYS = ("policy", "rules")
-_POLICY_KEYS = ("name", "schema_version", "engine_health")
+_POLICY_KEYS = ("name", "schema_version", "engine_health", "evaluation_warnings")
 HEALTH_LEVELS = ("ok", "degraded", "off")
 DEFAULT_ENGINE_HEALTH = "degraded"
+WARNING_LEVELS = ("fail", "off")
+DEFAULT_EVALUATION_WARNINGS = "off"
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,7 @@ class Policy:
     name: str
     rules: tuple[Rule, ...]
     engine_health: str = DEFAULT_ENGINE_HEALTH  # the least health an engine needs (or "off")
+    evaluation_warnings: str = DEFAULT_EVALUATION_WARNINGS  # "fail": a masking warning fails
 
 
 def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = "policy") -> Policy:
@@ -149,6 +163,14 @@ def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = 
         )
         engine_health = DEFAULT_ENGINE_HEALTH
 
+    warnings = header.get("evaluation_warnings", DEFAULT_EVALUATION_WARNINGS)
+    if warnings not in WARNING_LEVELS:
+        problems.append(
+            f"[policy]: evaluation_warnings must be one of {', '.join(WARNING_LEVELS)}, "
+            f"got {warnings!r}"
+        )
+        warnings = DEFAULT_EVALUATION_WARNINGS
+
     rules: list[Rule] = []
     raw_rules = raw.get("rules")
     if raw_rules is None or (isinstance(raw_rules, list) and not raw_rules):
@@ -170,7 +192,9 @@ def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = 
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise PolicyError(f"{origin}: invalid policy ({len(problems)} problem(s)):\n{listing}")
-    return Policy(name=name, rules=tuple(rules), engine_health=engine_health)
+    return Policy(
+        name=name, rules=tuple(rules), engine_health=engine_health, evaluation_warnings=warnings
+    )
 
 
 def policy_from_toml(path: str | Path) -> Policy:

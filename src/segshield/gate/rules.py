@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segshield.epsilon import format_epsilon, parse_epsilon
-from segshield.results import CLEAN, COMPARISONS, SOURCE_ENGINE
+from segshield.results import CERTIFIED, CERTIFIED_METRICS, CLEAN, COMPARISONS, SOURCE_ENGINE
 from segshield.results.catalogue import (
     CI_BOUNDS,
     GATE_METRICS,
@@ -77,6 +77,10 @@ class Rule:
     @property
     def selects_clean(self) -> bool:
         return self.attacks is not None and CLEAN in self.attacks
+
+    @property
+    def selects_certified(self) -> bool:
+        return self.attacks == (CERTIFIED,)
 
     def matches_attack(self, attack: str) -> bool:
         return self.attacks is None or attack.lower() in self.attacks
@@ -237,6 +241,16 @@ def _check_measurable(
         )
     if only_clean and (selectors["loss"] is not None or any(v is not None for v in eps.values())):
         problems.append(f"{label}: 'loss' and epsilon selectors do not apply to attack='clean'")
+    certified = attacks is not None and CERTIFIED in attacks
+    if metric in CERTIFIED_METRICS and attacks != (CERTIFIED,):
+        problems.append(f"{label}: {metric!r} is measured by certification: use attack='certified'")
+    elif certified and metric is not None and metric not in CERTIFIED_METRICS:
+        problems.append(
+            f"{label}: attack='certified' has the metrics {', '.join(CERTIFIED_METRICS)}"
+            + ("" if attacks == (CERTIFIED,) else ", and cannot be listed with attacks")
+        )
+    if certified and selectors["loss"] is not None:
+        problems.append(f"{label}: 'loss' does not apply to attack='certified'")
 
 
 def parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
