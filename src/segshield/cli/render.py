@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from segshield.gate import GateResult
 from segshield.reports import MISSING, format_epsilon
-from segshield.results import SOURCE_ENGINE, AuditReport
+from segshield.results import SOURCE_ENGINE, AuditReport, certified_rows
 
 
 def _pct(value: float | None) -> str:
     return MISSING if value is None else f"{100 * value:.2f}"
 
 
-def summary_tables(report: AuditReport) -> list[Table]:
+def summary_tables(report: AuditReport) -> list[RenderableType]:
     """Two tables that fit a terminal: the task's primary metric (Dice; accuracy for a
-    classifier) per engine; then attack success on the source, the largest engine-vs-source
-    disagreement and SSIM. Values in %, all read from the report."""
+    classifier) per engine, the worst case over every attack last; then attack success on
+    the source, the largest engine-vs-source disagreement and SSIM. Then, when the audit
+    measured them, certified robustness per engine and radius and one yellow line per
+    evaluation warning. Values in %, all read from the report."""
     engines = [e.name for e in report.engines if e.status == "ok"]
     others = [e for e in engines if e != SOURCE_ENGINE]
     model = report.model.get("name", report.model.get("source", "model"))
@@ -71,7 +74,44 @@ def summary_tables(report: AuditReport) -> list[Table]:
             worst_disagreement(cell.engines),
             _pct(cell.perturbation.ssim_mean if cell.perturbation else None),
         )
-    return [dice, transfer]
+    for wc in report.evaluation.worst_case if report.evaluation is not None else []:
+        values = [wc.engines[e].value(metric) if e in wc.engines else None for e in engines]
+        dice.add_row("worst case", "*", format_epsilon(wc.epsilon), *map(_pct, values),
+                     style="bold")  # fmt: skip
+    return [dice, transfer, *_certified(report), *_warning_lines(report)]
+
+
+def _certified(report: AuditReport) -> list[RenderableType]:
+    """Certified Dice, certified-and-correct and abstained share (%) per engine and radius."""
+    section = report.certified
+    if not isinstance(section, dict):
+        return []
+    if section.get("error"):
+        return [Text(f"certification failed: {section['error']}", style="red")]
+    t = Table(title="Certified robustness (randomized smoothing, %)", box=box.SIMPLE_HEAD,
+              pad_edge=False)  # fmt: skip
+    for i, col in enumerate(["engine", "L2 radius", "certified Dice", "certified", "abstained"]):
+        t.add_column(col, no_wrap=True, justify="left" if i < 2 else "right")
+    for name, radius, v in certified_rows(section):
+        shares = (v.get(k) for k in ("certified_dice", "certified_share", "abstain_share"))
+        t.add_row(escape(name), f"{radius:g}", *map(_pct, shares))
+    failed = [
+        Text(f"certification of {name} failed: {rec['error']}", style="red")
+        for name, rec in (section.get("engines") or {}).items()
+        if isinstance(rec, dict) and rec.get("error")
+    ]  # after the table: an error row would widen its columns
+    return [t, *failed]
+
+
+def _warning_lines(report: AuditReport) -> list[RenderableType]:
+    """One yellow line per gradient-masking / weak-evaluation warning (plain text: a
+    message may hold user-provided names, never read as markup)."""
+    warnings = report.evaluation.warnings if report.evaluation is not None else []
+    return [
+        Text(f"evaluation warning: {w.get('message') or w.get('check')}", style="yellow")
+        for w in warnings
+        if isinstance(w, dict)
+    ]
 
 
 _HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failed": "bold red"}

@@ -1,4 +1,6 @@
-"""CSV rendering of an audit report: one row per (clean or cell) x engine, for spreadsheets.
+"""CSV rendering of an audit report: one row per (clean or cell) x engine, for spreadsheets;
+then the worst case per ε x engine (attack "worst_case", loss "*") and certification per
+engine x radius (attack "certified", epsilon = the L2 radius, its own metric columns).
 
 Values are written as stored (fractions in [0, 1], epsilon in pixel units, full precision);
 a missing value is an empty field; a text field that would start a spreadsheet formula
@@ -15,13 +17,17 @@ import math
 from typing import Any
 
 from segshield.results import (
+    CERTIFIED,
+    CERTIFIED_METRICS,
     CLEAN,
     EVAL_METRICS,
     PERTURBATION_METRICS,
+    WORST_CASE,
     AuditCell,
     AuditReport,
     EngineEval,
     Status,
+    certified_rows,
 )
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -35,6 +41,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "error",
     *EVAL_METRICS,
     *PERTURBATION_METRICS,
+    *CERTIFIED_METRICS,
 )
 
 
@@ -75,6 +82,7 @@ def _rows(report: AuditReport) -> list[dict[str, Any]]:
         rows.append({**clean_base, **_eval_fields(ev), "engine": name})
     for cell in report.cells:
         rows += _cell_rows(cell)
+    rows += _worst_case_rows(report) + _certified_rows(report)
     for row in rows:
         row["engine_health"] = health.get(row.get("engine"))
     return rows
@@ -97,6 +105,41 @@ def _cell_rows(cell: AuditCell) -> list[dict[str, Any]]:
         if cell.status != Status.OK:
             row["status"], row["error"] = str(cell.status), cell.error or ev.error
         rows.append(row)
+    return rows
+
+
+def _worst_case_rows(report: AuditReport) -> list[dict[str, Any]]:
+    """The worst case over every attack and loss per ε and engine (loss "*", as the gate's
+    selector reads it); no perturbation columns: its images come from several cells."""
+    rows: list[dict[str, Any]] = []
+    for wc in report.evaluation.worst_case if report.evaluation is not None else []:
+        base = {"cell_id": wc.id, "attack": WORST_CASE, "attack_loss": "*", "epsilon": wc.epsilon}
+        rows += [{**base, **_eval_fields(ev), "engine": n} for n, ev in wc.engines.items()]
+    return rows
+
+
+def _certified_rows(report: AuditReport) -> list[dict[str, Any]]:
+    """Certification per engine and radius (epsilon = the L2 radius, as in gate selectors);
+    an engine whose certification failed, or the whole section, as an error row."""
+    section = report.certified
+    if not isinstance(section, dict):
+        return []
+    base = {"attack": CERTIFIED, "attack_loss": None}
+    if section.get("error"):
+        return [{**base, "cell_id": CERTIFIED, "status": "error", "error": section["error"]}]
+    values = {(e, r): v for e, r, v in certified_rows(section)}
+    rows: list[dict[str, Any]] = []
+    for name, rec in (section.get("engines") or {}).items():
+        if isinstance(rec, dict) and rec.get("error"):
+            rows.append({**base, "cell_id": CERTIFIED, "engine": name, "status": "error",
+                         "error": rec["error"]})  # fmt: skip
+            continue
+        rows += [
+            {**base, **v, "cell_id": AuditCell.make_id(CERTIFIED, "*", r), "epsilon": r,
+             "engine": name, "status": str(Status.OK)}
+            for (e, r), v in values.items()
+            if e == name
+        ]  # fmt: skip
     return rows
 
 

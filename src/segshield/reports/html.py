@@ -155,18 +155,19 @@ def _table(table: Table) -> str:
 
 
 def _chart(chart: Chart) -> str:
+    vs = f" vs {chart.x_name}"
+    name = chart.title if chart.title.endswith(vs) else chart.title + vs
     svg = line_chart(
         chart.series,
-        title=f"{chart.title} vs ε" if not chart.title.endswith("vs ε") else chart.title,
+        title=name,
         x_label=chart.x_label,
         y_label=chart.y_label,
-        format_x=format_epsilon,
+        format_x=format_epsilon if chart.x_name == "ε" else format_float,
         format_y=format_percent if chart.fraction else format_float,
         x_ticks=chart.x_ticks,
         y_scale=100.0 if chart.fraction else 1.0,
         y_bounds=(0.0, 1.0) if chart.fraction else None,
     )
-    name = chart.title if chart.title.endswith("vs ε") else f"{chart.title} vs ε"
     return (
         f'<figure class="chart-box" id="curve-{_e(chart.slug)}"><figcaption>{_e(name)}'
         f'</figcaption><p class="note">{_e(chart.note)}</p>{svg}</figure>'

@@ -5,8 +5,11 @@ rule carrying ``<failure type="GateRuleFailed">`` with the measured worst value,
 and where it was measured (the policy's engine-health check is one of them). Without a
 verdict: one ``<testsuite>`` of the audit itself, first one ``<testcase>`` per engine health
 (a failed engine carrying ``<failure type="health">``), then one per clean evaluation and per
-cell, an errored one carrying ``<error>``. The shape
-is the common Jenkins/Ant ``junit-10.xsd``; values are formatted, never computed.
+cell, an errored one carrying ``<error>``, then the worst case per ε and certification per
+engine. Each gradient-masking warning is one more ``<testcase>``: a ``<failure
+type="EvaluationWarning">`` when the verdict failed the policy's evaluation_warnings outcome,
+else a passing case with the message. The shape is the common Jenkins/Ant ``junit-10.xsd``;
+values are formatted, never computed.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from segshield.reports.format import MISSING, format_percent
-from segshield.results import AuditCell, AuditReport, EngineEval, Status
+from segshield.results import AuditCell, AuditReport, EngineEval, Status, certified_rows
 
 GATE_CLASSNAME = "segshield.gate"
 AUDIT_CLASSNAME = "segshield.audit"
+EVALUATION_CLASSNAME = "segshield.evaluation"
 FAILURE_TYPE = "GateRuleFailed"
 ERROR_TYPE = "AuditCellError"
+WARNING_TYPE = "EvaluationWarning"
+CERTIFY_ERROR_TYPE = "CertificationError"
 
 # Characters XML 1.0 cannot hold (control characters other than tab, newline, return).
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -173,7 +179,11 @@ def _render_gate(report: AuditReport, verdict: dict) -> str:
             case, "failure", {"message": _clean(failure_message(o)), "type": FAILURE_TYPE}
         )
         failure.text = _clean(_failure_text(o))
-    if verdict.get("passed") is not True and failures == 0:
+    gated = any(
+        o.get("metric") == "evaluation_warnings" and o.get("passed") is not True for o in outcomes
+    )
+    n_warnings, warned = _warning_cases(suite, report, failing=gated)
+    if verdict.get("passed") is not True and failures + warned == 0:
         # A failed verdict must never read as green in CI, even with no failed rule listed.
         case = ET.SubElement(
             suite, "testcase", {"classname": GATE_CLASSNAME, "name": "verdict", "time": "0"}
@@ -185,7 +195,63 @@ def _render_gate(report: AuditReport, verdict: dict) -> str:
         )
         failures += 1
         outcomes.append({})
-    return _finish(suite, len(outcomes), failures, 0, 0)
+    return _finish(suite, len(outcomes) + n_warnings, failures + warned, 0, 0)
+
+
+def _case(suite: ET.Element, name: str, classname: str = EVALUATION_CLASSNAME) -> ET.Element:
+    attrs = {"classname": classname, "name": _clean(name), "time": "0"}
+    return ET.SubElement(suite, "testcase", attrs)
+
+
+def _warning_cases(suite: ET.Element, report: AuditReport, failing: bool) -> tuple[int, int]:
+    """One test case per gradient-masking / weak-evaluation warning: a failure only when the
+    verdict failed the policy's evaluation_warnings outcome (the warnings then fail the
+    release), else a passing case that carries the message. Returns (cases, failures)."""
+    warnings = report.evaluation.warnings if report.evaluation is not None else []
+    warnings = [w for w in warnings if isinstance(w, dict)]
+    for i, w in enumerate(warnings):
+        where = ", ".join(
+            _plain(w[k]) for k in ("attack", "loss", "engine") if w.get(k) is not None
+        )
+        name = f"evaluation warning {i + 1}: {w.get('check')}" + (f" ({where})" if where else "")
+        case = _case(suite, name)
+        message = _clean(w.get("message") or w.get("check"))
+        tag, attrs = (
+            ("failure", {"message": message, "type": WARNING_TYPE})
+            if failing
+            else ("system-out", {})
+        )
+        ET.SubElement(case, tag, attrs).text = message
+    return len(warnings), len(warnings) if failing else 0
+
+
+def _strength_cases(suite: ET.Element, report: AuditReport) -> tuple[int, int]:
+    """Without a verdict: the worst case per ε (like a cell) and certification per engine
+    (an engine whose certification failed carries an error). Returns (cases, errors)."""
+    n = errors = 0
+    for wc in report.evaluation.worst_case if report.evaluation is not None else []:
+        out = ET.SubElement(_case(suite, wc.id, AUDIT_CLASSNAME), "system-out")
+        out.text = _clean(_eval_summary(wc.engines, report.primary_metric))
+        n += 1
+    certified = report.certified if isinstance(report.certified, dict) else None
+    records = (certified or {}).get("engines") or {}
+    if certified is not None and certified.get("error"):
+        records = {"all engines": certified}
+    rows = certified_rows(certified)
+    for name, rec in records.items():
+        case = _case(suite, f"certified: {name}")
+        n += 1
+        if isinstance(rec, dict) and rec.get("error"):
+            message = _clean(f"certification of {name} failed: {rec['error']}")
+            err = ET.SubElement(case, "error", {"message": message, "type": CERTIFY_ERROR_TYPE})
+            err.text = message
+            errors += 1
+            continue
+        ET.SubElement(case, "system-out").text = _clean("; ".join(
+            f"radius {r:g}: certified Dice {format_percent(v.get('certified_dice'))}"
+            for e, r, v in rows if e == name
+        ))  # fmt: skip
+    return n, errors
 
 
 def _eval_summary(evals: dict[str, EngineEval], primary: str) -> str:
@@ -248,7 +314,10 @@ def _render_cells(report: AuditReport) -> str:
             continue
         out = ET.SubElement(case, "system-out")
         out.text = _clean(_eval_summary(evals, report.primary_metric))
-    return _finish(suite, len(items) + len(health), failures, errors, 0)
+    n_strength, strength_errors = _strength_cases(suite, report)
+    n_warnings, _ = _warning_cases(suite, report, failing=False)  # no verdict: nothing gated
+    tests = len(items) + len(health) + n_strength + n_warnings
+    return _finish(suite, tests, failures, errors + strength_errors, 0)
 
 
 def render_junit(report: AuditReport) -> str:

@@ -1,8 +1,8 @@
 """A short Markdown summary for a pull-request comment or ``$GITHUB_STEP_SUMMARY``.
 
-Verdict line, failed rules, and the task's primary metric (Dice; accuracy for a classifier)
-per attack at each ε for each engine; no links, no images. Values are formatted as in the
-full report and computed nowhere here.
+Verdict line, failed rules, engine health, the worst case and evaluation warnings, and the
+task's primary metric (Dice; accuracy for a classifier) per attack at each ε for each engine;
+no links, no images. Values are formatted as in the full report and computed nowhere here.
 """
 
 from __future__ import annotations
@@ -81,6 +81,35 @@ def _health_lines(report: AuditReport) -> list[str]:
     return [f"Engine health: {', '.join(parts)}", ""] if parts else []
 
 
+def _evaluation_lines(report: AuditReport) -> list[str]:
+    """One line: the worst case over every attack at the largest ε per engine and the
+    masking warnings (or whether the checks passed or ran); nothing for older reports."""
+    evaluation = report.evaluation
+    if evaluation is None:
+        return []
+    label = PRIMARY_LABEL.get(report.primary_metric, report.primary_metric)
+    largest = max(evaluation.worst_case, key=lambda w: w.epsilon, default=None)
+    line = ""
+    if largest is not None:
+        names = [n for n in engines(report) if n in largest.engines]
+        names += [n for n in largest.engines if n not in names]
+        shown = ", ".join(
+            f"{_code(n)} {label} {format_percent(value(largest.engines[n], report.primary_metric))}"
+            for n in names
+        )
+        line = f"Worst case over every attack at ε={format_epsilon(largest.epsilon)}: {shown}; "
+    n = len(evaluation.warnings)
+    if n:
+        line += f"**{n} evaluation warning{'s' if n != 1 else ''}**: the attack numbers may "
+        line += "overstate robustness."
+    elif evaluation.probes is None:
+        line += "evaluation checks not run."
+    else:
+        k = (evaluation.checks or {}).get("probe_images")
+        line += "evaluation checks passed" + (f" (probes on {k} images)." if k else ".")
+    return [line[0].upper() + line[1:], ""]
+
+
 def _metric_lines(report: AuditReport) -> list[str]:
     names = engines(report)
     if not names or not (report.cells or report.clean):
@@ -119,6 +148,7 @@ def render_pr_summary(report: AuditReport) -> str:
     engine."""
     lines = _verdict_lines(report)
     lines += _health_lines(report)
+    lines += _evaluation_lines(report)
     lines += _metric_lines(report)
     n_failed = sum(c.status != Status.OK for c in report.cells)
     if n_failed:

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 SECTION_IDS: tuple[str, ...] = (
     "verdict",
     "health",
+    "evaluation-warnings",
     "summary",
+    "worst-case",
+    "certified",
     "accuracy",
     "curves",
     "ssim",
@@ -119,7 +122,8 @@ class Bullets:
 
 @dataclass
 class Chart:
-    """A line chart of stored values; y values are fractions when ``fraction``."""
+    """A line chart of stored values; y values are fractions when ``fraction``. x_name: what
+    x is ("ε", shown in 1/255 steps; anything else, e.g. "radius", as a plain number)."""
 
     slug: str
     title: str
@@ -129,6 +133,7 @@ class Chart:
     y_label: str
     x_ticks: list[float]
     fraction: bool = True
+    x_name: str = "ε"
 
 
 @dataclass
@@ -196,10 +201,12 @@ def build_view(report: AuditReport) -> ReportView:
     else:
         from segshield.reports import view_segmentation as task_view  # type: ignore[no-redef]
     sections = [common.verdict_section(report), *task_view.sections(report)]
+    from segshield.reports.view_evaluation import evaluation_sections
     from segshield.reports.view_health import health_section
 
     health = health_section(report)
     sections += [health] if health is not None else []
+    sections += evaluation_sections(report)  # none for reports written before them
     sections += [
         common.engines_section(report),
         common.transfer_section(report),
