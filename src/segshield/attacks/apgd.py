@@ -220,20 +220,6 @@ class APGD(PGD):
             ups, halved, best_at_check = torch.zeros_like(ups), halve, loss_best
         return x_best.detach()
 
-    def _loss_and_gradient(self, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample loss ``(N,)`` (detached) and ∇_x of its sum; one forward, one backward."""
-        x = x.detach().requires_grad_(True)
-        logits = self._forward(x)
-        value = self.loss(logits, targets)
-        if value.shape != (x.shape[0],):
-            raise ValueError(
-                f"{self.name}: loss must return one value per sample, shape ({x.shape[0]},), "
-                f"got {tuple(value.shape)}"
-            )
-        (grad,) = torch.autograd.grad(value.sum(), x)
-        self._note_finite("grad", grad)
-        return value.detach(), grad
-
     @staticmethod
     def _project(x: Tensor, images: Tensor, eps: Tensor) -> Tensor:
         """Onto the L-infinity balls ``eps`` ``(N, 1, 1, 1)`` around ``images``, and [0, 1]."""

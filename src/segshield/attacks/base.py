@@ -273,6 +273,13 @@ class Attack(ABC):
         ``loss`` overrides :attr:`loss` (a per-step objective). The batch sum gives every image
         the gradient of its own loss, since images do not interact (model in eval mode).
         """
+        return self._loss_and_gradient(x, targets, loss)[1]
+
+    def _loss_and_gradient(
+        self, x: Tensor, targets: Tensor, loss: LossFn | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The per-sample loss ``(N,)`` (detached) at ``x`` and ∇_x of its sum, as
+        :meth:`_gradient` (attacks that track the best loss, e.g. APGD, need both)."""
         x = x.detach().requires_grad_(True)
         logits = self._forward(x)
         value = (self.loss if loss is None else loss)(logits, targets)
@@ -284,7 +291,7 @@ class Attack(ABC):
         # Input-only gradient: parameter .grad fields stay untouched, no graph is retained.
         (grad,) = torch.autograd.grad(value.sum(), x)
         self._note_finite("grad", grad)
-        return grad
+        return value.detach(), grad
 
     @staticmethod
     def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: Budget, eps: Budget) -> Tensor:

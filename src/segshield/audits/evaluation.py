@@ -63,6 +63,7 @@ def evaluation_section(
     from .checks import evaluation_checks
 
     t0 = time.perf_counter()
+    log.info("gradient-masking probes on %d images", min(config.probe_images, len(data)))
     try:
         warnings, probes = evaluation_checks(cells, model, data.images, data.labels, task, config)
     except Exception as exc:
@@ -92,6 +93,10 @@ def certified_section(
     if task.kind == TaskKind.CLASSIFICATION:
         why = "certification by randomized smoothing is implemented for segmentation models"
         return {"settings": settings, "error": why}
+    log.info(
+        "certifying %d images on %d engines (n0=%d, n=%d, sigma=%g)",
+        count, len(runners), config.certify_n0, config.certify_n, config.certify_sigma,
+    )  # fmt: skip
     try:
         return certify_engines(
             runners,

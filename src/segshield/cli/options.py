@@ -204,7 +204,11 @@ NumClasses = Annotated[
 ]
 AuditLimit = Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")]
 Losses = Annotated[
-    str, typer.Option(help="Comma list of attack losses: bce, dice, focal, dice_focal.")
+    str,
+    typer.Option(
+        help="Comma list of attack losses: bce, dice, focal, dice_focal, masked_ce, "
+        "balanced_masked_ce, js."
+    ),
 ]
 AttackSteps = Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")]
 AttackAlpha = Annotated[
