@@ -261,8 +261,10 @@ def test_example_policy_runs_on_report(cli_audit) -> None:
     (a rule that matched nothing would fail the gate for the wrong reason)."""
     report = AuditReport.from_dict(cli_audit.report)
     result = evaluate(report, load_policy(example_policy_path()))
-    assert len(result.outcomes) == 7 + 1  # the rules + the engine-health outcome
-    assert result.outcomes[-1].rule.startswith("every engine's health is at least degraded")
+    # the rules + the engine-health outcome + the evaluation-warnings outcome
+    assert len(result.outcomes) == 8 + 2
+    assert result.outcomes[-2].rule.startswith("every engine's health is at least degraded")
+    assert result.outcomes[-1].metric == "evaluation_warnings"
     for outcome in result.outcomes:
         assert outcome.n_checked > 0, outcome.rule
         assert outcome.reason is None or "matched no audit cell" not in outcome.reason
