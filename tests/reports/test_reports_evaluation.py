@@ -124,10 +124,10 @@ def test_markdown_shows_warnings_worst_case_and_certified(report: AuditReport) -
     # the message is escaped: no raw HTML, no table-breaking pipe
     assert "<script>" not in md
     assert "- `non_monotone_eps`: PGD on &lt;script&gt;alert(1)&lt;/script&gt; \\| x:" in md
-    row = "| 4/255 | **`pytorch`** | **55.00%** | 50.00% | 35.00% | `pgd/bce/0.0156863` | 60.00% |"
+    row = "| 4/255 | **`pytorch`** | **55.00%** | 50.00% | 35.00% | `pgd/bce` | 60.00% |"
     assert row in md
-    assert "| 4/255 | `onnxruntime` | **54.50%** | 49.00% | 36.00% | `pgd/bce/0.0156863` |" in md
-    assert "ε=4/255: 2 cells: `pgd/bce/0.0156863`, `fgsm/bce/0.0156863`" in md
+    assert "| 4/255 | `onnxruntime` | **54.50%** | 49.00% | 36.00% | `pgd/bce` |" in md
+    assert "ε=4/255: 2 cells: `pgd/bce`, `fgsm/bce`" in md
     assert "`apgd:masked_ce` won 1 of 4 images; `apgd:js` won 3 of 4 images" in md
     assert "σ = 0.25" in md and "α = 0.001 (confidence 99.90%)" in md and "on 4 images" in md
     assert "| `pytorch` | 0.25 | 50.00% | 60.00% | 70.00% | 5.00% |" in md

@@ -58,6 +58,11 @@ def check_names(config: AuditConfig) -> None:
             get_loss(loss)
         except ValueError as exc:
             raise SegShieldError(str(exc)) from exc
+    for attack in (a for a in config.attacks if "members" in ATTACKS[a].param_names()):
+        try:  # an ensemble checks its members' names when built (no model call)
+            get_attack(attack, torch.nn.Identity(), "bce", 0.0, members=config.sea_members)
+        except ValueError as exc:
+            raise SegShieldError(f"--sea-members: {exc}") from exc
 
 
 def skip_reason(attack: str, task: TaskKind) -> str | None:

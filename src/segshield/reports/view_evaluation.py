@@ -144,7 +144,7 @@ def _worst_rows(report: AuditReport, evaluation: Evaluation, seg: bool) -> list[
                 row.append(Cell(format_percent(value(ev, "dice_per_image_mean")), num=True))
             row += [
                 Cell(format_percent(value(ev, "attack_success")), num=True),
-                code(None if strongest is None else strongest.id),
+                code(None if strongest is None else _attack_loss(strongest.id)),
                 Cell(format_percent(its), num=True),
             ]
             rows.append(row)
@@ -183,8 +183,13 @@ def _considered(wc: WorstCase) -> list[Cell]:
     """``ε=4/255: 2 cells: `pgd/bce/…`, `fgsm/bce/…` ``."""
     parts = [cell(f"ε={format_epsilon(wc.epsilon)}: {len(wc.cells)} cells: ")]
     for i, cid in enumerate(wc.cells):
-        parts += [cell(", "), code(cid)] if i else [code(cid)]
+        parts += [cell(", "), code(_attack_loss(cid))] if i else [code(_attack_loss(cid))]
     return parts
+
+
+def _attack_loss(cell_id: str) -> str:
+    """``pgd/bce/0.0313725`` -> ``pgd/bce``: the row already shows ε, formatted."""
+    return "/".join(cell_id.split("/")[:2])
 
 
 def _ensemble_item(c: AuditCell) -> list[Cell]:
