@@ -75,6 +75,9 @@ def test_non_monotone_eps_warns_per_cell_with_the_evidence() -> None:
         # within the tolerance
         _cell("bim", E1, {"pytorch": 0.500}),
         _cell("bim", E2, {"pytorch": 0.505}),
+        # a targeted attack aims at its target: its Dice to the truth may rise with ε
+        _cell("asma", E1, {"pytorch": 0.30}),
+        _cell("asma", E8, {"pytorch": 0.70}),
     ]
     warnings = eps_monotonicity(cells, "dice")
     assert len(warnings) == 1

@@ -87,6 +87,15 @@ def test_one_worst_case_per_epsilon_and_failed_cells_left_out() -> None:
     out = worst_cases([*ok, failed], {}, BINARY)
     assert [w.epsilon for w in out] == [0.1, 0.2]
     assert out[0].cells == [ok[1].id]
+    assert out[0].failed == [failed.id] and out[1].failed == []
+
+
+def test_l2_cells_are_another_threat_model_and_left_out() -> None:
+    linf = _cell("pgd", 0.1, {"pytorch": _eval("pytorch", [(5, 0, 5, 90)])})
+    l2 = _cell("pgdl2", 0.1, {"pytorch": _eval("pytorch", [(0, 0, 10, 90)])})
+    (wc,) = worst_cases([linf, l2], {}, BINARY)
+    assert wc.cells == [linf.id]
+    assert wc.engines["pytorch"].per_image.tp == [5]
 
 
 def test_an_engine_missing_from_one_cell_is_left_out() -> None:

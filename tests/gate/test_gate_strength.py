@@ -122,3 +122,23 @@ def test_evaluation_warnings_level_is_validated() -> None:
         policy_from_dict(
             {"policy": {"evaluation_warnings": "maybe"}, "rules": [{"metric": "dice", "min": 0}]}
         )
+
+
+def test_a_worst_case_missing_a_failed_cell_cannot_be_verified() -> None:
+    report = _report()
+    report.evaluation.worst_case[1].failed = ["pgd/bce/0.0313725"]
+    rule = {"metric": "dice", "attack": "worst_case", "epsilon": "8/255", "min": 0.0}
+    outcome = _gate(report, [rule]).outcomes[0]
+    assert not outcome.passed and outcome.n_checked == 0
+    assert "misses the failed cell(s) pgd/bce/0.0313725" in outcome.reason
+    other = {**rule, "epsilon": "4/255"}
+    assert _gate(report, [other]).passed
+
+
+def test_checks_that_crashed_are_named_when_warnings_are_gated() -> None:
+    crash = {"check": "gradient-masking_checks_failed", "message": "the checks could not be "
+             "measured: RuntimeError: boom"}  # fmt: skip
+    report = _report(warnings=[crash], probes=None)
+    rule = {"metric": "dice", "attack": "clean", "min": 0.0}
+    outcome = _gate(report, [rule], evaluation_warnings="fail").outcomes[-1]
+    assert not outcome.passed and "RuntimeError: boom" in outcome.reason

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from segshield.attacks.base import Attack, _rows
+from segshield.attacks.layout import pixel_accuracy
 from segshield.attacks.losses import LossFn
 from segshield.attacks.pgd import PGD
 from segshield.attacks.pgdl2 import PGDL2, _per_image
@@ -64,6 +65,19 @@ def _check_fraction(value: float, owner: str, what: str) -> float:
     return number
 
 
+def _check_momentum(value: float, owner: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 < number <= 1.0:
+        raise ValueError(
+            f"{owner}: momentum is the weight of the new step, a number in (0, 1] "
+            f"(1: no momentum; 0 would ignore the gradient), got {value!r}"
+        )
+    return number
+
+
 def _higher(loss: Tensor, than: Tensor) -> Tensor:
     """``(N,)`` bool: ``loss`` above ``than`` by more than rounding (:data:`TIE_RTOL`)."""
     return loss > than + TIE_RTOL * than.abs()
@@ -84,18 +98,32 @@ class APGD(PGD):
         z   = Π(x⁽ᵏ⁾ + η · sign(∇L(x⁽ᵏ⁾)))
         x⁽ᵏ⁺¹⁾ = Π(x⁽ᵏ⁾ + α (z - x⁽ᵏ⁾) + (1 - α)(x⁽ᵏ⁾ - x⁽ᵏ⁻¹⁾))   (the first step: x⁽¹⁾ = z)
 
-    ``Π``: projection to the ε-ball and [0, 1]; ``α`` = ``momentum``. At each checkpoint ``w_j``
-    (:func:`apgd_checkpoints`) a sample halves its ``η`` and restarts from its best point (and
-    that point's gradient) when fewer than ``rho · (w_j - w_{j-1})`` of the steps since the
-    last checkpoint raised its loss (condition 1), or when its ``η`` was not halved at the last
+    ``Π``: projection to the ε-ball and [0, 1]; ``α`` = ``momentum``, the weight of the new
+    step: ``α = 1`` is no momentum, smaller ``α`` weighs the previous step more (``α = 0``, which
+    would ignore the gradient, is refused). At each checkpoint ``w_j`` (:func:`apgd_checkpoints`)
+    a sample halves its ``η`` and restarts from its highest-loss point ``x_best`` (and that
+    point's gradient) when fewer than ``rho · (w_j - w_{j-1})`` of the steps since the last
+    checkpoint raised its loss (condition 1), or when its ``η`` was not halved at the last
     checkpoint and its best loss has not risen since (condition 2; also at ``w_1``, as the
-    paper states it). Each sample keeps its highest-loss point, which is returned. "Higher"
-    means by more than ``TIE_RTOL = 3e-5`` relative (:data:`TIE_RTOL`), so that sub-rounding
-    differences, which change with the batch, decide nothing.
+    paper states it). "Higher" means by more than ``TIE_RTOL = 3e-5`` relative
+    (:data:`TIE_RTOL`), so that sub-rounding differences, which change with the batch, decide
+    nothing.
 
-    ``steps`` counts forward/backward passes, as for PGD: the loss and gradient at ``x⁽⁰⁾`` and
-    after each of ``steps - 1`` updates (the paper's ``N_iter = steps`` without its last
-    update, whose loss would cost one more pass); checkpoints use ``N_iter = steps``.
+    Returned: per sample, NOT ``x_best`` but the most-fooled iterate ``x_adv``: of all iterates,
+    ``x⁽⁰⁾`` included, the one with the lowest pixel accuracy of the hard prediction against
+    ``targets`` (:func:`~segshield.attacks.layout.pixel_accuracy`; a classifier's is 0 or 1),
+    equal accuracies going to the higher loss (by the same :data:`TIE_RTOL` rule), and the
+    earlier iterate when that ties too. This is the "best adversarial point" of AutoAttack's APGD
+    and of SEA's reference code: the loss only guides the search, and for SEA's masked losses
+    (``masked_ce``, ``balanced_masked_ce``) it *falls* as pixels are fooled, since fooled pixels
+    leave the sum, so the highest-loss iterate is often one where few pixels flipped. The
+    accuracy comes from the logits of the forward pass that gives the iterate's loss and
+    gradient: no extra pass. ``targets`` must therefore be in one of the layouts of
+    :mod:`~segshield.attacks.layout`, whatever the loss.
+
+    ``steps`` is the paper's ``N_iter``, the number of updates: ``steps + 1`` forward/backward
+    passes (the loss and gradient at ``x⁽⁰⁾`` and after each update); the checkpoints are
+    ``ceil(p_j · steps)`` updates.
 
     Options: ``steps`` (default 10), ``random_start`` (default True, as the paper),
     ``generator`` (as :class:`~segshield.attacks.pgd.PGD`: one ``torch.Generator`` or one per
@@ -104,8 +132,11 @@ class APGD(PGD):
     progressive radius reduction (Croce, Singh & Hein, 2024, "Towards Reliable Evaluation and
     Fast Training of Robust Semantic Segmentation Models"): three runs of ``3:3:4`` of the steps
     (:func:`sea_stages`) in the balls of radius ``2·eps``, ``1.5·eps`` and ``eps``, each from
-    the previous run's best point projected onto its ball (the random start is drawn in the
-    ``2·eps`` ball), and the best point of the last one returned - inside the ε-ball.
+    the previous run's ``x_adv`` projected onto its ball (the random start is drawn in the
+    ``2·eps`` ball), and the ``x_adv`` of the last one returned - inside the ε-ball. Each run
+    evaluates its start too, so a stage of ``s > 0`` updates costs ``s + 1`` passes (a stage of
+    0 updates, e.g. the first two at ``steps < 4``, runs nothing): ``steps + 3`` passes for
+    ``steps >= 4``.
 
     Per-sample budgets (``attack(x, y, eps=[...])``) run as one batch, every sample with its
     own ``η``, counters and ball; no host sync per step. Shapes and ranges: ``images``
@@ -139,7 +170,7 @@ class APGD(PGD):
         )
         owner = type(self).__name__
         self.rho = _check_fraction(rho, owner, "rho")
-        self.momentum = _check_fraction(momentum, owner, "momentum")
+        self.momentum = _check_momentum(momentum, owner)
         if schedule not in SCHEDULES:
             raise ValueError(
                 f"{owner}: schedule must be one of {list(SCHEDULES)}, got {schedule!r}"
@@ -177,7 +208,7 @@ class APGD(PGD):
             x = self._random_start(images, tuple(first * e for e in budgets))
         for index, (factor, steps) in enumerate(stages):
             radius = _rows([factor * e for e in budgets], images)
-            if index > 0:  # the previous stage's best point, onto this (smaller) ball
+            if index > 0:  # the previous stage's most-fooled point, onto this (smaller) ball
                 x = self._project(x, images, radius)
             if steps > 0:
                 x = self._run(images, targets, x, steps, radius)
@@ -186,23 +217,31 @@ class APGD(PGD):
     def _run(
         self, images: Tensor, targets: Tensor, start: Tensor, steps: int, eps: Tensor
     ) -> Tensor:
-        """One APGD run of ``steps`` passes in the balls ``eps`` ``(N, 1, 1, 1)``; returns each
-        sample's highest-loss point. Python ``if``s test only the step number (no host sync)."""
+        """One APGD run of ``steps`` updates (``steps + 1`` passes) in the balls ``eps``
+        ``(N, 1, 1, 1)``; returns each sample's most-fooled iterate ``x_adv`` (lowest pixel
+        accuracy, then higher loss). ``x_best`` (highest loss) only serves the restarts. Python
+        ``if``s test only the step number (no host sync)."""
         intervals = dict(_intervals(apgd_checkpoints(steps)))
         eta = 2.0 * eps  # = _alpha_for, per sample
         x = x_prev = start.detach()
-        loss, grad = self._loss_and_gradient(x, targets)
+        loss, grad, logits = self._evaluate(x, targets)
         x_best, grad_best, loss_best = x, grad, loss
+        x_adv, acc_adv, loss_adv = x, pixel_accuracy(logits, targets), loss
         loss_prev, best_at_check = loss, loss
         ups = torch.zeros_like(loss, dtype=torch.long)  # steps that raised the loss since w_j-1
         halved = torch.zeros_like(loss, dtype=torch.bool)  # η halved at the last checkpoint
-        for k in range(1, steps):
+        for k in range(1, steps + 1):
             z = self._step(x, images, grad, eta, eps)
             if k > 1:  # momentum from the second step on
                 a = self.momentum
                 z = self._project(x + a * (z - x) + (1.0 - a) * (x - x_prev), images, eps)
             x_prev, x = x, z
-            loss, grad = self._loss_and_gradient(x, targets)
+            loss, grad, logits = self._evaluate(x, targets)
+            acc = pixel_accuracy(logits, targets)
+            fooled = (acc < acc_adv) | ((acc == acc_adv) & _higher(loss, loss_adv))
+            x_adv = torch.where(_rows_of(fooled, x), x, x_adv)
+            acc_adv = torch.where(fooled, acc, acc_adv)
+            loss_adv = torch.where(fooled, loss, loss_adv)
             ups = ups + _higher(loss, loss_prev)
             loss_prev = loss
             better = _higher(loss, loss_best)
@@ -218,7 +257,7 @@ class APGD(PGD):
             grad = torch.where(rows, grad_best, grad)
             loss_prev = torch.where(halve, loss_best, loss_prev)
             ups, halved, best_at_check = torch.zeros_like(ups), halve, loss_best
-        return x_best.detach()
+        return x_adv.detach()
 
     @staticmethod
     def _project(x: Tensor, images: Tensor, eps: Tensor) -> Tensor:

@@ -273,13 +273,15 @@ class Attack(ABC):
         ``loss`` overrides :attr:`loss` (a per-step objective). The batch sum gives every image
         the gradient of its own loss, since images do not interact (model in eval mode).
         """
-        return self._loss_and_gradient(x, targets, loss)[1]
+        return self._evaluate(x, targets, loss)[1]
 
-    def _loss_and_gradient(
+    def _evaluate(
         self, x: Tensor, targets: Tensor, loss: LossFn | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The per-sample loss ``(N,)`` (detached) at ``x`` and ∇_x of its sum, as
-        :meth:`_gradient` (attacks that track the best loss, e.g. APGD, need both)."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, grad, logits)`` at ``x`` from one forward and one backward pass: the
+        per-sample loss ``(N,)`` (detached), ∇_x of its sum (as :meth:`_gradient`) and the
+        logits (detached). Attacks that track their best iterate (APGD: the highest loss for
+        its restarts, the lowest pixel accuracy for its result) need all three."""
         x = x.detach().requires_grad_(True)
         logits = self._forward(x)
         value = (self.loss if loss is None else loss)(logits, targets)
@@ -291,7 +293,7 @@ class Attack(ABC):
         # Input-only gradient: parameter .grad fields stay untouched, no graph is retained.
         (grad,) = torch.autograd.grad(value.sum(), x)
         self._note_finite("grad", grad)
-        return value.detach(), grad
+        return value.detach(), grad, logits.detach()
 
     @staticmethod
     def _step(x: Tensor, images: Tensor, grad: Tensor, alpha: Budget, eps: Budget) -> Tensor:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segshield.attacks import ATTACKS
 from segshield.enums import TaskKind
 from segshield.metrics import attack_success, dice, iou
 from segshield.results import AuditCell, EngineEval, Metrics, PerImage, WorstCase
@@ -24,17 +25,21 @@ def worst_cases(
     cells: Sequence[AuditCell], clean: dict[str, EngineEval], task: Task
 ) -> list[WorstCase]:
     """One :class:`WorstCase` per ε > 0 of the finished cells (ε order), over every finished
-    cell at that ε with per-image records, on every engine evaluated in all of them."""
+    L∞ cell at that ε with per-image records, on every engine evaluated in all of them; the
+    L∞ cells at that ε that failed are listed in ``failed`` (the gate cannot verify it)."""
     by_eps: dict[float, list[AuditCell]] = {}
+    failed: dict[float, list[str]] = {}
     for cell in cells:
+        if not _linf(cell) or float(cell.epsilon) == 0.0:
+            continue
         if _usable(cell):
             by_eps.setdefault(float(cell.epsilon), []).append(cell)
+        else:  # recorded: a worst case that misses an attack is not the worst case
+            failed.setdefault(float(cell.epsilon), []).append(cell.id)
     out = []
     for eps in sorted(by_eps):
         members = by_eps[eps]
-        if eps == 0.0:
-            continue
-        wc = WorstCase(epsilon=eps, cells=[c.id for c in members])
+        wc = WorstCase(epsilon=eps, cells=[c.id for c in members], failed=failed.get(eps, []))
         engines = [n for n in members[0].engines if all(_ok(c.engines.get(n)) for c in members)]
         for name in engines:
             evals = [c.engines[name] for c in members]
@@ -43,6 +48,14 @@ def worst_cases(
             wc.engines[name], wc.chosen[name] = ev, chosen
         out.append(wc)
     return out
+
+
+def _linf(cell: AuditCell) -> bool:
+    """L∞ attacks only: an L2 cell's budget is ε·√(C·H·W), a ball far larger than the L∞
+    ball of the same ε, so it belongs to another threat model."""
+    cls = ATTACKS.get(cell.attack)
+    norm = cls.norm if cls is not None else (cell.params or {}).get("norm", "Linf")
+    return norm == "Linf"
 
 
 def _usable(cell: AuditCell) -> bool:

@@ -17,6 +17,7 @@ from segshield.gate.strength import (
     Target,
     certified_measurements,
     warnings_outcome,
+    worst_case_failures,
     worst_case_targets,
 )
 from segshield.results import CLEAN, SOURCE_ENGINE, AuditReport, Status
@@ -115,7 +116,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
         measured, unverifiable, reason = certified_measurements(report, rule)
         return _outcome(rule, measured, unverifiable, reason=reason)
     measured: list[tuple[str, float]] = []
-    unverifiable: list[tuple[str, str]] = []
+    unverifiable: list[tuple[str, str]] = worst_case_failures(report, rule)
     targets = _targets(report, rule)
 
     engines: list[str] = []
@@ -129,7 +130,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
             else:
                 engines.append(name)
 
-    if not targets or (rule.per_engine and not engines and not unverifiable):
+    if (not targets and not unverifiable) or (rule.per_engine and not engines and not unverifiable):
         known = ", ".join(_engine_names(report)) or "none"
         return _outcome(rule, [], [], reason=f"matched no audit cell (engines in report: {known})")
 

@@ -12,7 +12,13 @@ from segshield.gate.rules import Rule
 from segshield.results import CERTIFIED, WORST_CASE, AuditCell, AuditReport, EngineEval
 from segshield.results.evaluation import certified_rows
 
-__all__ = ["Target", "certified_measurements", "warnings_outcome", "worst_case_targets"]
+__all__ = [
+    "Target",
+    "certified_measurements",
+    "warnings_outcome",
+    "worst_case_failures",
+    "worst_case_targets",
+]
 
 Target = tuple[str, AuditCell | None, dict[str, EngineEval]]
 """(label, the cell or None, the evaluations per engine) one rule reads."""
@@ -26,7 +32,19 @@ def worst_case_targets(report: AuditReport, rule: Rule) -> list[Target]:
     return [
         (wc.id, None, wc.engines)
         for wc in report.evaluation.worst_case
-        if rule.matches_epsilon(wc.epsilon)
+        if rule.matches_epsilon(wc.epsilon) and not wc.failed
+    ]
+
+
+def worst_case_failures(report: AuditReport, rule: Rule) -> list[tuple[str, str]]:
+    """Why a selected worst case cannot be verified: a cell of its ε failed, so the minimum
+    would be over fewer attacks than the audit ran."""
+    if rule.attacks is None or WORST_CASE not in rule.attacks or report.evaluation is None:
+        return []
+    return [
+        (wc.id, f"{wc.id} misses the failed cell(s) {', '.join(wc.failed)}")
+        for wc in report.evaluation.worst_case
+        if wc.failed and rule.matches_epsilon(wc.epsilon)
     ]
 
 
@@ -70,7 +88,12 @@ def warnings_outcome(
     )  # fmt: skip
     evaluation = report.evaluation
     if evaluation is None or evaluation.probes is None:
-        why = "the audit ran no gradient-masking checks (checks = false, or an older report)"
+        failed = [w for w in (evaluation.warnings if evaluation else []) if
+                  str(w.get("check", "")).endswith("_failed")]  # fmt: skip
+        why = (
+            str(failed[0].get("message")) if failed
+            else "the audit ran no gradient-masking checks (checks = false, or an older report)"
+        )  # fmt: skip
         return rule, [], [("evaluation", why)]
     if not evaluation.warnings:
         return rule, [("every check", 0.0)], []

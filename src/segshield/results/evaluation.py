@@ -23,7 +23,9 @@ CERTIFIED = "certified"
 class WorstCase:
     """Per image, the strongest of every attack x loss of the audit at one ε, on each engine.
 
-    cells: the ids of the cells it takes the minimum over (every finished cell at this ε).
+    cells: the ids of the cells it takes the minimum over (every finished L∞ cell at this ε;
+    L2 cells have a far larger budget at the same ε and are left out); failed: the L∞ cells
+    at this ε that failed (a worst case missing an attack cannot be verified by the gate).
     engines: one evaluation per engine, from the per-image worst member on THAT engine (an
     engine can be fooled by another member than the source): ``metrics.dice_per_image_mean``
     is the mean of the per-image minima over the images with a foreground (≤ every member's
@@ -40,6 +42,7 @@ class WorstCase:
 
     epsilon: float
     cells: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # L∞ cells at this ε that failed
     engines: dict[str, EngineEval] = field(default_factory=dict)
     chosen: dict[str, list[str | None]] = field(default_factory=dict)
 
