@@ -1,6 +1,7 @@
 """APGD / APGDL2: a trajectory computed by hand, a slow per-image reference of the paper's
-Algorithm 1, the checkpoint formula, SEA's radius schedule, strength against PGD, balls,
-per-sample budgets, generators and the absence of per-step host syncs."""
+Algorithm 1 (``steps`` updates, the most-fooled iterate returned), the checkpoint formula, SEA's
+radius schedule, the returned point against every iterate (masked losses), strength against
+PGD, balls, per-sample budgets, generators and the absence of per-step host syncs."""
 
 from __future__ import annotations
 
@@ -306,7 +307,8 @@ class Spy(nn.Module):
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
-        self.inner, self.seen = inner, []
+        self.inner = inner
+        self.seen: list[Tensor] = []
 
     def forward(self, x: Tensor) -> Tensor:
         self.seen.append(x.detach().clone())

@@ -123,11 +123,14 @@ def test_per_sample_budgets_and_zero_budgets(binary_case: Case) -> None:
 
 
 def test_pass_counts(binary_case: Case) -> None:
-    """Every member's steps, plus one scoring forward pass per member."""
+    """Every member's passes, plus one scoring forward pass per member. SegPGD and PGD: one
+    pass per step. APGD under SEA's schedule: 1, 1 and 3 updates at 2ε, 1.5ε, ε, each stage
+    evaluating its start too: 2 + 2 + 4 passes."""
     counting = Counting(binary_case.model)
     members = ("apgd:js", "segpgd:*", "pgd:masked_ce")
     SEA(counting, "bce", EPS, steps=5, members=members)(binary_case.images, binary_case.targets)
-    assert (counting.forwards, counting.backwards) == (3 * (5 + 1), 3 * 5)
+    gradient_passes = 8 + 5 + 5
+    assert (counting.forwards, counting.backwards) == (gradient_passes + 3, gradient_passes)
 
 
 def test_generators_end_where_one_members_draw_leaves_them(binary_case: Case) -> None:
@@ -153,7 +156,7 @@ def test_non_finite_outputs_raise_once_all_members_ran(binary_case: Case) -> Non
     sea = SEA(counting, "bce", EPS, steps=2, members=("apgd:*", "segpgd:*"))
     with pytest.raises(ModelOutputError, match=r"^sea: model output contains NaN or Inf"):
         sea(binary_case.images, binary_case.targets)
-    assert counting.forwards == 2 * (2 + 1)
+    assert counting.forwards == (3 + 1) + (2 + 1)  # APGD: stages of 0, 0, 2 updates; scoring
 
 
 def test_members_validated_early(binary_case: Case) -> None:

@@ -276,7 +276,8 @@ class APGDL2(APGD, PGDL2):
 
     Iterative, L2: :class:`APGD` with ``eps`` the radius of a Euclidean ball per image (over all
     ``C·H·W`` values, [0, 1] scale), the step ``z = Π(x + η · g / ‖g‖₂)`` (``η`` starting at
-    ``2·eps``), the same momentum, checkpoints, restarts and ``schedule``, and
+    ``2·eps``), the same momentum, checkpoints, restarts, ``schedule``, step count
+    (``steps`` updates) and result (the most-fooled iterate), and
     :class:`~segshield.attacks.pgdl2.PGDL2`'s random start (a uniformly random direction times
     ``U(0, 1) · eps``). ``Π`` scales ``δ = x - x₀`` by ``min(1, eps / ‖δ‖₂)`` and clips to
     [0, 1].

@@ -67,9 +67,12 @@ class SEA(Attack):
 
     Options: ``members`` (default :data:`DEFAULT_MEMBERS`; ``"attack:loss"`` strings or
     pairs; every member must be an untargeted L-infinity attack; unknown names raise
-    ``ValueError`` at construction), ``steps`` per member (default 10), ``random_start``
-    (default True; handed to the members that have one), ``generator`` (one torch.Generator
-    or one per image, handed to the members that take one), ``score`` (see :data:`Score`).
+    ``ValueError`` at construction), ``steps`` per member (default 10; an APGD member splits
+    its ``steps`` updates over the three radii and returns its most-fooled iterate, at
+    ``steps + 3`` passes for ``steps >= 4``, see :class:`~segshield.attacks.apgd.APGD`),
+    ``random_start`` (default True; handed to the members that have one), ``generator`` (one
+    torch.Generator or one per image, handed to the members that take one), ``score`` (see
+    :data:`Score`).
     :attr:`last_winners` holds, after a call, the index of the member whose example each
     image kept ``(N,)`` int64 (-1 where no member ran: budget 0).
 
