@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def cli_audit(tmp_path_factory: pytest.TempPathFactory) -> CliAudit:
     report_path = out / "report.json"
     assert report_path.is_file(), result.output
     return CliAudit(result.exit_code, result.output, out, json.loads(report_path.read_text()))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread, restored afterwards: for tests on tiny tensors, where threads buy
+    nothing and, on a busy machine, OpenMP workers spin-waiting for a core made each 10-step
+    attack ~200x slower (1.4 s instead of 7 ms). Use with ``pytest.mark.usefixtures``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

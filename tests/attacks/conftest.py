@@ -7,7 +7,9 @@ sigmoids, "multiclass" (N, 3, H, W) softmax, "classification" (N, 3) logits of a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -94,15 +96,27 @@ def case_factory() -> CaseFactory:
 
 
 @pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Run the attack tests on one intra-op thread, restored afterwards.
+def _single_thread(one_thread: None) -> None:
+    """Every attack test on one intra-op thread (tests/conftest.py's ``one_thread``)."""
 
-    The tensors here are tiny, so threads buy nothing; on a busy machine OpenMP workers
-    spin-waiting for a core made each 10-step attack ~200x slower (1.4 s instead of 7 ms).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+
+@pytest.fixture
+def host_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Any]:
+    """``with host_reads() as reads:`` counts Tensor -> Python conversions inside the block
+    (each a device-to-host sync on a GPU): the no-sync-per-step tests."""
+
+    @contextmanager
+    def count() -> Iterator[list[str]]:
+        reads: list[str] = []
+        for method in ("__bool__", "item", "tolist", "__float__", "__int__"):
+            real = getattr(torch.Tensor, method)
+
+            def wrapped(self: Tensor, *args: Any, _real: Any = real, _m: str = method) -> Any:
+                reads.append(_m)
+                return _real(self, *args)
+
+            monkeypatch.setattr(torch.Tensor, method, wrapped)
+        yield reads
+        monkeypatch.undo()
+
+    return count

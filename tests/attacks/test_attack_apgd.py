@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -507,25 +506,9 @@ def test_per_image_generators_make_batches_independent(name: str, binary_case: C
         torch.testing.assert_close(batch[i : i + 1], one, rtol=0, atol=1e-6)
 
 
-@contextmanager
-def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Count Tensor -> Python conversions (each a device-to-host sync on a GPU)."""
-    reads: list[str] = []
-    for method in ("__bool__", "item", "tolist", "__float__", "__int__"):
-        real = getattr(torch.Tensor, method)
-
-        def wrapped(self: Tensor, *args: Any, _real: Any = real, _m: str = method) -> Any:
-            reads.append(_m)
-            return _real(self, *args)
-
-        monkeypatch.setattr(torch.Tensor, method, wrapped)
-    yield reads
-    monkeypatch.undo()
-
-
 @pytest.mark.parametrize("name", ["apgd", "apgdl2"])
 def test_no_host_sync_per_step(
-    name: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+    name: str, case_factory: CaseFactory, host_reads: Callable[[], Any]
 ) -> None:
     case = case_factory("multiclass")
     counts = []
@@ -534,7 +517,7 @@ def test_no_host_sync_per_step(
         attack = get_attack(
             name, case.model, "bce", 0.03, steps=steps, schedule=schedule, generator=gens
         )
-        with count_host_reads(monkeypatch) as reads:
+        with host_reads() as reads:
             attack(case.images, case.targets, eps=[0.01, 0.02, 0.03, 0.04])
         counts.append(len(reads))
     assert counts[0] == counts[1] == counts[2], counts

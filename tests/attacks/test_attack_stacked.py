@@ -4,8 +4,7 @@ though the check is read once per call (no per-step device-to-host sync)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -209,33 +208,17 @@ def test_nan_at_a_later_step_still_raises(name: str, in_grad: bool, binary_case:
     attack(binary_case.images, binary_case.targets)
 
 
-@contextmanager
-def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Count Tensor -> Python conversions (each a device-to-host sync on a GPU)."""
-    reads: list[str] = []
-    for method in ("__bool__", "item", "tolist", "__float__", "__int__"):
-        real = getattr(torch.Tensor, method)
-
-        def wrapped(self: Tensor, *args: Any, _real: Any = real, _m: str = method) -> Any:
-            reads.append(_m)
-            return _real(self, *args)
-
-        monkeypatch.setattr(torch.Tensor, method, wrapped)
-    yield reads
-    monkeypatch.undo()
-
-
 @pytest.mark.parametrize("name", ["bim", "pgd", "pgdl2", "segpgd", "cospgd", "dag"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass"])
 def test_no_host_sync_per_step(
-    name: str, kind: str, case_factory: Any, monkeypatch: pytest.MonkeyPatch
+    name: str, kind: str, case_factory: Any, host_reads: Callable[[], Any]
 ) -> None:
     case = case_factory(kind)
     counts = []
     for steps in (2, 7):
         opts = {**_options(name, list(range(4))), "steps": steps}
         attack = get_attack(name, case.model, "bce", 0.03, **opts)
-        with count_host_reads(monkeypatch) as reads:
+        with host_reads() as reads:
             attack(case.images, case.targets, eps=[0.01, 0.02, 0.03, 0.04])
         counts.append(len(reads))
     assert counts[0] == counts[1], counts  # the same few reads per call, whatever the steps

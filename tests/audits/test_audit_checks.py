@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +30,7 @@ from segshield.tasks import Task, make_task, metrics_record, per_image_record
 E1, E2, E4, E8 = 1 / 255, 2 / 255, 4 / 255, 8 / 255
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is fastest (on a busy machine OpenMP workers
-    spin-waiting for a core made these tests ~10x slower); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 # ------------------------------------------------------------------------- hand-built cells

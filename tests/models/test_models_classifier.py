@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,16 +10,7 @@ import torch
 from segshield.attacks import ATTACKS, get_attack, get_loss
 from segshield.models.classifier import SmallCNN
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is fastest (and avoids OpenMP spin-waits)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 @pytest.mark.parametrize(("size", "in_channels", "classes"), [(4, 1, 2), (32, 1, 2), (37, 3, 5)])
