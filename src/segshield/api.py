@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from segshield.reports import (
     render_pr_summary,
     write_json,
 )
+from segshield.reports.comparison import render_comparison_html, render_comparison_markdown
+from segshield.results.comparison import ReleaseComparison, compare_reports
 
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
     from segshield.audits import AuditConfig
@@ -137,6 +140,28 @@ def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateRes
     return report, evaluate(report, policy)
 
 
+def compare_report_files(base: Path, new: Path, out_dir: Path | None = None) -> ReleaseComparison:
+    """Compare two report.json files written earlier (base = the last release, new = this
+    one), each read and verified as the gate reads it (:func:`gate_report`: a changed or
+    impossible report is refused with ReportError). With ``out_dir``, writes
+    comparison.json, comparison.md and comparison.html there (missing folders created)."""
+    base_report, _ = read_verified_report(base)
+    new_report, _ = read_verified_report(new)
+    comparison = compare_reports(base_report, new_report)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(comparison.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+        (out_dir / "comparison.json").write_text(text + "\n", encoding="utf-8")
+        (out_dir / "comparison.md").write_text(
+            render_comparison_markdown(comparison), encoding="utf-8"
+        )
+        (out_dir / "comparison.html").write_text(
+            render_comparison_html(comparison), encoding="utf-8"
+        )
+    return comparison
+
+
 def classifier_config(out_dir: Path, **options: object) -> AuditConfig:
     """The audit configuration of a classifier audit (seed mammography): the same audit with
     task "classification", its seed ε sweep, the source engine only, no latency or panels,
@@ -212,7 +237,6 @@ def run_bench(
     device: where the pytorch engine and the attacks run (cpu, cuda, cuda:N or auto; checked
     before any work); the other engines run where their spec says.
     """
-    import json
     from contextlib import ExitStack
 
     from segshield.devices import placed, resolve_device

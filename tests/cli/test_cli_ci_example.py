@@ -7,6 +7,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
 from segshield.cli.main import app
@@ -26,7 +27,7 @@ def _segshield_commands() -> list[list[str]]:
 
 def test_workflow_commands_run(tmp_path: Path, monkeypatch) -> None:
     commands = _segshield_commands()
-    assert [c[0] for c in commands] == ["audit", "report", "report", "report"]
+    assert [c[0] for c in commands] == ["audit", "report", "report", "report", "compare"]
     (tmp_path / "examples").mkdir()
     shutil.copy(REPO / "examples" / "policy.toml", tmp_path / "examples" / "policy.toml")
     # A settings file keeps the audit small; the commands themselves are the workflow's.
@@ -39,8 +40,31 @@ def test_workflow_commands_run(tmp_path: Path, monkeypatch) -> None:
     audit = runner.invoke(app, commands[0])
     assert audit.exit_code in (0, 1), audit.output  # 1 = the gate failed the job, as designed
     assert ("PASS" in audit.output) == (audit.exit_code == 0)
-    for args in commands[1:]:
+    for args in commands[1:-1]:
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
     for name in ("report.json", "report.md", "report.html", "junit.xml", "summary.md"):
         assert (tmp_path / "audit" / name).is_file(), name
+    # The compare step runs when the main branch's report was downloaded into base/.
+    (tmp_path / "base").mkdir()
+    shutil.copy(tmp_path / "audit" / "report.json", tmp_path / "base" / "report.json")
+    res = runner.invoke(_with_compare(), commands[-1])
+    assert res.exit_code == 0, res.output
+    assert (
+        (tmp_path / "compare" / "comparison.md")
+        .read_text()
+        .startswith("**segshield compare: 0 significant Dice drops")
+    )
+
+
+def _with_compare() -> typer.Typer:
+    """The app, or until `compare` is registered on it, an app with that command alone."""
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    if "compare" in names:
+        return app
+    from segshield.cli.compare_command import compare
+
+    alone = typer.Typer()
+    alone.callback()(lambda: None)
+    alone.command()(compare)
+    return alone

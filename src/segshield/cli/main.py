@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segshield.cli import engine_commands, train_command
+from segshield.cli import compare_command, engine_commands, train_command
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -98,6 +98,7 @@ def root(debug: Debug = False) -> None:
 
 
 app.command()(train_command.train)
+app.command()(compare_command.compare)
 
 
 @app.command(cls=DeferredDefaults)
@@ -150,6 +151,7 @@ def audit(
     from segshield.api import audit as run
     from segshield.audits.settings import resolve_audit_config
     from segshield.gate import policy_from_dict, policy_from_toml
+    from segshield.gate.verify import require_baseline
 
     with error_boundary():
         overrides, labels = _audit_overrides(ctx)
@@ -161,6 +163,9 @@ def audit(
             pol = policy_from_dict(settings.policy, origin=str(settings.origin))
         else:
             pol = None
+        if pol is not None:  # the audit's gate has no baseline: refuse before running
+            how = "a baseline, which audit cannot take (gate report.json: segshield gate)"
+            require_baseline(pol, False, how=how)
         outcome = _run_with_progress(run, cfg, pol, command_line(ctx))
     raise typer.Exit(_print_audit(outcome, strict))
 
@@ -321,16 +326,25 @@ app.command("bench", cls=DeferredDefaults)(engine_commands.bench_command)
 def gate(
     report: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
     policy: Annotated[Path, typer.Option(help="Gate policy (TOML).")],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="Baseline report.json for the rules on the change (max_drop, ...)."),
+    ] = None,
 ) -> None:
     """Check a report against a policy: exit 0 pass, 1 a rule crossed, 2 bad input."""
     from segshield.api import gate_report
     from segshield.gate import policy_from_toml
+    from segshield.gate.verify import gate_against_baseline, require_baseline
 
     from .render import print_verdict
 
     with error_boundary():
         pol = policy_from_toml(policy)
-        _, result = gate_report(report, pol)
+        require_baseline(pol, baseline is not None)
+        if baseline is None:
+            _, result = gate_report(report, pol)
+        else:
+            _, result = gate_against_baseline(report, pol, baseline)
     print_verdict(console, result)
     raise typer.Exit(EXIT_OK if result.passed else EXIT_GATE_FAILED)
 

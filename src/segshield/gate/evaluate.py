@@ -3,7 +3,8 @@
 A rule passes only when it matched at least one measurement, every matched measurement could
 be read, and every one satisfies the bound. Anything the gate cannot verify (a failed cell, an
 unavailable engine, a missing value, a rule whose selectors match nothing) fails the rule: a
-typo or a crash must never pass a release.
+typo or a crash must never pass a release. A rule bounding the change from a baseline report
+(:mod:`segshield.gate.baseline`) reads the same measurements on both reports.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from segshield.gate.baseline import BASELINE_MISSING, Measurements, changes_from_baseline
 from segshield.gate.policy import Policy, Rule
 from segshield.gate.strength import (
     Target,
@@ -29,11 +31,13 @@ _MAX_REASONS = 5
 @dataclass
 class RuleOutcome:
     """What one rule found. `failures` holds one ``{"where", "value"}`` per violating
-    measurement, then one ``{"where", "value": None, "reason"}`` per unverifiable one."""
+    measurement, then one ``{"where", "value": None, "reason"}`` per unverifiable one. For a
+    bound against a baseline the values (and ``worst_value``) are the changes, worse being
+    larger, and a violation also carries its ``"baseline"`` and ``"new"`` value."""
 
     rule: str
     metric: str
-    bound: str  # "min" | "max"
+    bound: str  # "min" | "max", or a bound on the change from a baseline ("max_drop", ...)
     threshold: float
     passed: bool
     worst_value: float | None
@@ -111,12 +115,12 @@ def _targets(report: AuditReport, rule: Rule) -> list[Target]:
     return targets + worst_case_targets(report, rule)
 
 
-def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
+def _measure(report: AuditReport, rule: Rule) -> Measurements:
+    """Every value the rule selects on `report`, and what it selects but cannot read."""
     if rule.selects_certified:
-        measured, unverifiable, reason = certified_measurements(report, rule)
-        return _outcome(rule, measured, unverifiable, reason=reason)
-    measured: list[tuple[str, float]] = []
-    unverifiable: list[tuple[str, str]] = worst_case_failures(report, rule)
+        return Measurements(*certified_measurements(report, rule))
+    found = Measurements(unverifiable=worst_case_failures(report, rule))
+    unverifiable = found.unverifiable
     targets = _targets(report, rule)
 
     engines: list[str] = []
@@ -132,7 +136,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
 
     if (not targets and not unverifiable) or (rule.per_engine and not engines and not unverifiable):
         known = ", ".join(_engine_names(report)) or "none"
-        return _outcome(rule, [], [], reason=f"matched no audit cell (engines in report: {known})")
+        return Measurements(reason=f"matched no audit cell (engines in report: {known})")
 
     for label, cell, evals in targets:
         if cell is not None and cell.status != Status.OK:
@@ -144,7 +148,7 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
             if value is None:
                 unverifiable.append((label, f"cell {label} has no {rule.metric} measured"))
             else:
-                measured.append((label, value))
+                found.measured.append((label, value))
             continue
         for engine in engines:
             where = f"{label} on {engine}"
@@ -158,8 +162,20 @@ def _evaluate_rule(report: AuditReport, rule: Rule) -> RuleOutcome:
                 if value is None:
                     unverifiable.append((where, f"{rule.metric} was not measured for {where}"))
                 else:
-                    measured.append((where, value))
-    return _outcome(rule, measured, unverifiable)
+                    found.measured.append((where, value))
+    return found
+
+
+def _evaluate_rule(report: AuditReport, rule: Rule, baseline: AuditReport | None) -> RuleOutcome:
+    """The rule's bound on each measurement, or (a baseline bound) on its change from the
+    same measurement of `baseline`."""
+    found = _measure(report, rule)
+    if not rule.needs_baseline:
+        return _outcome(rule, found.measured, found.unverifiable, reason=found.reason)
+    if baseline is None:
+        return _outcome(rule, [], [], reason=BASELINE_MISSING)
+    changes, missing, details = changes_from_baseline(rule, found, _measure(baseline, rule))
+    return _outcome(rule, changes, found.unverifiable + missing, found.reason, details)
 
 
 def _outcome(
@@ -167,21 +183,29 @@ def _outcome(
     measured: list[tuple[str, float]],
     unverifiable: list[tuple[str, str]],
     reason: str | None = None,
+    details: dict[str, dict[str, float]] | None = None,
 ) -> RuleOutcome:
+    """The verdict on the values (for a baseline bound: the changes, with `details` holding
+    the baseline and new value of each, added to its failure and the worst's description)."""
+    details = details or {}
     worst_where, worst_value = None, None
     if measured:
         pick = min if rule.bound == "min" else max
         worst_where, worst_value = pick(measured, key=lambda m: m[1])
     violations = [(w, v) for w, v in measured if not rule.satisfied_by(v)]
-    failures: list[dict[str, Any]] = [{"where": w, "value": v} for w, v in violations]
+    failures: list[dict[str, Any]] = [
+        {"where": w, "value": v, **details.get(w, {})} for w, v in violations
+    ]
     failures += [{"where": w, "value": None, "reason": r} for w, r in unverifiable]
 
     reasons = [reason] if reason else []
     if violations:
-        side = "below min" if rule.bound == "min" else "above max"
+        side = "below min" if rule.bound == "min" else f"above {rule.bound}"
+        pair = details.get(worst_where or "")
+        was = f": {pair['baseline']:.6g} -> {pair['new']:.6g}" if pair else ""
         reasons.append(
             f"{len(violations)} of {len(measured)} measurement(s) {side} {rule.threshold:g} "
-            f"(worst {worst_value:.6g} at {worst_where})"
+            f"(worst {worst_value:.6g} at {worst_where}{was})"
         )
     if unverifiable:
         listed = "; ".join(r for _, r in unverifiable[:_MAX_REASONS])
@@ -239,11 +263,14 @@ def _warnings_outcome(report: AuditReport) -> RuleOutcome:
     return _outcome(rule, measured, unverifiable)
 
 
-def evaluate(report: AuditReport, policy: Policy) -> GateResult:
-    """Check every rule of `policy` against `report`, then (unless the policy's engine_health
-    is "off") that every engine is healthy enough, and (evaluation_warnings = "fail") that
-    the audit raised no gradient-masking warning; computes no new measurement."""
-    outcomes = [_evaluate_rule(report, rule) for rule in policy.rules]
+def evaluate(
+    report: AuditReport, policy: Policy, baseline: AuditReport | None = None
+) -> GateResult:
+    """Check every rule of `policy` against `report` (a rule bounding the change from a
+    baseline against `baseline`; without one it fails), then (unless the policy's
+    engine_health is "off") that every engine is healthy enough, and (evaluation_warnings =
+    "fail") that the audit raised no gradient-masking warning; computes no new measurement."""
+    outcomes = [_evaluate_rule(report, rule, baseline) for rule in policy.rules]
     if policy.engine_health != "off":
         outcomes.append(_health_outcome(report, policy.engine_health))
     if policy.evaluation_warnings == "fail":

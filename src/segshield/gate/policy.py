@@ -17,7 +17,14 @@ Format::
     epsilon_max = "4/255"     # optional: cells with epsilon <= this
     epsilon_min = 0.0         # optional: cells with epsilon >= this
     # epsilon = "2/255"       # optional: exactly this epsilon (not with epsilon_min/_max)
-    min = 0.5                 # exactly one of min / max; the bound is inclusive
+    min = 0.5                 # exactly one bound: min / max (inclusive), or one below
+
+    [[rules]]                 # a bound on the change from a baseline report (--baseline)
+    metric = "dice"
+    attack = "pgd"
+    max_drop = 0.02           # baseline - new <= 0.02 at every measurement selected
+    # max_relative_drop = 0.05  # (baseline - new) / |baseline| <= 0.05
+    # max_rise / max_relative_rise: the same for a metric where lower is better
 
 Metrics (``METRICS``, generated from the result types by :mod:`segshield.results.catalogue`):
 every number of an engine evaluation's ``Metrics`` (``accuracy``, ``loss``, ``dice``, ``iou``,
@@ -49,6 +56,25 @@ every attack and loss of the audit on each engine (metrics ``dice``, ``iou``,
 ``attack = "*"``. With ``evaluation_warnings = "fail"`` any gradient-masking or
 weak-evaluation warning of the audit fails the release (one extra outcome; an audit that ran
 no checks cannot be verified).
+
+Baseline rules (``segshield gate report.json --policy p.toml --baseline base/report.json``):
+a rule takes exactly one bound, an absolute one (``min`` / ``max``) or one on the change from
+the baseline; bound a metric both ways with two rules. Each measurement the selectors pick on
+the new report (a cell or worst case or certified radius, on one engine) is compared with the
+same measurement of the baseline, and the rule bounds the worsening: for a metric where higher
+is better (``dice``, ``iou``, ``accuracy``, ``precision``, ``recall``, ``dice_gap``,
+``certified_*``, their ``_ci_low``/``_high``) ``max_drop`` = baseline − new and
+``max_relative_drop`` = (baseline − new) / |baseline|; for one where lower is better
+(``attack_success``, ``disagreement``, ``loss``, ``pixel_error_*``, ``transfer_ratio``,
+``fooled_*``, ``flip_rate``, ``success_rate``, ``abstain_share``) ``max_rise`` = new − baseline
+and ``max_relative_rise``. The directions are ``LOWER_IS_BETTER`` / ``HIGHER_IS_BETTER`` in
+:mod:`segshield.gate.rules`; the wrong key for a metric's direction is a policy error, and the
+perturbation metrics (no better direction) take only min / max. Bounds are >= 0 and inclusive;
+an improvement always passes. A measurement the baseline lacks (cell, engine or value) cannot
+be compared and fails the rule, naming it; so does a relative change from a baseline of 0.
+Without a baseline report such a rule fails ("needs --baseline"; the `gate` command refuses
+the policy up front, and ``segshield audit`` cannot gate it: gate its report.json afterwards).
+The outcome's worst value is the largest change, with where it was.
 
 Every problem in a policy is reported at once in one `PolicyError`; rules are numbered from 1
 in the order of the ``[[rules]]`` tables.
@@ -115,6 +141,11 @@ class Policy:
     rules: tuple[Rule, ...]
     engine_health: str = DEFAULT_ENGINE_HEALTH  # the least health an engine needs (or "off")
     evaluation_warnings: str = DEFAULT_EVALUATION_WARNINGS  # "fail": a masking warning fails
+
+    @property
+    def needs_baseline(self) -> bool:
+        """True when a rule bounds the change from a baseline report."""
+        return any(rule.needs_baseline for rule in self.rules)
 
 
 def policy_from_dict(raw: Any, origin: str = "<policy>", *, default_name: str = "policy") -> Policy:

@@ -37,6 +37,52 @@ SOURCE_RELATIVE_METRICS = (
     "fooled_engine_only",
 )
 
+# Which way a metric gets better, for the bounds against a baseline report (drop / rise).
+# A metric in neither table takes only min / max: the perturbation's size and visibility (a
+# property of the attack, not of the model), and a new metric until it is added here.
+LOWER_IS_BETTER: tuple[str, ...] = (
+    "loss",
+    "pixel_error_l2",
+    "pixel_error_rms",
+    "attack_success",
+    "disagreement",
+    "transfer_ratio",
+    "fooled_source_only",
+    "fooled_engine_only",
+    "flip_rate",
+    "success_rate",
+    "abstain_share",
+)
+HIGHER_IS_BETTER: tuple[str, ...] = (
+    "accuracy",
+    "dice",
+    "iou",
+    "mean_iou",
+    "precision",
+    "recall",
+    "dice_per_image_mean",
+    "dice_gap",
+    "certified_dice",
+    "certified_share",
+    "certified_any_share",
+)
+
+
+def metric_direction(metric: str) -> str | None:
+    """ "higher" or "lower" (is better), or None for a metric without one; a confidence
+    bound ``<m>_ci_low``/``_high`` goes the way of ``<m>``."""
+    base = metric.removesuffix("_ci_low").removesuffix("_ci_high")
+    if base in LOWER_IS_BETTER:
+        return "lower"
+    return "higher" if base in HIGHER_IS_BETTER else None
+
+
+# Absolute bounds, then the bounds on the change from a baseline report by direction.
+ABSOLUTE_BOUNDS = ("min", "max")
+DROP_BOUNDS = ("max_drop", "max_relative_drop")  # higher-is-better metrics
+RISE_BOUNDS = ("max_rise", "max_relative_rise")  # lower-is-better metrics
+BOUNDS = (*ABSOLUTE_BOUNDS, *DROP_BOUNDS, *RISE_BOUNDS)
+
 _RULE_KEYS = (
     "name",
     "metric",
@@ -46,21 +92,22 @@ _RULE_KEYS = (
     "epsilon",
     "epsilon_min",
     "epsilon_max",
-    "min",
-    "max",
+    *BOUNDS,
 )
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One bound on one metric over the audit measurements its selectors pick.
+    """One bound on one metric over the audit measurements its selectors pick: on each value
+    (min / max), or on its change from the same measurement of a baseline report (the
+    ``DROP_BOUNDS`` / ``RISE_BOUNDS``, relative ones as a fraction of |baseline|).
 
     ``attacks``/``losses``/``engines`` are lower-cased names, or None for "*".
     """
 
     name: str
     metric: str
-    bound: str  # "min" | "max"
+    bound: str  # one of BOUNDS
     threshold: float
     attacks: tuple[str, ...] | None = None
     losses: tuple[str, ...] | None = None
@@ -73,6 +120,15 @@ class Rule:
     def per_engine(self) -> bool:
         """False for perturbation metrics, which are one value per cell."""
         return self.metric not in PERTURBATION_METRICS
+
+    @property
+    def needs_baseline(self) -> bool:
+        """True for a bound on the change from a baseline report."""
+        return self.bound not in ABSOLUTE_BOUNDS
+
+    @property
+    def relative(self) -> bool:
+        return self.bound in ("max_relative_drop", "max_relative_rise")
 
     @property
     def selects_clean(self) -> bool:
@@ -102,7 +158,8 @@ class Rule:
         return engine.lower() in self.engines
 
     def satisfied_by(self, value: float) -> bool:
-        """Inclusive bound: a value equal to the threshold passes."""
+        """Inclusive bound: a value equal to the threshold passes (for a baseline bound the
+        value is the change, a drop or a rise: worse is larger)."""
         return value >= self.threshold if self.bound == "min" else value <= self.threshold
 
 
@@ -128,12 +185,17 @@ def _describe(
     selectors: dict[str, tuple[str, ...] | None],
     eps: dict[str, float | None],
 ) -> str:
-    """A generated rule name such as ``dice >= 0.5 [attack=pgd, eps<=4/255]``."""
+    """A generated rule name such as ``dice >= 0.5 [attack=pgd, eps<=4/255]`` or
+    ``dice relative drop <= 0.05 vs baseline [engine=onnxruntime]``."""
     parts = [f"{k}={','.join(v)}" for k, v in selectors.items() if v is not None]
     for key, op in (("epsilon", "="), ("epsilon_min", ">="), ("epsilon_max", "<=")):
         if eps[key] is not None:
             parts.append(f"eps{op}{format_epsilon(eps[key])}")
-    text = f"{metric} {'>=' if bound == 'min' else '<='} {threshold:g}"
+    if bound in ABSOLUTE_BOUNDS:
+        text = f"{metric} {'>=' if bound == 'min' else '<='} {threshold:g}"
+    else:
+        change = bound.removeprefix("max_").replace("_", " ")
+        text = f"{metric} {change} <= {threshold:g} vs baseline"
     return f"{text} [{', '.join(parts)}]" if parts else text
 
 
@@ -163,21 +225,38 @@ def _parse_metric(raw: dict[str, Any], label: str, problems: list[str]) -> str |
 
 
 def _parse_bound(
-    raw: dict[str, Any], label: str, problems: list[str]
+    raw: dict[str, Any], metric: str | None, label: str, problems: list[str]
 ) -> tuple[str | None, float | None]:
-    """Exactly one of 'min'/'max' with a finite number: (bound, threshold), None where bad."""
-    given = [b for b in ("min", "max") if b in raw]
-    if len(given) == 2:
-        problems.append(f"{label}: give exactly one of 'min' or 'max', not both")
-        return None, None
-    if not given:
-        problems.append(f"{label}: one of 'min' or 'max' is required")
+    """Exactly one of ``BOUNDS`` with a finite number (a baseline bound >= 0, and its direction
+    the metric's): (bound, threshold), None where bad."""
+    given = [b for b in BOUNDS if b in raw]
+    if len(given) != 1:
+        listed = " or ".join(repr(b) for b in (given or ABSOLUTE_BOUNDS))
+        others = ", ".join(b for b in BOUNDS if b not in given and b not in ABSOLUTE_BOUNDS)
+        problems.append(
+            f"{label}: give exactly one of {listed}, not {len(given)}"
+            if given
+            else f"{label}: one of {listed} is required (or, against a baseline, one of {others})"
+        )
         return None, None
     bound = given[0]
     value = raw[bound]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         problems.append(f"{label}: '{bound}' must be a finite number, got {value!r}")
         return bound, None
+    if bound in ABSOLUTE_BOUNDS or metric is None:
+        return bound, float(value)
+    if value < 0:
+        problems.append(f"{label}: '{bound}' is the largest change allowed, >= 0; got {value!r}")
+    direction = metric_direction(metric)
+    if direction is None:
+        problems.append(f"{label}: {metric!r} has no better direction: bound it with 'min' / 'max'")
+    elif (bound in DROP_BOUNDS) != (direction == "higher"):
+        keys = DROP_BOUNDS if direction == "higher" else RISE_BOUNDS
+        problems.append(
+            f"{label}: {metric!r} is {direction}-is-better: {bound!r} bounds the wrong "
+            f"way; use {' or '.join(repr(k) for k in keys)}"
+        )
     return bound, float(value)
 
 
@@ -265,7 +344,7 @@ def parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
 
     _check_rule_keys(raw, label, problems)
     metric = _parse_metric(raw, label, problems)
-    bound, threshold = _parse_bound(raw, label, problems)
+    bound, threshold = _parse_bound(raw, metric, label, problems)
     selectors = _parse_selectors(raw, label, problems)
     eps = _parse_epsilon_range(raw, label, problems)
     _check_measurable(metric, selectors, eps, label, problems)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from segshield.reports.comparison import render_comparison_html, render_comparison_markdown
 from segshield.reports.csvfile import CSV_COLUMNS, render_csv
 from segshield.reports.format import MISSING, format_epsilon
 from segshield.reports.html import render_html
@@ -28,6 +29,8 @@ __all__ = [
     "build_view",
     "format_epsilon",
     "read_report",
+    "render_comparison_html",
+    "render_comparison_markdown",
     "render_csv",
     "render_html",
     "render_junit",

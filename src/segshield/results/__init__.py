@@ -12,6 +12,7 @@ from segshield.results.catalogue import (
     METRIC_FIELDS,
     PERTURBATION_METRICS,
 )
+from segshield.results.comparison import ReleaseComparison, compare_reports
 from segshield.results.evaluation import (
     CERTIFIED,
     CERTIFIED_METRICS,
@@ -66,11 +67,13 @@ __all__ = [
     "Panel",
     "PerImage",
     "Perturbation",
+    "ReleaseComparison",
     "Status",
     "TaskKind",
     "WorstCase",
     "certified_rows",
     "clean_json",
+    "compare_reports",
     "from_fields",
     "report_from_dict",
 ]
