@@ -15,7 +15,7 @@ ROOT = Path(segshield.__file__).parent
 ORDER = (
     "errors", "enums", "hashing", "epsilon", "lazy", "devices",
     "data", "models", "attacks", "exporters", "engines", "bench", "metrics", "results",
-    "tasks", "training", "audits", "reports", "gate",
+    "tasks", "training", "audits", "reports", "gate", "tracking",
     "api", "cli", "__main__",
 )  # fmt: skip
 

@@ -41,6 +41,7 @@ class AuditOutcome:
     report: AuditReport | None  # None on the ranks > 0 of a torchrun audit
     gate: GateResult | None
     files: dict[str, Path] = field(default_factory=dict)
+    mlflow_run_id: str | None = None  # the MLflow run, when the audit was tracked
 
 
 # format name -> (file name in the audit folder, renderer)
@@ -104,6 +105,10 @@ def audit(
     from segshield.audits import run_audit
     from segshield.audits.checkpoint import output_lock, retire
 
+    if config.mlflow:  # MLflow missing, or a store it cannot open: said before the audit
+        from segshield.tracking import check_tracking
+
+        check_tracking(config.mlflow_tracking_uri)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 holds the folder and writes
         return AuditOutcome(run_audit(config, progress=progress, command=command), None)
     with output_lock(config.out_dir):
@@ -129,7 +134,26 @@ def _audit_and_write(
     manifest = config.out_dir / "engines" / "manifest.json"
     if manifest.is_file():
         files["engines"] = manifest
-    return AuditOutcome(report, verdict, files)
+    run_id = _track(report, files, config) if config.mlflow else None
+    return AuditOutcome(report, verdict, files, run_id)
+
+
+def _track(report: AuditReport, files: dict[str, Path], config: AuditConfig) -> str:
+    """Log the audit to MLflow; a failure keeps the written reports and exits 2 saying so."""
+    import logging
+
+    from segshield.tracking import TrackingSettings, log_audit
+
+    settings = TrackingSettings(config.mlflow_tracking_uri, config.mlflow_experiment)
+    try:
+        return log_audit(report, files, settings)
+    except Exception as exc:
+        logging.getLogger(__name__).debug("MLflow logging failed", exc_info=True)
+        lines = str(exc).splitlines() or [""]
+        why = lines[0] if isinstance(exc, SegShieldError) else f"{type(exc).__name__}: {lines[0]}"
+        raise SegShieldError(
+            f"the reports are written in {config.out_dir}; MLflow logging failed: {why}"
+        ) from exc
 
 
 def gate_report(report_path: Path, policy: Policy) -> tuple[AuditReport, GateResult]:
@@ -283,3 +307,45 @@ def run_bench(
     md_path = out_dir / "bench.md"
     md_path.write_text(bench_markdown(latency, throughput))
     return result, {"json": json_path, "markdown": md_path}
+
+
+def audit_before_after(
+    before: ModelSpec,
+    after: ModelSpec,
+    out_dir: Path,
+    *,
+    dataset: str = "nuclei",
+    data: Path | None = None,
+    size: int = 128,
+    command: str = "",
+) -> ReleaseComparison:
+    """`segshield harden --audit`: the same quick audit (PGD at 2, 4, 8/255; engines pytorch
+    and ort-fp32; no latency bench) of the model ``before`` and ``after`` hardening into
+    ``out_dir/before`` and ``out_dir/after``, compared (``before`` as the base) into
+    ``out_dir/before_after.{json,md,html}``."""
+    from segshield.audits import AuditConfig
+
+    reports = []
+    for label, spec in (("before", before), ("after", after)):
+        config = AuditConfig(
+            out_dir=Path(out_dir) / label,
+            model=spec,
+            data=data,
+            dataset=dataset,
+            split="test",
+            size=size,
+            attacks=("pgd",),
+            epsilons=(2 / 255, 4 / 255, 8 / 255),
+            engines=("pytorch", "ort-fp32"),
+            bench=False,
+        )
+        report = audit(config, command=command).report
+        assert report is not None
+        reports.append(report)
+    comparison = compare_reports(reports[0], reports[1])
+    out = Path(out_dir)
+    text = json.dumps(comparison.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+    (out / "before_after.json").write_text(text + "\n", encoding="utf-8")
+    (out / "before_after.md").write_text(render_comparison_markdown(comparison), encoding="utf-8")
+    (out / "before_after.html").write_text(render_comparison_html(comparison), encoding="utf-8")
+    return comparison

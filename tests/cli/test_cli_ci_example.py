@@ -7,7 +7,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-import typer
 from typer.testing import CliRunner
 
 from segshield.cli.main import app
@@ -48,23 +47,10 @@ def test_workflow_commands_run(tmp_path: Path, monkeypatch) -> None:
     # The compare step runs when the main branch's report was downloaded into base/.
     (tmp_path / "base").mkdir()
     shutil.copy(tmp_path / "audit" / "report.json", tmp_path / "base" / "report.json")
-    res = runner.invoke(_with_compare(), commands[-1])
+    res = runner.invoke(app, commands[-1])
     assert res.exit_code == 0, res.output
     assert (
         (tmp_path / "compare" / "comparison.md")
         .read_text()
         .startswith("**segshield compare: 0 significant Dice drops")
     )
-
-
-def _with_compare() -> typer.Typer:
-    """The app, or until `compare` is registered on it, an app with that command alone."""
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    if "compare" in names:
-        return app
-    from segshield.cli.compare_command import compare
-
-    alone = typer.Typer()
-    alone.callback()(lambda: None)
-    alone.command()(compare)
-    return alone

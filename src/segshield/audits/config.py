@@ -33,7 +33,16 @@ _DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 
 # Fields that steer how an audit runs, not what it measures: a finished cell written with
 # other values of these is still this audit's cell (see audits/checkpoint.py).
-RUN_CONTROL = ("out_dir", "resume", "engine_cache", "engine_cache_dir", "bench")
+RUN_CONTROL = (
+    "out_dir",
+    "resume",
+    "engine_cache",
+    "engine_cache_dir",
+    "bench",
+    "mlflow",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,10 @@ class AuditConfig:
     certify_correction: Literal["bonferroni", "holm"] = "bonferroni"
     certify_radii: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)
     certify_images: int | None = 16  # the first images (None: all)
+    # MLflow tracking of the finished audit (segshield.tracking); run control, not measured
+    mlflow: bool = False
+    mlflow_tracking_uri: str | None = None  # None: MLflow's default ($MLFLOW_TRACKING_URI)
+    mlflow_experiment: str = "segshield"
 
     def __post_init__(self) -> None:
         problems = []
@@ -198,4 +211,8 @@ def _evaluation_problems(config: AuditConfig) -> list[str]:
         problems.append("certify_radii must be >= 0")
     if config.certify_images is not None and config.certify_images < 1:
         problems.append(f"certify_images must be >= 1, got {config.certify_images}")
+    if not str(config.mlflow_experiment).strip():
+        problems.append("mlflow_experiment must not be empty")
+    if config.mlflow_tracking_uri is not None and not str(config.mlflow_tracking_uri).strip():
+        problems.append("mlflow_tracking_uri must not be empty (leave it unset for the default)")
     return problems

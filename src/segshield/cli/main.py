@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segshield.cli import compare_command, engine_commands, train_command
+from segshield.cli import compare_command, engine_commands, harden_command, train_command
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -51,6 +51,9 @@ from segshield.cli.options import (
     EnginesDir,
     Epsilons,
     Losses,
+    Mlflow,
+    MlflowExperiment,
+    MlflowTrackingUri,
     Model,
     ModelKwargs,
     NumClasses,
@@ -99,6 +102,7 @@ def root(debug: Debug = False) -> None:
 
 app.command()(train_command.train)
 app.command()(compare_command.compare)
+app.command()(harden_command.harden)
 
 
 @app.command(cls=DeferredDefaults)
@@ -141,6 +145,9 @@ def audit(
     certify_sigma: CertifySigma = 0.25,
     certify_n: CertifyN = 100,
     certify_images: CertifyImages = 16,
+    mlflow: Mlflow = False,
+    mlflow_tracking_uri: MlflowTrackingUri = None,
+    mlflow_experiment: MlflowExperiment = "segshield",
     policy: PolicyFile = None,
     config: SettingsFile = None,
     strict: Strict = False,
@@ -224,6 +231,8 @@ def _print_audit(outcome: Any, strict: bool = False) -> int:
         + ", ".join(str(p) for p in outcome.files.values()),
         markup=False,
     )
+    if getattr(outcome, "mlflow_run_id", None):
+        console.print(f"logged to MLflow run {outcome.mlflow_run_id}", markup=False)
     problems = strict_problems(report)
     gate_passed = True
     if outcome.gate is not None:

@@ -286,6 +286,18 @@ CertifyN = Annotated[int, typer.Option(min=1, help="Noisy samples per image to c
 CertifyImages = Annotated[
     int | None, typer.Option(min=1, help="Certify the first N images (default 16).")
 ]
+Mlflow = Annotated[
+    bool,
+    typer.Option(help='Log the audit to MLflow (pip install "segshield[mlflow]").'),
+]
+MlflowTrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's own); "
+        "a file: URI or folder uses MLflow's file store."
+    ),
+]
+MlflowExperiment = Annotated[str, typer.Option(help="MLflow experiment of the audit's run.")]
 Strict = Annotated[
     bool,
     typer.Option(
