@@ -64,8 +64,8 @@ class HardenConfig:
     loss: str = "bce"  # the training loss
     beta: float = 6.0  # trades: weight of the KL term
     clean_fraction: float = 0.0  # w in (1 - w)·adv + w·clean (pgd, fgsm-rs)
-    epochs: int = 5
-    lr: float = 1e-4
+    epochs: int = 20
+    lr: float = 1e-3
     batch_size: int = 4
     seed: int = 0
     augment: bool = True  # flips / rot90 / zoom of train.augment (binary masks only)
