@@ -105,6 +105,8 @@ def test_run_holds_params_metrics_tags_and_artifacts(tracked) -> None:
     assert tags["segshield.task"] == str(report.task)
     if report.provenance.get("weights_sha256"):
         assert tags["segshield.weights_sha256"] == report.provenance["weights_sha256"]
+    assert len(report.provenance["model_fingerprint"]) == 64
+    assert tags["segshield.model_fingerprint"] == report.provenance["model_fingerprint"]
     expected = {"report.json", "report.md", "report.html", "junit.xml", "results.csv"}
     assert expected | {"summary.md"} <= set(artifacts)
 
@@ -141,12 +143,13 @@ def test_cli_audit_with_mlflow(tmp_path: Path) -> None:
     args = ["audit", "--out", str(tmp_path / "o"), "--limit", "1", "--attacks", "fgsm"]
     args += ["--epsilons", "8/255", "--engines", "pytorch", "--no-bench", "--no-checks"]
     args += ["--mlflow", "--mlflow-tracking-uri", uri, "--mlflow-experiment", "cli"]
-    res = CliRunner().invoke(app, args)
+    res = CliRunner().invoke(app, [*args, "--mlflow-log-engines"])
     assert res.exit_code == 0, res.output
     run, artifacts = _only_run(uri, "cli")
     assert f"logged to MLflow run {run.info.run_id}" in res.output
     assert "pytorch.fgsm.bce.8_255.dice" in run.data.metrics
     assert "report.json" in artifacts
+    assert "engines" in artifacts  # --mlflow-log-engines: the engines folder too
 
 
 def test_metric_keys_are_sanitised() -> None:

@@ -144,7 +144,9 @@ def _track(report: AuditReport, files: dict[str, Path], config: AuditConfig) -> 
 
     from segshield.tracking import TrackingSettings, log_audit
 
-    settings = TrackingSettings(config.mlflow_tracking_uri, config.mlflow_experiment)
+    settings = TrackingSettings(
+        config.mlflow_tracking_uri, config.mlflow_experiment, config.mlflow_log_engines
+    )
     try:
         return log_audit(report, files, settings)
     except Exception as exc:

@@ -135,6 +135,7 @@ def audit_tags(report: AuditReport) -> dict[str, str]:
         "segshield.version": prov.get("segshield"),
         "segshield.task": str(report.task),
         "segshield.model": report.model.get("name") or report.model.get("class"),
+        "segshield.model_fingerprint": prov.get("model_fingerprint"),
         "segshield.weights_sha256": prov.get("weights_sha256"),
         "segshield.onnx_sha256": prov.get("onnx_sha256"),
         "segshield.data_sha256": prov.get("data_sha256"),

@@ -42,6 +42,7 @@ RUN_CONTROL = (
     "mlflow",
     "mlflow_tracking_uri",
     "mlflow_experiment",
+    "mlflow_log_engines",
 )
 
 
@@ -121,6 +122,7 @@ class AuditConfig:
     mlflow: bool = False
     mlflow_tracking_uri: str | None = None  # None: MLflow's default ($MLFLOW_TRACKING_URI)
     mlflow_experiment: str = "segshield"
+    mlflow_log_engines: bool = False  # also log the built engine files as artifacts
 
     def __post_init__(self) -> None:
         problems = []

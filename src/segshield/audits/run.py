@@ -149,6 +149,8 @@ def _report(
         onnx_sha256=onnx_export.get("sha256"),
     )
     prov["ranks"] = done.loop.ranks.world
+    # class + parameters: the model's identity whatever file it came from (tracking tags it)
+    prov["model_fingerprint"] = module_fingerprint(loaded.module)
     prov["device"] = next(e.record.device for e in done.engines if e.name == SOURCE_ENGINE)
     prov["resumed_cells"] = done.resumed
     return AuditReport(

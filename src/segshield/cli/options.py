@@ -298,6 +298,9 @@ MlflowTrackingUri = Annotated[
     ),
 ]
 MlflowExperiment = Annotated[str, typer.Option(help="MLflow experiment of the audit's run.")]
+MlflowLogEngines = Annotated[
+    bool, typer.Option(help="Also log the built engine files (engines/) to MLflow.")
+]
 Strict = Annotated[
     bool,
     typer.Option(
