@@ -85,28 +85,15 @@ def harden(
 ) -> None:
     """Adversarially fine-tune a model (PGD, FGSM-RS or TRADES), write weights + model card."""
     setup_logging(verbose)
-    from segshield.epsilon import parse_epsilon
-    from segshield.training import HardenConfig, save_hardened
+    from segshield.training import HardenConfig
     from segshield.training import harden as run_harden
-    from segshield.training.harden import architecture_of
 
     with error_boundary():
         check_out(out)
-        try:
-            eps = parse_epsilon(epsilon)
-        except ValueError as exc:
-            raise typer.BadParameter(f"--epsilon: {exc}") from exc
         cfg = HardenConfig(
-            method=method,
-            epsilon=eps,
-            attack_steps=attack_steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            clean_fraction=clean_fraction,
-            beta=beta,
-            seed=seed,
-        )
+            method=method, epsilon=_epsilon(epsilon), attack_steps=attack_steps, epochs=epochs,
+            batch_size=batch_size, lr=lr, clean_fraction=clean_fraction, beta=beta, seed=seed,
+        )  # fmt: skip
         spec, loaded = _load(model, weights, json_object(model_kwargs), trust_pickle)
         train_ds = _dataset(data, dataset, "train", size)
 
@@ -115,23 +102,7 @@ def harden(
                 console.print(f"epoch {epoch} step {step} loss {loss:.4f}", markup=False)
 
         result = run_harden(loaded.module, train_ds, cfg, progress)
-        base_card = loaded.description.get("card")
-        w_path, card_path = save_hardened(
-            result,
-            out,
-            name,
-            architecture=architecture_of(loaded.module, base_card),
-            data={"train": {k: v for k, v in train_ds.describe().items() if k != "names"}},
-            base={k: v for k, v in loaded.description.items() if k != "card"},
-            command=command_line(ctx),
-        )
-        last = result.history[-1]
-        console.print(
-            f"wrote {w_path} and {card_path} in {result.seconds:.0f} s (kept epoch "
-            f"{result.best_epoch}); validation Dice {last.val_dice:.4f}, PGD-10 "
-            f"{eps * 255:.3g}/255 Dice {last.val_robust_dice:.4f}",
-            markup=False,
-        )
+        w_path, card_path = _save(result, out, name, loaded, train_ds, command_line(ctx))
         if audit:
             after = _hardened_spec(spec, loaded, w_path, card_path)
             _audit(spec, after, out, dataset, test_data, size, ctx)
@@ -163,3 +134,37 @@ def _audit(
     for line in lines:
         console.print(line, markup=False)
     console.print(f"wrote {out / 'before_after.md'} (.html, .json)", markup=False)
+
+
+def _epsilon(text: str) -> float:
+    from segshield.epsilon import parse_epsilon
+
+    try:
+        return parse_epsilon(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--epsilon: {exc}") from exc
+
+
+def _save(result: Any, out: Path, name: str, loaded: Any, train_ds: Any, command: str) -> tuple:
+    """Weights + card of the hardened model, and the one line that says so."""
+    from segshield.training import save_hardened
+    from segshield.training.harden import architecture_of
+
+    w_path, card_path = save_hardened(
+        result,
+        out,
+        name,
+        architecture=architecture_of(loaded.module, loaded.description.get("card")),
+        data={"train": {k: v for k, v in train_ds.describe().items() if k != "names"}},
+        base={k: v for k, v in loaded.description.items() if k != "card"},
+        command=command,
+    )
+    last = result.history[-1]
+    eps = float(result.recipe["epsilon"])  # asdict(HardenConfig) in the recipe
+    console.print(
+        f"wrote {w_path} and {card_path} in {result.seconds:.0f} s (kept epoch "
+        f"{result.best_epoch}); validation Dice {last.val_dice:.4f}, PGD-10 "
+        f"{eps * 255:.3g}/255 Dice {last.val_robust_dice:.4f}",
+        markup=False,
+    )
+    return w_path, card_path
