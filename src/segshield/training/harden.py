@@ -23,28 +23,22 @@ from __future__ import annotations
 
 import copy
 import logging
-import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-import segshield
 from segshield.attacks import get_attack, get_loss, predict_like
 from segshield.data import SegDataset
 from segshield.devices import module_device
 from segshield.errors import SegShieldError
-from segshield.hashing import sha256_file
-from segshield.models import ModelCard, UNet
-from segshield.training.train import augment
+from segshield.models import UNet
+from segshield.training.train import augment, write_weights_and_card
 
 log = logging.getLogger(__name__)
 
@@ -342,32 +336,13 @@ def save_hardened(
     """Write ``<out_dir>/<name>.safetensors`` (CPU tensors) and ``<name>.json``, a model card
     whose ``training`` section holds the ``hardening`` recipe (and ``base``: what was hardened).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{name}.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in result.module.state_dict().items()}
-    save_file(state, str(weights), metadata={"format": "pt", "segshield": segshield.__version__})
-    card = ModelCard(
-        name=name,
-        architecture=architecture,
-        weights_file=weights.name,
-        weights_sha256=sha256_file(weights),
-        data=data or {},
-        training={
-            "base_model": base or {},
-            "hardening": result.recipe,
-            "seconds": round(result.seconds, 1),
-        },
-        test_metrics={},
-        versions={
-            "segshield": segshield.__version__,
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-        },
-        command=command,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    training = {
+        "base_model": base or {},
+        "hardening": result.recipe,
+        "seconds": round(result.seconds, 1),
+    }
+    weights, card_path = write_weights_and_card(
+        result.module, out_dir, name, architecture, data or {}, training, {}, command
     )
-    card_path = out_dir / f"{name}.json"
-    card.write(card_path)
     log.info("wrote %s and %s", weights, card_path)
     return weights, card_path

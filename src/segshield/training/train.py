@@ -158,29 +158,50 @@ def train(
     model = UNet(arch).to(device)
     _fit(model, config, train_data, gen, on_epoch)
     metrics = evaluate(model, test_data)
+    seconds = time.perf_counter() - t0
+    training = {
+        **asdict(config),
+        "device": str(device),
+        "optimizer": "Adam",
+        "loss": "bce",
+        "augmentation": ["hflip", "vflip", "rot90", f"zoom<= {1 + config.zoom:.2f}x"],
+        "seconds": round(seconds, 1),
+    }
+    data = {
+        "train": {k: v for k, v in train_data.describe().items() if k != "names"},
+        "test": {k: v for k, v in test_data.describe().items() if k != "names"},
+    }
+    weights, card_path = write_weights_and_card(
+        model, out_dir, config.name, arch.to_dict(), data, training, metrics, command
+    )
+    log.info("wrote %s and %s: %s", weights, card_path, json.dumps(metrics))
+    return TrainResult(weights, card_path, metrics, seconds)
+
+
+def write_weights_and_card(
+    model: torch.nn.Module,
+    out_dir: Path,
+    name: str,
+    architecture: dict,
+    data: dict,
+    training: dict,
+    test_metrics: dict,
+    command: str,
+) -> tuple[Path, Path]:
+    """``out_dir/name.safetensors`` (CPU tensors) and its model card ``out_dir/name.json``
+    with the weights' SHA-256, the versions and the time; for train and harden alike."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{config.name}.safetensors"
+    weights = out_dir / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights), metadata={"format": "pt", "segshield": segshield.__version__})
-    seconds = time.perf_counter() - t0
     card = ModelCard(
-        name=config.name,
-        architecture=arch.to_dict(),
+        name=name,
+        architecture=architecture,
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
-        data={
-            "train": {k: v for k, v in train_data.describe().items() if k != "names"},
-            "test": {k: v for k, v in test_data.describe().items() if k != "names"},
-        },
-        training={
-            **asdict(config),
-            "device": str(device),
-            "optimizer": "Adam",
-            "loss": "bce",
-            "augmentation": ["hflip", "vflip", "rot90", f"zoom<= {1 + config.zoom:.2f}x"],
-            "seconds": round(seconds, 1),
-        },
-        test_metrics=metrics,
+        data=data,
+        training=training,
+        test_metrics=test_metrics,
         versions={
             "segshield": segshield.__version__,
             "torch": torch.__version__,
@@ -190,7 +211,6 @@ def train(
         command=command,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    card_path = out_dir / f"{config.name}.json"
+    card_path = out_dir / f"{name}.json"
     card.write(card_path)
-    log.info("wrote %s and %s: %s", weights, card_path, json.dumps(metrics))
-    return TrainResult(weights, card_path, metrics, seconds)
+    return weights, card_path
