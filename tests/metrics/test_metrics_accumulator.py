@@ -235,7 +235,10 @@ def test_to_dict_is_json_serialisable() -> None:
     # every scalar score is a plain number; the structural fields the unified result added
     # (activation, class layout, per_class) are checked separately
     structural = {"per_image", "per_class", "activation", "foreground", "class_names", "background"}
-    assert all(type(v) in (float, int) for k, v in d.items() if k not in structural)
+    # surface distances: not measured by default (see test_metrics_surface.py), so null
+    surface = {"hd95", "asd", "surface_unit", "spacing"}
+    assert all(d[k] is None for k in surface) and d["n_surface_undefined"] == 0
+    assert all(type(v) in (float, int) for k, v in d.items() if k not in structural | surface)
     assert d["activation"] == "sigmoid" and d["num_classes"] == 1
     assert d["foreground"] == [0] and d["background"] is None and d["class_names"] is None
     assert len(d["per_class"]) == 1 and d["per_class"][0]["tp"] == d["tp"]

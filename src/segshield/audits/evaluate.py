@@ -33,17 +33,24 @@ run here: unavailable, or its build failed)."""
 
 
 def replay(
-    engine: AuditEngine, images: np.ndarray, labels: np.ndarray, task: Task, batch_size: int
+    engine: AuditEngine,
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: Task,
+    batch_size: int,
+    spacing: np.ndarray | None = None,
 ) -> EngineRun:
-    """Run one engine over ``images`` (N, C, H, W) batch by batch into the task's
-    accumulator: only counts, losses and predictions are kept, never the whole logits."""
+    """Run one engine over ``images`` (N, C, *spatial) batch by batch into the task's
+    accumulator: only counts, losses and predictions are kept, never the whole logits.
+    spacing: (N, spatial dims) mm per image for the surface distances (None: the task's)."""
     if engine.runner is None:
         return None
     acc = task.accumulator()
     try:
         for i in range(0, len(images), batch_size):
             logits = infer_batched(engine.runner, images[i : i + batch_size], batch_size)
-            acc.update(logits, labels[i : i + batch_size])
+            sp = None if spacing is None else spacing[i : i + batch_size]
+            acc.update(logits, labels[i : i + batch_size], spacing=sp)
     except Exception as exc:  # one engine failing must not lose the others
         log.exception("engine %s failed", engine.name)
         return f"{type(exc).__name__}: {exc}"
@@ -51,10 +58,15 @@ def replay(
 
 
 def replay_engines(
-    engines: list[AuditEngine], images: np.ndarray, labels: np.ndarray, task: Task, batch_size: int
+    engines: list[AuditEngine],
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: Task,
+    batch_size: int,
+    spacing: np.ndarray | None = None,
 ) -> dict[str, EngineRun]:
     """:func:`replay` of every engine on the same images, in engine order."""
-    return {e.name: replay(e, images, labels, task, batch_size) for e in engines}
+    return {e.name: replay(e, images, labels, task, batch_size, spacing) for e in engines}
 
 
 def merge_runs(parts: list[dict[str, EngineRun]]) -> dict[str, EngineRun]:

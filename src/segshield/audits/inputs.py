@@ -46,6 +46,24 @@ class AuditData:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.images.shape[1:])
 
+    @property
+    def spacing(self) -> np.ndarray | None:
+        """(N, spatial dims) pixel/voxel size in mm per image, from the description's
+        ``spacing`` (one row for all images, or one per image); None: distances in pixels."""
+        raw = self.description.get("spacing")
+        if raw is None:
+            return None
+        sp = np.asarray(raw, dtype=np.float64)
+        dims = self.images.ndim - 2
+        if sp.ndim == 1:
+            sp = np.broadcast_to(sp, (len(self), sp.shape[0]))
+        if sp.shape != (len(self), dims) or not (np.isfinite(sp).all() and (sp > 0).all()):
+            raise SegShieldError(
+                f"dataset spacing of shape {sp.shape} does not fit {len(self)} images with "
+                f"{dims} spatial axes (one positive size in mm per axis, per image or for all)"
+            )
+        return sp
+
 
 def _segmentation_data(config: AuditConfig, size: tuple[int, int]) -> SegDataset:
     if config.data is not None:

@@ -87,6 +87,8 @@ class AuditLoop:
         self.start, self.stop = ranks.bounds(len(data), config.batch_size)
         self.images = data.images[self.start : self.stop]
         self.labels = data.labels[self.start : self.stop]
+        spacing = data.spacing
+        self.spacing = None if spacing is None else spacing[self.start : self.stop]
         n_boot = config.n_boot
         self.boot = bootstrap_indices(len(data), n_boot, seed=config.seed) if n_boot else None
         self.targets: np.ndarray | None = None
@@ -98,7 +100,9 @@ class AuditLoop:
 
     def replay(self, images: np.ndarray) -> dict[str, EngineRun]:
         """Every engine on this rank's block of images."""
-        return replay_engines(self.engines, images, self.labels, self.task, self.config.batch_size)
+        return replay_engines(
+            self.engines, images, self.labels, self.task, self.config.batch_size, self.spacing
+        )
 
     def score(
         self,

@@ -11,6 +11,7 @@ probe that fails is recorded as ``{"error": ...}`` and loses no other probe.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ class Prober:
         config: AuditConfig,
     ) -> None:
         self.model, self.images, self.labels = model, images, labels
+        if getattr(task, "surface_metrics", False):  # the probes compare Dice only
+            task = dataclasses.replace(task, surface_metrics=False)  # type: ignore[type-var]
         self.task, self.config = task, config
         self.device = module_device(model)
         self.forward_passes = 0

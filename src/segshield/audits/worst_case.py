@@ -16,6 +16,7 @@ from segshield.attacks import ATTACKS
 from segshield.enums import TaskKind
 from segshield.metrics import attack_success, dice, iou
 from segshield.results import AuditCell, EngineEval, Metrics, PerImage, WorstCase
+from segshield.results.types import SURFACE_METRICS
 from segshield.tasks import Task
 
 __all__ = ["worst_cases"]
@@ -101,8 +102,27 @@ def _worst_on_engine(
         dice=[None if np.isnan(v) else float(v) for v in minima],
         **{k: v.astype(int).tolist() for k, v in per.items()},
     )
+    _worst_surface(evals, pick, metrics, per_image)
     ev = EngineEval(engine=name, metrics=metrics, per_image=per_image)
     return ev, [ids[i] for i in pick]
+
+
+def _worst_surface(
+    evals: list[EngineEval], pick: np.ndarray, metrics: Metrics, per_image: PerImage
+) -> None:
+    """HD95 / ASD of each image's worst member (picked by the primary score, as Dice is),
+    their means where defined, and how many images are undefined beyond the empty truths."""
+    for key in SURFACE_METRICS:
+        lists = [getattr(ev.per_image, key) for ev in evals]
+        if any(values is None for values in lists):
+            return  # a member without surface distances: the worst case has none either
+        values = [lists[m][i] for i, m in enumerate(pick)]
+        setattr(per_image, key, values)
+        defined = [v for v in values if v is not None]
+        setattr(metrics, key, float(np.mean(defined)) if defined else None)
+    undefined = sum(v is None for v in per_image.hd95 or [])
+    metrics.n_surface_undefined = max(undefined - metrics.n_empty_truth, 0)
+    metrics.surface_unit = evals[0].metrics.surface_unit  # type: ignore[union-attr]
 
 
 def _with_success(ev: EngineEval, clean: EngineEval | None, task: Task) -> None:

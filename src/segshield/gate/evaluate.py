@@ -22,7 +22,8 @@ from segshield.gate.strength import (
     worst_case_failures,
     worst_case_targets,
 )
-from segshield.results import CLEAN, SOURCE_ENGINE, AuditReport, Status
+from segshield.results import CLEAN, SOURCE_ENGINE, AuditReport, EngineEval, Status
+from segshield.results.types import SURFACE_METRICS
 
 # At most this many unverifiable reasons are spelled out in a rule's reason (all are in failures).
 _MAX_REASONS = 5
@@ -160,10 +161,21 @@ def _measure(report: AuditReport, rule: Rule) -> Measurements:
             else:
                 value = _number(ev.value(rule.metric))
                 if value is None:
-                    unverifiable.append((where, f"{rule.metric} was not measured for {where}"))
+                    unverifiable.append((where, _unmeasured(rule.metric, where, ev)))
                 else:
                     found.measured.append((where, value))
     return found
+
+
+def _unmeasured(metric: str, where: str, ev: EngineEval) -> str:
+    """Why a rule cannot read ``metric`` on ``ev``: undefined surface distances are named."""
+    undefined = ev.metrics.n_surface_undefined if ev.metrics is not None else 0
+    if metric in SURFACE_METRICS and undefined:
+        return (
+            f"{metric} is undefined for {where}: {undefined} image(s) whose prediction misses "
+            "a ground-truth class entirely"
+        )
+    return f"{metric} was not measured for {where}"
 
 
 def _evaluate_rule(report: AuditReport, rule: Rule, baseline: AuditReport | None) -> RuleOutcome:

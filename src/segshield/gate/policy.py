@@ -66,12 +66,13 @@ is better (``dice``, ``iou``, ``accuracy``, ``precision``, ``recall``, ``dice_ga
 ``certified_*``, their ``_ci_low``/``_high``) ``max_drop`` = baseline − new and
 ``max_relative_drop`` = (baseline − new) / |baseline|; for one where lower is better
 (``attack_success``, ``disagreement``, ``loss``, ``pixel_error_*``, ``transfer_ratio``,
-``fooled_*``, ``flip_rate``, ``success_rate``, ``abstain_share``) ``max_rise`` = new − baseline
-and ``max_relative_rise``. The directions are ``LOWER_IS_BETTER`` / ``HIGHER_IS_BETTER`` in
-:mod:`segshield.gate.rules`; the wrong key for a metric's direction is a policy error, and the
-perturbation metrics (no better direction) take only min / max. Bounds are >= 0 and inclusive;
-an improvement always passes. A measurement the baseline lacks (cell, engine or value) cannot
-be compared and fails the rule, naming it; so does a relative change from a baseline of 0.
+``fooled_*``, ``flip_rate``, ``success_rate``, ``abstain_share``, ``hd95``, ``asd``)
+``max_rise`` = new − baseline and ``max_relative_rise``. The directions are
+``LOWER_IS_BETTER`` / ``HIGHER_IS_BETTER`` in :mod:`segshield.gate.rules`; the wrong key for
+a metric's direction is a policy error, and the perturbation metrics (no better direction)
+take only min / max. Bounds are >= 0 and inclusive; an improvement always passes. A
+measurement the baseline lacks (cell, engine or value) cannot be compared and fails the rule,
+naming it; so does a relative change from a baseline of 0.
 Without a baseline report such a rule fails ("needs --baseline"; the `gate` command refuses
 the policy up front, and ``segshield audit`` cannot gate it: gate its report.json afterwards).
 The outcome's worst value is the largest change, with where it was.

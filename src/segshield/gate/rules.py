@@ -44,6 +44,8 @@ LOWER_IS_BETTER: tuple[str, ...] = (
     "loss",
     "pixel_error_l2",
     "pixel_error_rms",
+    "hd95",
+    "asd",
     "attack_success",
     "disagreement",
     "transfer_ratio",

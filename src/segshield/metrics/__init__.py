@@ -1,4 +1,4 @@
-"""Segmentation, attack and image metrics in pure NumPy (no torch import).
+"""Segmentation, attack and image metrics in pure NumPy/SciPy (no torch import).
 
 Design after MONAI: pure metric functions over per-image, per-class confusion counts
 (:class:`ConfusionCounts`, shape (N, C); binary is C = 1), plus one thin accumulator with an
@@ -10,6 +10,7 @@ from __future__ import annotations
 from segshield.enums import Activation
 from segshield.metrics.accumulator import (
     PER_IMAGE_KEYS,
+    SURFACE_KEYS,
     Accumulator,
     ClassMetrics,
     MultiClassAccumulator,
@@ -66,6 +67,16 @@ from segshield.metrics.segmentation import (
     precision,
     recall,
 )
+from segshield.metrics.surface import (
+    SurfaceSummary,
+    average_surface_distance,
+    hd95,
+    mask_surface,
+    summarize_surface,
+    surface_distances,
+    surface_scores,
+    surface_scores_batch,
+)
 
 # The multi-class results are the one result type now; the old name stays importable.
 MultiClassMetrics = SegmentationMetrics
@@ -75,6 +86,7 @@ __all__ = [
     "MULTICLASS_PER_IMAGE_KEYS",
     "PER_IMAGE_KEYS",
     "SSIM_MIN_SIZE",
+    "SURFACE_KEYS",
     "Accumulator",
     "Activation",
     "ClassConfusion",
@@ -86,8 +98,10 @@ __all__ = [
     "SegmentationAccumulator",
     "SegmentationMetrics",
     "Statistic",
+    "SurfaceSummary",
     "accuracy_of",
     "attack_success",
+    "average_surface_distance",
     "bce_from_logits",
     "bce_from_probs",
     "bce_logits_per_pixel",
@@ -104,8 +118,10 @@ __all__ = [
     "disagreement",
     "fooled_shares",
     "foreground_mean",
+    "hd95",
     "iou",
     "label_disagreement",
+    "mask_surface",
     "mean_dice_of",
     "mean_iou",
     "mean_iou_of",
@@ -120,5 +136,9 @@ __all__ = [
     "recall",
     "sigmoid",
     "ssim",
+    "summarize_surface",
+    "surface_distances",
+    "surface_scores",
+    "surface_scores_batch",
     "wrong_pixels",
 ]

@@ -35,9 +35,11 @@ from segshield.metrics.confusion import (
 )
 from segshield.metrics.losses import bce_logits_per_pixel
 from segshield.metrics.scores import ClassMetrics, SegmentationMetrics
+from segshield.metrics.surface import SurfaceSummary, SurfaceTracker, check_spacing
 
 __all__ = [
     "PER_IMAGE_KEYS",
+    "SURFACE_KEYS",
     "Accumulator",
     "ClassMetrics",
     "MultiClassAccumulator",
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 PER_IMAGE_KEYS: tuple[str, ...] = ("dice", "iou", "pixel_error_l2", "loss")
+SURFACE_KEYS: tuple[str, ...] = ("hd95", "asd")  # per-image keys added by surface=True
 
 
 class Accumulator:
@@ -66,6 +69,10 @@ class Accumulator:
             has no foreground at all are NaN whatever it is (see ``SegmentationMetrics``).
         keep_predictions: keep predictions for :meth:`predictions` (engine comparisons).
         class_names: optional C names.
+        surface: also measure HD95 and ASD per image and foreground class (segmentation with
+            spatial axes; see :mod:`segshield.metrics.surface` and ``SegmentationMetrics``).
+        spacing: pixel/voxel size per spatial axis for the surface distances (taken as mm);
+            None = 1.0, distances in pixels.
     Logits may be (N, C, *spatial) with any number of spatial axes (2D, 3D, or none for a
     classifier's (N, K)).
     """
@@ -79,6 +86,8 @@ class Accumulator:
         empty_value: float = 1.0,
         keep_predictions: bool = False,
         class_names: Sequence[str] | None = None,
+        surface: bool = False,
+        spacing: Sequence[float] | None = None,
     ) -> None:
         self.activation = Activation(activation)
         softmax = self.activation == Activation.SOFTMAX
@@ -102,6 +111,8 @@ class Accumulator:
             len(self.class_names) != c or not all(isinstance(n, str) for n in self.class_names)
         ):
             raise ValueError(f"class_names must be {c} strings, got {list(self.class_names)!r}")
+        self.surface = bool(surface)
+        self.spacing = None if spacing is None else check_spacing(spacing, len(spacing))
         self.reset()
 
     def reset(self) -> None:
@@ -110,6 +121,7 @@ class Accumulator:
         self._loss_sums: list[np.ndarray] = []
         self._loss_elems: list[np.ndarray] = []
         self._preds: list[np.ndarray] = []
+        self._surface = SurfaceTracker(self.foreground, self.spacing) if self.surface else None
 
     @property
     def n_images(self) -> int:
@@ -120,7 +132,11 @@ class Accumulator:
         return self.n_images
 
     def update(
-        self, logits: np.ndarray, target: np.ndarray, threshold: float | None = None
+        self,
+        logits: np.ndarray,
+        target: np.ndarray,
+        threshold: float | None = None,
+        spacing: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         """Add one batch.
 
@@ -130,6 +146,9 @@ class Accumulator:
                 (N, *spatial) or (N, 1, *spatial) in [0, C).
             threshold: sigmoid threshold for this batch; must equal the accumulator's
                 (set here before the first batch, when given).
+            spacing: surface distances only: this batch's spacing in mm, one per spatial axis
+                or one row per image (N, D) (volumes of a dataset differ); default the
+                accumulator's. Give it for every batch or for none.
 
         Raises:
             ModelOutputError: logits contain NaN or Inf (the message gives how many).
@@ -140,6 +159,10 @@ class Accumulator:
         self._set_threshold(threshold)
         self._check(logits, target)
         n = logits.shape[0]
+        # checked before anything is added, so that a misfit leaves the accumulator as it was
+        spacings = (
+            None if self._surface is None else self._surface.spacings(spacing, n, logits.ndim)
+        )
         if self.activation == Activation.SOFTMAX:
             labels = check_label_map("target", target, self.num_classes).reshape(
                 n, *logits.shape[2:]
@@ -152,12 +175,17 @@ class Accumulator:
             lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
             per_pixel = lse - np.take_along_axis(x, labels[:, None], axis=1)[:, 0]
             kept = pred[:, None].astype(np.min_scalar_type(self.num_classes - 1))
+            if self._surface is not None:
+                classes = np.arange(self.num_classes).reshape(1, -1, *([1] * pred.ndim)[1:])
+                self._surface.add(pred[:, None] == classes, labels[:, None] == classes, spacings)
         else:
             mask = check_binary_mask("target", target)
             pred = binarize_logits(logits, self.threshold)
             counts = multilabel_confusion_counts(pred, mask)
             per_pixel = bce_logits_per_pixel(logits, mask.astype(np.float64))
             kept = pred
+            if self._surface is not None:
+                self._surface.add(pred, mask.astype(bool), spacings)
         self._counts.append(counts)
         # Per-image sums (not means) so the global mean is exact whatever the image sizes.
         flat = per_pixel.reshape(n, -1)
@@ -169,7 +197,8 @@ class Accumulator:
     def _settings(self) -> tuple:
         return (
             self.activation, self.num_classes, self.background, self.threshold,
-            self.empty_value, self.keep_predictions, self.class_names,
+            self.empty_value, self.keep_predictions, self.class_names, self.surface,
+            self.spacing,
         )  # fmt: skip
 
     def merge(self, other: Accumulator) -> None:
@@ -177,17 +206,22 @@ class Accumulator:
         here (the shards of a sharded audit, merged in dataset order).
 
         Raises:
-            ValueError: the two were made with different settings (both named).
+            ValueError: the two were made with different settings (both named), or measured
+                surface distances in different units.
         """
         if other._settings() != self._settings():
             raise ValueError(
                 f"cannot merge accumulators with different settings: {self._settings()} vs "
                 f"{other._settings()}"
             )
+        if self._surface is not None and other._surface is not None:
+            self._surface.check_merge(other._surface)
         self._counts += other._counts
         self._loss_sums += other._loss_sums
         self._loss_elems += other._loss_elems
         self._preds += other._preds
+        if self._surface is not None and other._surface is not None:
+            self._surface.merge(other._surface)
 
     def _set_threshold(self, threshold: float | None) -> None:
         if threshold is None or threshold == self.threshold:
@@ -282,6 +316,15 @@ class Accumulator:
         total_decisions = float(decisions(t, act)[0])
         fg_t = t.foreground_sum(fg)
         binary = act == Activation.SIGMOID and self.num_classes == 1
+        per_image = {
+            "dice": img_dice.tolist(),
+            "iou": img_iou.tolist(),
+            "pixel_error_l2": np.sqrt(wrong).tolist(),
+            "loss": per_loss.tolist(),
+        }
+        surface = None if self._surface is None else self._surface.summary((c.tp + c.fn) > 0)
+        if surface is not None:
+            per_image.update(surface.per_image())
         return SegmentationMetrics(
             activation=act,
             num_classes=self.num_classes,
@@ -310,18 +353,21 @@ class Accumulator:
             tn=int(fg_t.tn[0, 0]),
             threshold=self.threshold if act == Activation.SIGMOID else None,
             empty_value=ev,
-            per_class=self._per_class(t, cls, img["dice"]),
-            per_image={
-                "dice": img_dice.tolist(),
-                "iou": img_iou.tolist(),
-                "pixel_error_l2": np.sqrt(wrong).tolist(),
-                "loss": per_loss.tolist(),
-            },
+            per_class=self._per_class(t, cls, img["dice"], surface),
+            per_image=per_image,
+            **({} if surface is None else surface.fields()),
         )
 
     def _per_class(
-        self, t: ConfusionCounts, cls: dict[str, np.ndarray], img_dice: np.ndarray
+        self,
+        t: ConfusionCounts,
+        cls: dict[str, np.ndarray],
+        img_dice: np.ndarray,
+        surface: SurfaceSummary | None,
     ) -> tuple[ClassMetrics, ...]:
+        def dist(k: int, which: str) -> float | None:
+            return None if surface is None else float(getattr(surface, which)[k])
+
         return tuple(
             ClassMetrics(
                 index=k,
@@ -336,6 +382,8 @@ class Accumulator:
                 fn=int(t.fn[0, k]),
                 tn=int(t.tn[0, k]),
                 dice_per_image=tuple(img_dice[:, k].tolist()),
+                hd95=dist(k, "hd95_per_class"),
+                asd=dist(k, "asd_per_class"),
             )
             for k in range(self.num_classes)
         )

@@ -22,7 +22,9 @@ def _json_float(x: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class ClassMetrics:
-    """One class's one-vs-rest scores over the whole set (ratios in [0, 1])."""
+    """One class's one-vs-rest scores over the whole set (ratios in [0, 1]); ``hd95``/``asd``:
+    mean over the images whose ground truth holds the class and whose prediction does too
+    (NaN when none; None when surface distances were not measured)."""
 
     index: int
     name: str | None
@@ -36,6 +38,8 @@ class ClassMetrics:
     fn: int
     tn: int
     dice_per_image: tuple[float, ...]
+    hd95: float | None = None
+    asd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,18 @@ class SegmentationMetrics:
     (``dice`` ... ``recall``, ``accuracy``, pixel errors, loss) are summed over every image,
     so an empty-truth image's false positives still count there.
     ``ClassMetrics.dice_per_image`` keeps the per-class ``empty_value`` convention.
+
+    Surface distances (``Accumulator(surface=True)``; None otherwise): ``per_image["hd95"]``
+    and ``["asd"]`` are each image's symmetric 95th-percentile Hausdorff distance and average
+    surface distance (:mod:`segshield.metrics.surface`, MONAI's definitions) in
+    ``surface_unit`` ("pixel", or "mm" when a ``spacing`` was given), averaged over the
+    foreground classes present in its ground truth. Undefined (NaN, JSON null): an image with
+    an empty ground truth (nothing to measure; counted in ``n_empty_truth``, its false
+    positives count in the pooled scores) and an image whose prediction misses a class of its
+    ground truth entirely (no predicted surface; MONAI gives +inf/NaN), counted in
+    ``n_surface_undefined``. ``hd95``/``asd``: the mean over the images where defined (NaN
+    when none); a gate reads them as undefined (failing) when ``n_surface_undefined`` > 0,
+    see :meth:`segshield.results.EngineEval.value`.
     """
 
     activation: Activation
@@ -90,6 +106,11 @@ class SegmentationMetrics:
     empty_value: float
     per_class: tuple[ClassMetrics, ...]
     per_image: dict[str, list[float]]
+    hd95: float | None = None
+    asd: float | None = None
+    n_surface_undefined: int = 0
+    surface_unit: str | None = None
+    spacing: tuple[float, ...] | None = None
 
     @property
     def mean_dice(self) -> float:
@@ -109,7 +130,7 @@ class SegmentationMetrics:
                 out[f.name] = {k: [_json_float(v) for v in vs] for k, vs in value.items()}
             elif f.name == "per_class":
                 out[f.name] = [_class_dict(c) for c in value]
-            elif f.name in ("foreground", "class_names"):
+            elif f.name in ("foreground", "class_names", "spacing"):
                 out[f.name] = None if value is None else list(value)
             elif f.name == "activation":
                 out[f.name] = str(value)
@@ -124,7 +145,7 @@ class SegmentationMetrics:
 
 def _class_dict(c: ClassMetrics) -> dict[str, Any]:
     raw = {f.name: getattr(c, f.name) for f in fields(c)}
-    for key in ("dice", "iou", "precision", "recall"):
+    for key in ("dice", "iou", "precision", "recall", "hd95", "asd"):
         raw[key] = _json_float(raw[key])
     raw["dice_per_image"] = [_json_float(v) for v in c.dice_per_image]
     return raw

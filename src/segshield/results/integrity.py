@@ -72,7 +72,8 @@ _RATIOS = (
     "pixel_error_rms",
     "dice_per_image_mean",
 )
-_NON_NEGATIVE = ("loss", "pixel_error_l2")
+_NON_NEGATIVE = ("loss", "pixel_error_l2", "hd95", "asd")  # hd95/asd: distances
+_SURFACE = ("hd95", "asd")
 _COUNTS = ("tp", "fp", "fn", "tn")
 _SHARES = ("disagreement", "fooled_source_only", "fooled_engine_only", "flip_rate", "success_rate")
 _CLASS_RATIOS = ("dice", "iou", "precision", "recall")
@@ -232,7 +233,7 @@ def _eval_problems(where: str, ev: EngineEval, n_images: int | None, binary: boo
     ]
     out += [
         f"{where}.metrics.{k} = {getattr(m, k)!r} is not a count"
-        for k in (*_COUNTS, "n_images", "n_empty_truth")
+        for k in (*_COUNTS, "n_images", "n_empty_truth", "n_surface_undefined")
         if _count_bad(getattr(m, k))
     ]
     if out:
@@ -241,10 +242,13 @@ def _eval_problems(where: str, ev: EngineEval, n_images: int | None, binary: boo
         out.append(f"{where}.metrics.n_images = {m.n_images} but the dataset has {n_images}")
     if m.n_empty_truth > m.n_images:
         out.append(f"{where}.metrics.n_empty_truth = {m.n_empty_truth} > n_images")
+    if m.n_empty_truth + m.n_surface_undefined > m.n_images:
+        out.append(f"{where}.metrics: n_empty_truth + n_surface_undefined > n_images")
     if binary:
         out += _binary_aggregates(where, m)
     if ev.per_image is not None:
         out += _per_image_problems(where, ev, m, binary)
+        out += _surface_problems(where, ev, m)
     out += _class_problems(where, m)
     out += _interval_problems(where, ev)
     return out
@@ -280,6 +284,11 @@ def _class_problems(where: str, m: Metrics) -> list[str]:
             if _outside(getattr(c, k), 0.0, 1.0)
         ]
         out += [f"{at}.{k} is not a count" for k in _COUNTS if _count_bad(getattr(c, k))]
+        out += [
+            f"{at}.{k} = {getattr(c, k)!r} is negative"
+            for k in _SURFACE
+            if _outside(getattr(c, k), 0.0, math.inf)
+        ]
     if out:
         return out
     scores = class_scores(_counts_of(m.per_class), empty_value=math.nan)
@@ -352,6 +361,29 @@ def _per_image_problems(where: str, ev: EngineEval, m: Metrics, binary: bool) ->
                 f"{where}.metrics.dice_per_image_mean = {m.dice_per_image_mean!r} but the "
                 f"per-image Dice average {mean!r}"
             )
+    return out
+
+
+def _surface_problems(where: str, ev: EngineEval, m: Metrics) -> list[str]:
+    """Per-image HD95/ASD (when stored): one per image, >= 0, null exactly for the images
+    with an empty ground truth or an undefined distance, and averaging to the stored mean."""
+    out = []
+    for k in _SURFACE:
+        values = getattr(ev.per_image, k, None)
+        if values is None:
+            continue  # not measured (classifier, older report, worst case)
+        at = f"{where}.per_image.{k}"
+        if len(values) != m.n_images or any(_outside(v, 0.0, math.inf) for v in values):
+            out.append(f"{at} must hold {m.n_images} distances >= 0 or null")
+            continue
+        n_null, expected = sum(v is None for v in values), m.n_empty_truth + m.n_surface_undefined
+        if n_null != expected:
+            out.append(
+                f"{at} has {n_null} nulls but n_empty_truth + n_surface_undefined = {expected}"
+            )
+        mean = float(nanmean(np.array([_nan(v) for v in values])))
+        if getattr(m, k) is not None and not _near(getattr(m, k), mean):
+            out.append(f"{where}.metrics.{k} = {getattr(m, k)!r} but its images give {mean!r}")
     return out
 
 

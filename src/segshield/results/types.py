@@ -71,13 +71,23 @@ class ClassScores:
     fp: int = 0
     fn: int = 0
     tn: int = 0
+    hd95: float | None = None  # mean over images with the class in truth and prediction
+    asd: float | None = None
 
 
 @dataclass
 class Metrics:
     """Scores aggregated from confusion counts summed over images (see
     :class:`segshield.metrics.SegmentationMetrics` for each definition). Ratios in [0, 1];
-    loss in nats; pixel_error_l2 in pixels; tp..tn are foreground totals."""
+    loss in nats; pixel_error_l2 in pixels; tp..tn are foreground totals.
+
+    hd95 / asd: mean over the images where defined of the per-image 95th-percentile Hausdorff
+    distance / average surface distance, in ``surface_unit`` ("pixel" or "mm"); None when not
+    measured (classifiers, older reports) or defined for no image. Undefined for an image:
+    an empty ground truth (counted in ``n_empty_truth``) or a prediction that misses a class
+    of the ground truth entirely (counted in ``n_surface_undefined``). The gate reads hd95 /
+    asd as undefined, so failing, where ``n_surface_undefined`` > 0 (:meth:`EngineEval.value`).
+    """
 
     accuracy: float | None = None
     loss: float | None = None
@@ -89,8 +99,11 @@ class Metrics:
     pixel_error_l2: float | None = None
     pixel_error_rms: float | None = None
     dice_per_image_mean: float | None = None
+    hd95: float | None = None
+    asd: float | None = None
     n_images: int = 0
     n_empty_truth: int = 0  # images whose ground truth has no foreground
+    n_surface_undefined: int = 0  # images whose prediction misses a ground-truth class
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -98,6 +111,7 @@ class Metrics:
     threshold: float | None = None
     num_classes: int = 1
     activation: str = "sigmoid"
+    surface_unit: str | None = None  # of hd95/asd: "pixel", or "mm" (dataset spacing)
     per_class: list[ClassScores] = field(default_factory=list)
 
     @classmethod
@@ -113,7 +127,8 @@ class Metrics:
 @dataclass
 class PerImage:
     """Per-image values in dataset order: foreground-mean dice/iou, pixel error, loss, the
-    foreground-summed confusion counts and, for classifiers, the predicted class."""
+    foreground-summed confusion counts, for classifiers the predicted class and, for
+    segmentation, hd95/asd (None where undefined; the lists None when not measured)."""
 
     dice: list[float | None] = field(default_factory=list)
     iou: list[float | None] = field(default_factory=list)
@@ -124,6 +139,8 @@ class PerImage:
     fn: list[int] = field(default_factory=list)
     tn: list[int] = field(default_factory=list)
     pred: list[int] | None = None
+    hd95: list[float | None] | None = None
+    asd: list[float | None] | None = None
 
 
 @dataclass
@@ -164,6 +181,10 @@ COMPARISONS = (
 )
 
 
+# Surface distances: undefined for a whole evaluation when undefined for one image.
+SURFACE_METRICS = ("hd95", "asd")
+
+
 @dataclass
 class EngineEval:
     """One engine evaluated on one set of inputs (clean, or one cell's adversarial images).
@@ -200,7 +221,14 @@ class EngineEval:
 
     def value(self, name: str) -> float | None:
         """A gateable number by name: a Metrics field, a comparison, or ``<metric>_ci_low``
-        / ``<metric>_ci_high`` (see :data:`segshield.results.catalogue.EVAL_METRICS`)."""
+        / ``<metric>_ci_high`` (see :data:`segshield.results.catalogue.EVAL_METRICS`).
+
+        ``hd95`` / ``asd`` are None (undefined: a gate rule on them fails here) when some
+        image's prediction missed a ground-truth class entirely (``n_surface_undefined`` > 0):
+        the stored mean over the other images would hide the worst images."""
+        metrics = self.metrics
+        if name in SURFACE_METRICS and metrics is not None and metrics.n_surface_undefined:
+            return None
         for suffix, attr in (("_ci_low", "low"), ("_ci_high", "high")):
             if name.endswith(suffix):
                 interval = (self.ci or {}).get(name[: -len(suffix)])

@@ -22,9 +22,11 @@ def make_task(
     num_classes: int = 1,
     threshold: float = 0.5,
     class_names: tuple[str, ...] | None = None,
+    spacing: tuple[float, ...] | None = None,
 ) -> Task:
-    """The task for ``kind`` ("binary", "multiclass", "multilabel", "classification")."""
+    """The task for ``kind`` ("binary", "multiclass", "multilabel", "classification").
+    spacing: a segmentation dataset's pixel/voxel size in mm per spatial axis (None: pixels)."""
     kind = TaskKind(kind)
     if kind == TaskKind.CLASSIFICATION:
         return ClassificationTask(num_classes=num_classes, class_names=class_names)
-    return SegmentationTask(kind, num_classes, threshold, class_names)
+    return SegmentationTask(kind, num_classes, threshold, class_names, spacing=spacing)

@@ -58,7 +58,8 @@ class Task(Protocol):
 def metrics_record(m: SegmentationMetrics) -> Metrics:
     """The report's Metrics from the accumulator's result (no per-image lists): with
     ``n_empty_truth`` and ``dice_per_image_mean`` over the non-empty-truth images only (None
-    when there is none), see :class:`~segshield.metrics.SegmentationMetrics`."""
+    when there is none), and hd95/asd/``n_surface_undefined``/``surface_unit`` when surface
+    distances were measured, see :class:`~segshield.metrics.SegmentationMetrics`."""
     raw = m.to_dict()
     raw["per_class"] = [
         {k: v for k, v in c.items() if k != "dice_per_image"} for c in raw["per_class"]
@@ -67,7 +68,8 @@ def metrics_record(m: SegmentationMetrics) -> Metrics:
 
 
 def per_image_record(m: SegmentationMetrics, counts: ConfusionCounts) -> PerImage:
-    """The report's per-image values: the accumulator's lists + foreground-summed counts."""
+    """The report's per-image values: the accumulator's lists (hd95/asd among them when
+    measured) + foreground-summed counts."""
     raw = m.to_dict()["per_image"]
     fg = counts.foreground_sum(m.foreground)
     for key in ("tp", "fp", "fn", "tn"):

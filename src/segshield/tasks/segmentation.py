@@ -3,13 +3,14 @@ multi-label (independent sigmoid channels over multi-channel masks)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from segshield.enums import Activation, TaskKind
-from segshield.errors import ModelOutputError
+from segshield.errors import DataError, ModelOutputError
 from segshield.metrics import Accumulator, Statistic, mean_dice_of, mean_iou_of
 from segshield.results import PerImage
 
@@ -28,6 +29,11 @@ class SegmentationTask:
 
     Labels as the dataset holds them: binary masks (N, 1, ...) in {0, 1}; multi-class label
     maps (N, 1, ...) in [0, C); multi-label masks (N, C, ...) in {0, 1}.
+
+    surface_metrics: also measure HD95 and average surface distance per image (see
+    :class:`~segshield.metrics.SegmentationMetrics`). spacing: pixel/voxel size in mm per
+    spatial axis ((row, col) for 2D, (depth, row, col) for 3D), from the dataset
+    description's ``spacing``; None = distances in pixels.
     """
 
     kind: TaskKind = TaskKind.BINARY
@@ -37,6 +43,8 @@ class SegmentationTask:
     primary: str = "dice"
     ci_metrics: tuple[str, ...] = ("dice", "iou")
     has_panels: bool = True
+    spacing: tuple[float, ...] | None = None
+    surface_metrics: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in _ACTIVATION:
@@ -45,6 +53,17 @@ class SegmentationTask:
             raise ValueError(f"a binary task has 1 logit channel, got {self.num_classes}")
         if self.kind == TaskKind.MULTICLASS and self.num_classes < 2:
             raise ValueError(f"a multi-class task needs >= 2 classes, got {self.num_classes}")
+        if self.spacing is not None:
+            try:
+                spacing = tuple(float(s) for s in self.spacing)
+            except (TypeError, ValueError):
+                spacing = ()
+            if not spacing or not all(math.isfinite(s) and s > 0 for s in spacing):
+                raise DataError(
+                    f"dataset spacing {self.spacing!r} must be positive numbers, one per "
+                    f"spatial axis (mm): fix the dataset description's 'spacing'"
+                )
+            object.__setattr__(self, "spacing", spacing)  # frozen: normalised once here
 
     @property
     def activation(self) -> Activation:
@@ -62,6 +81,12 @@ class SegmentationTask:
             raise ModelOutputError(
                 f"the model returns {out.shape[1]} logit channels but the audit expects "
                 f"{self.num_classes} (--num-classes; 1 means binary with one sigmoid channel)"
+            )
+        if self.spacing is not None and len(self.spacing) != x.ndim - 2:
+            raise DataError(
+                f"dataset spacing {list(self.spacing)} has {len(self.spacing)} values but the "
+                f"images {tuple(x.shape)} have {x.ndim - 2} spatial axes: give one per axis "
+                f"in the dataset description's 'spacing'"
             )
 
     def loss_targets(self, labels: np.ndarray) -> torch.Tensor:
@@ -82,6 +107,8 @@ class SegmentationTask:
             threshold=self.threshold,
             keep_predictions=True,
             class_names=self.class_names,
+            surface=self.surface_metrics,
+            spacing=self.spacing,
         )
 
     def statistics(self) -> dict[str, Statistic]:
