@@ -9,9 +9,16 @@
   (bilinear, anti-aliased) and the mask resized by area (a pixel is lesion when >= 50% of it is).
   Split by patient: brain2 and lung1 are the test split.
 
-The output is the `images/` + `masks/` folder layout that `segshield.data.dataset_from_folder`
-reads (8-bit PNG), plus a manifest with the SHA-256 of every source file. Needs the [convert]
-extra (tifffile, pynrrd). Usage:
+- volumes (the same pyradiomics volumes, BSD-3): each case cropped in voxel space to its
+  lesion's bounding box plus a margin (12 voxels in-plane, 3 slices), keeping the original
+  dtype and values (HU for the lung CTs), spacing and orientation; written as NIfTI
+  (`images/X.nii.gz` + `masks/X.nii.gz`, what `segshield.data.volume_pairs` reads) and, for
+  breast1, also as NRRD (`nrrd/breast1_image.nrrd` + `nrrd/breast1_label.nrrd`).
+
+The 2D output is the `images/` + `masks/` folder layout that
+`segshield.data.dataset_from_folder` reads (8-bit PNG), plus a manifest with the SHA-256 of
+every source file. Needs the [convert] extra (tifffile, pynrrd) and nibabel ([medical]).
+Usage:
 
     python scripts/convert_datasets.py --source ../shared/datasets \
         --dest src/segshield/data/resources
@@ -21,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -108,6 +117,97 @@ def convert_lesions(source: Path, dest: Path) -> dict:
     return {"sources": sources, "splits": splits, "test_patients": list(LESION_TEST_PATIENTS)}
 
 
+VOLUME_MARGIN = (12, 12, 3)  # voxels around the lesion's bounding box, per (x, y, z) axis
+VOLUME_NRRD_CASES = ("breast1",)
+
+
+def _crop_box(label: np.ndarray) -> tuple[slice, ...]:
+    """The label's bounding box plus VOLUME_MARGIN, clipped to the volume."""
+    fg = np.argwhere(label > 0)
+    lo, hi = fg.min(axis=0), fg.max(axis=0) + 1
+    return tuple(
+        slice(max(int(a) - m, 0), min(int(b) + m, n))
+        for a, b, m, n in zip(lo, hi, VOLUME_MARGIN, label.shape, strict=True)
+    )
+
+
+def _write_nifti(path: Path, arr: np.ndarray, ras_affine: np.ndarray) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(arr, ras_affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(ras_affine, code=1)  # scanner coordinates
+    img.set_sform(ras_affine, code=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))  # nibabel's gzip writer sets no time stamp: reproducible bytes
+
+
+def _write_nrrd(path: Path, arr: np.ndarray, header: dict) -> None:
+    import nrrd
+
+    buf = io.BytesIO()
+    nrrd.write(buf, arr, header)
+    # pynrrd writes the time of writing as a comment: drop it so that `make data` is reproducible
+    path.write_bytes(re.sub(rb"# on [^\n]*\(GMT\)\.\n", b"", buf.getvalue(), count=1))
+
+
+def convert_volumes(source: Path, dest: Path) -> dict:
+    import nrrd
+
+    splits: dict[str, list[str]] = {"train": [], "test": []}
+    sources: dict[str, str] = {}
+    cases: dict[str, dict] = {}
+    for patient in LESION_PATIENTS:
+        img_path = source / f"{patient}_image.nrrd"
+        lab_path = source / f"{patient}_label.nrrd"
+        volume, header = nrrd.read(str(img_path))
+        label, _ = nrrd.read(str(lab_path))
+        sources[img_path.name], sources[lab_path.name] = _sha256(img_path), _sha256(lab_path)
+        if header.get("space") != "left-posterior-superior":
+            raise ValueError(f"{img_path}: expected an LPS space, got {header.get('space')}")
+        box = _crop_box(label)
+        start = np.array([b.start for b in box], dtype=np.float64)
+        directions = np.asarray(header["space directions"], dtype=np.float64)  # row k: axis k
+        origin = np.asarray(header["space origin"], dtype=np.float64) + start @ directions
+        image = np.ascontiguousarray(volume[box])  # the original dtype and values (HU for CT)
+        mask = np.ascontiguousarray((label[box] > 0).astype(np.uint8))
+        lps = np.eye(4)
+        lps[:3, :3], lps[:3, 3] = directions.T, origin
+        ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+        _write_nifti(dest / "images" / f"{patient}.nii.gz", image, ras)
+        _write_nifti(dest / "masks" / f"{patient}.nii.gz", mask, ras)
+        if patient in VOLUME_NRRD_CASES:
+            (dest / "nrrd").mkdir(parents=True, exist_ok=True)
+            geometry = {
+                "space": "left-posterior-superior",
+                "space directions": directions,
+                "space origin": origin,
+                "kinds": ["domain"] * 3,
+                "encoding": "gzip",
+            }
+            for arr, suffix in ((image, "image"), (mask, "label")):
+                _write_nrrd(dest / "nrrd" / f"{patient}_{suffix}.nrrd", arr, dict(geometry))
+        split = "test" if patient in LESION_TEST_PATIENTS else "train"
+        splits[split].append(patient)
+        cases[patient] = {
+            "crop_start": [int(b.start) for b in box],
+            "shape": list(image.shape),
+            "original_shape": list(volume.shape),
+            "spacing": [float(v) for v in np.linalg.norm(directions, axis=1)],
+            "dtype": str(image.dtype),
+            "lesion_voxels": int(mask.sum()),
+        }
+    shutil.copy(source / "LICENSE-pyradiomics.txt", dest / "LICENSE-pyradiomics.txt")
+    return {
+        "sources": sources,
+        "splits": splits,
+        "test_patients": list(LESION_TEST_PATIENTS),
+        "cases": cases,
+        "margin": list(VOLUME_MARGIN),
+        "nrrd_cases": list(VOLUME_NRRD_CASES),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="the shared/datasets folder")
@@ -117,6 +217,7 @@ def main() -> None:
     for name, fn, sub in (
         ("nuclei", convert_nuclei, "nuclei-dsb2018"),
         ("lesions", convert_lesions, "lesions-pyradiomics"),
+        ("volumes", convert_volumes, "lesions-pyradiomics"),
     ):
         out = args.dest / name
         if out.exists():

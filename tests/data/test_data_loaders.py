@@ -9,10 +9,13 @@ import pytest
 from PIL import Image, ImageFile
 
 from segshield.data import (
+    Intensity,
     bundled_dataset,
+    check_channels,
     dataset_from_busi,
     dataset_from_folder,
     dataset_from_path,
+    detect_channels,
 )
 from segshield.errors import DataError
 
@@ -188,3 +191,83 @@ def test_an_image_that_breaks_the_decoder_is_a_data_error(tmp_path: Path, monkey
     monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
     with pytest.raises(DataError, match=r"cannot read image .*a\.png: IndexError"):
         dataset_from_folder(tmp_path)
+
+
+def _ct_slice_uint16() -> np.ndarray:
+    """A 12-bit CT slice stored in uint16: pydicom's CT_small.dcm where installed, else a
+    synthetic one (air ~ 24, soft tissue ~ 1064, bone ~ 2000 stored values)."""
+    try:
+        import pydicom
+        from pydicom.data import get_testdata_file
+
+        path = get_testdata_file("CT_small.dcm")
+        if path is not None:
+            return pydicom.dcmread(path).pixel_array.astype(np.uint16)
+    except ImportError:
+        pass
+    img = np.full((64, 64), 24, dtype=np.uint16)
+    img[8:56, 8:56] = 1064
+    img[20:30, 20:30] = 2000
+    return img + np.random.default_rng(0).integers(0, 40, img.shape, dtype=np.uint16)
+
+
+def test_16bit_ct_png_is_scaled_not_black(tmp_path: Path) -> None:
+    ct = _ct_slice_uint16()
+    assert ct.dtype == np.uint16 and ct.max() < 4096  # 12-bit data in a 16-bit file
+    _png(tmp_path / "images" / "ct.png", ct)
+    m = np.zeros(ct.shape, dtype=np.uint8)
+    m[10:20, 10:20] = 255
+    _png(tmp_path / "masks" / "ct.png", m)
+    ds = dataset_from_folder(tmp_path, size=ct.shape)
+    # divided by 65535 the slice would lie in [0, 0.04]: percentile scaling uses [0, 1]
+    assert ds.images.max() == pytest.approx(1.0) and ds.images.mean() > 0.2
+    assert ds.meta["intensity"] == {
+        "mode": "auto",
+        "applied": [{"mode": "percentile", "low": 0.5, "high": 99.5}],
+    }
+    with pytest.raises(DataError, match=r"image .*ct\.png \(uint16.*uses only .*--intensity perc"):
+        dataset_from_folder(tmp_path, size=(32, 32), intensity=Intensity("dtype"))
+
+
+def test_8bit_images_keep_the_dtype_range(tmp_path: Path) -> None:
+    _pair(tmp_path, "a")
+    ds = dataset_from_folder(tmp_path, size=(20, 30))
+    raw = np.asarray(Image.open(tmp_path / "images" / "a.png"))
+    np.testing.assert_allclose(ds.images[0, 0], raw / 255.0, atol=1e-6)
+    assert ds.meta["intensity"]["applied"] == [{"mode": "dtype"}]
+
+
+def _rgb(root: Path) -> np.ndarray:
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, np.arange(8)[None, :] * 30
+    _png(root / "images" / "a.png", rgb)
+    _png(root / "masks" / "a.png", np.zeros((8, 8), dtype=np.uint8))
+    return rgb
+
+
+def test_rgb_is_kept_for_3_channels_and_converting_it_warns(tmp_path: Path, caplog) -> None:
+    rgb = _rgb(tmp_path)
+    ds = dataset_from_folder(tmp_path, size=(8, 8), channels=3)
+    np.testing.assert_allclose(ds.images[0], rgb.transpose(2, 0, 1) / 255.0, atol=1e-6)
+    with caplog.at_level("WARNING", logger="segshield.data.loaders"):
+        grey = dataset_from_folder(tmp_path, size=(8, 8), channels=1)
+    assert grey.images.shape == (1, 1, 8, 8)
+    assert "1 RGB image(s) converted to grey for a 1-channel model" in caplog.text
+
+
+def test_detect_channels_and_the_mismatch_message(tmp_path: Path) -> None:
+    _rgb(tmp_path / "colour")
+    assert detect_channels(tmp_path / "colour") == 3
+    # grey stored as RGB (BUSI's PNGs) is grey: converting it loses nothing, and no warning
+    _png(tmp_path / "grey" / "images" / "a.png", np.full((8, 8, 3), 90, dtype=np.uint8))
+    _png(tmp_path / "grey" / "masks" / "a.png", np.zeros((8, 8), dtype=np.uint8))
+    assert detect_channels(tmp_path / "grey") == 1
+    _pair(tmp_path / "plain", "a")
+    assert detect_channels(tmp_path / "plain") == 1
+    with pytest.raises(
+        DataError,
+        match=r"^the data has 3 channels \(RGB\) but the model takes 1: pass --channels 1 to "
+        r"convert to grey or use a 3-channel model$",
+    ):
+        check_channels(3, 1)
+    check_channels(3, 3)

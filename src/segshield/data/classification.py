@@ -177,8 +177,13 @@ def patch_classification_from_segmentation(
         ``meta`` records the parameters, the parent data's hash and how many were dropped.
 
     Raises:
-        DataError: bad parameters, or no patch kept.
+        DataError: bad parameters, volumes instead of 2D images, or no patch kept.
     """
+    if ds.ndim_spatial != 2:
+        raise DataError(
+            f"patches are cut from 2D images; {ds.source} holds volumes {ds.images.shape} "
+            "(load them as slices)"
+        )
     _, _, height, width = ds.images.shape
     pos, neg = _check_patch_parameters(height, width, patch, stride, positive_min, negative_max)
     area = patch * patch

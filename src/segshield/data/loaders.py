@@ -1,8 +1,12 @@
-"""Loaders: `dataset_from_folder` (images/ + masks/ by stem), `dataset_from_busi` (BUSI layout),
-`dataset_from_path` (detects which), `bundled_dataset` (the real sample data shipped inside).
+"""2D loaders: `dataset_from_folder` (images/ + masks/ by stem), `dataset_from_busi` (BUSI
+layout), `bundled_dataset` (the real sample data shipped inside); `segshield.data.layout`
+detects which (and volumes).
 
-Preprocessing follows seed unet-busi: intensities scaled to [0, 1] by the dtype's range, then
-resized to a configured size (default 128x128; bilinear for images, nearest for masks).
+Preprocessing follows seed unet-busi: intensities scaled to [0, 1] (the `auto` rule of
+`segshield.data.intensity`: 8-bit by the dtype's range as before, 16-bit by the image's
+percentiles rather than /65535, which leaves 12-bit data nearly black), then resized to a
+configured size (default 128x128; bilinear for images, nearest for masks). RGB stays RGB for
+channels=3; converting it to grey for channels=1 is logged as a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segshield.data.dataset import SegDataset
+from segshield.data.intensity import (
+    Intensity,
+    IntensityMode,
+    check_intensities,
+    resolve_intensity,
+    scale_intensity,
+)
 from segshield.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,25 +66,49 @@ def _read_array(path: Path) -> np.ndarray:
     return arr
 
 
-def _scale01(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Scale integer images by their dtype's maximum, floats must already be in [0, 1]."""
-    if np.issubdtype(arr.dtype, np.bool_):
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise DataError(f"float image {path} must hold finite values in [0, 1]")
-    return arr
+class _Notes:
+    """What a dataset's loading decided, logged once and recorded in its meta."""
+
+    def __init__(self, requested: Intensity) -> None:
+        self.requested = requested
+        self.applied: dict[str, dict] = {}
+        self.grey_from_rgb: list[str] = []
+
+    def meta(self) -> dict:
+        return {"intensity": {**self.requested.describe(), "applied": list(self.applied.values())}}
+
+    def log(self, source: str) -> None:
+        if self.requested.mode == IntensityMode.AUTO and set(self.applied) != {"dtype"}:
+            log.info("%s: intensity auto -> %s", source, ", ".join(self.applied))
+        if self.grey_from_rgb:
+            log.warning(
+                "%s: %d RGB image(s) converted to grey for a 1-channel model (first: %s); a "
+                "3-channel model keeps RGB (--channels 3)",
+                source, len(self.grey_from_rgb), self.grey_from_rgb[0],
+            )  # fmt: skip
 
 
-def _to_channels(arr: np.ndarray, channels: int, path: Path) -> np.ndarray:
+def _scale01(arr: np.ndarray, path: Path, spec: Intensity, notes: _Notes) -> np.ndarray:
+    """Raw pixels -> float32 [0, 1] by ``spec`` (``auto`` resolved per image), refusing a
+    scaling that leaves the image degenerate (DataError naming the file)."""
+    applied = resolve_intensity(spec, arr, name=str(path))
+    scaled = scale_intensity(arr, applied)
+    check_intensities(scaled, arr, f"image {path}", applied)
+    notes.applied.setdefault(applied.label(), applied.describe())
+    return scaled
+
+
+def _to_channels(
+    arr: np.ndarray, channels: int, path: Path, notes: _Notes | None = None
+) -> np.ndarray:
     """(H, W) or (H, W, C) -> (channels, H, W)."""
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.shape[2] == 4:  # drop alpha
         arr = arr[..., :3]
     if channels == 1 and arr.shape[2] == 3:
+        if notes is not None and not _grey_in_rgb(arr):
+            notes.grey_from_rgb.append(str(path))
         # ITU-R 601 luma, as PIL's "L" conversion.
         arr = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         arr = arr[..., None]
@@ -82,6 +117,13 @@ def _to_channels(arr: np.ndarray, channels: int, path: Path) -> np.ndarray:
     if arr.shape[2] != channels:
         raise DataError(f"image {path} has {arr.shape[2]} channels, expected {channels}")
     return np.transpose(arr, (2, 0, 1))
+
+
+def _grey_in_rgb(arr: np.ndarray) -> bool:
+    """(H, W, 3): grey stored as RGB (all channels equal), converted without loss."""
+    return bool(
+        np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
+    )
 
 
 def _resize(arr: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -134,10 +176,12 @@ def _load_pair(
     mask_paths: Sequence[Path],
     size: tuple[int, int],
     channels: int,
-    num_classes: int = 1,
+    num_classes: int,
+    spec: Intensity,
+    notes: _Notes,
 ) -> tuple[np.ndarray, np.ndarray]:
     raw = _read_array(image_path)
-    image = _to_channels(_scale01(raw, image_path), channels, image_path)
+    image = _to_channels(_scale01(raw, image_path, spec, notes), channels, image_path, notes)
     mask = np.zeros(raw.shape[:2], dtype=np.uint8)
     for mp in mask_paths:
         arr = _read_array(mp)
@@ -159,17 +203,22 @@ def _stack(
     channels: int,
     source: str,
     num_classes: int = 1,
+    intensity: Intensity | None = None,
 ) -> SegDataset:
     if not pairs:
         raise DataError(f"no image/mask pairs found in {source}")
+    notes = _Notes(intensity or Intensity())
     images, masks, names = [], [], []
     for name, ip, mps in pairs:
-        img, msk = _load_pair(ip, mps, size, channels, num_classes)
+        img, msk = _load_pair(ip, mps, size, channels, num_classes, notes.requested, notes)
         images.append(img)
         masks.append(msk)
         names.append(name)
     log.info("loaded %d images from %s", len(names), source)
-    return SegDataset(np.stack(images).astype(np.float32), np.stack(masks), tuple(names), source)
+    notes.log(source)
+    return SegDataset(
+        np.stack(images).astype(np.float32), np.stack(masks), tuple(names), source, notes.meta()
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -177,14 +226,20 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def dataset_from_folder(
-    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1, num_classes: int = 1
+    root: str | Path,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    channels: int = 1,
+    num_classes: int = 1,
+    intensity: Intensity | None = None,
 ) -> SegDataset:
     """`root/images/X.ext` paired with `root/masks/X.ext'` by file stem.
 
     Returns images (N, channels, *size) in [0, 1] and masks (N, 1, *size): {0, 1} for a binary
     task (num_classes 1 or 2; masks {0, v}), else label maps with values 0..num_classes-1.
-    Raises DataError naming the file for an image without a mask, a mask without an image,
-    an unreadable file, a mask of a different size or a non-binary mask.
+    ``intensity`` (default ``auto``) says how pixels become [0, 1]; meta["intensity"] records
+    it. Raises DataError naming the file for an image without a mask, a mask without an image,
+    an unreadable file, a mask of a different size, a non-binary mask, or an image that the
+    intensity scaling leaves degenerate.
     """
     root = Path(root)
     img_dir, mask_dir = root / "images", root / "masks"
@@ -205,11 +260,14 @@ def dataset_from_folder(
     if orphans:
         raise DataError(f"mask {masks[orphans[0]]} has no image in {img_dir}")
     pairs = [(stem, images[stem], [masks[stem]]) for stem in sorted(images)]
-    return _stack(pairs, size, channels, str(root), num_classes)
+    return _stack(pairs, size, channels, str(root), num_classes, intensity)
 
 
 def dataset_from_busi(
-    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1
+    root: str | Path,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    channels: int = 1,
+    intensity: Intensity | None = None,
 ) -> SegDataset:
     """The BUSI layout: `benign (1).png` with `benign (1)_mask.png` and any `_mask_1.png` ...
     (merged), searched recursively (e.g. benign/, malignant/, normal/ subfolders)."""
@@ -239,21 +297,7 @@ def dataset_from_busi(
     pairs = [
         (str(p.relative_to(root).with_suffix("")), p, sorted(masks[p])) for p in sorted(images)
     ]
-    return _stack(pairs, size, channels, str(root))
-
-
-def dataset_from_path(
-    root: str | Path, size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1, num_classes: int = 1
-) -> SegDataset:
-    """`images/`+`masks/` when both folders exist, else the BUSI layout (binary only)."""
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"dataset folder {root} does not exist")
-    if (root / "images").is_dir() and (root / "masks").is_dir():
-        return dataset_from_folder(root, size, channels, num_classes)
-    if num_classes > 2:
-        raise DataError(f"{root}: multi-class masks need the images/ + masks/ layout")
-    return dataset_from_busi(root, size, channels)
+    return _stack(pairs, size, channels, str(root), 1, intensity)
 
 
 def bundled_dataset_path(name: str = "nuclei", split: str = "test") -> Path:
@@ -270,9 +314,8 @@ def bundled_dataset(
 ) -> SegDataset:
     """A split of the real sample data shipped inside the package (see resources/README.md)."""
     ds = dataset_from_folder(bundled_dataset_path(name, split), size=size, channels=1)
-    return SegDataset(
-        ds.images, ds.masks, ds.names, f"bundled:{name}/{split}", {"licence": "BSD-3-Clause"}
-    )
+    meta = {"licence": "BSD-3-Clause", **ds.meta}
+    return SegDataset(ds.images, ds.masks, ds.names, f"bundled:{name}/{split}", meta)
 
 
 def target_mask_from_file(path: str | Path, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
