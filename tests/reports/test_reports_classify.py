@@ -54,7 +54,7 @@ def test_markdown_tables(report: AuditReport) -> None:
     assert "| 4/255 |" in md and "| 0.1 |" in md
     clean = report.clean["pytorch"].metrics.accuracy
     assert f"Clean accuracy: **{format_percent(clean)}**" in md
-    assert "## Failed cells" in md and "nope/" in md and "unknown attack" in md
+    assert "## Failed cells" in md and "NOPE · bce · ε=" in md and "unknown attack" in md
     assert "## Skipped attacks" in md and "| asma | " in md
     assert "## Provenance" in md and report.provenance["data_sha256"] in md
 
@@ -65,7 +65,7 @@ def test_markdown_from_dict_and_escaping(report: AuditReport) -> None:
     hostile = copy.deepcopy(report)
     cells_of(hostile, "nope")[0].error = HOSTILE + "\nsecond line"
     md = render_markdown(hostile)
-    line = next(x for x in md.splitlines() if x.startswith("| `nope/"))
+    line = next(x for x in md.splitlines() if x.startswith("| NOPE · bce · ε="))
     assert "\\| x second line" in line  # one table row, pipe escaped
     assert "<script>" not in md
 
@@ -112,5 +112,6 @@ def test_failed_cells_are_listed(report: AuditReport) -> None:
     failed = [c for c in report.cells if c.status != Status.OK]
     assert failed
     md = render_markdown(report)
-    for c in failed:
-        assert f"| `{c.id}` | all |" in md
+    for c in failed:  # the cell as people read it (its id is the HTML hover title)
+        assert f"| NOPE · {c.loss} · ε={format_epsilon(c.epsilon)} | all |" in md
+        assert f'<span title="{c.id}">' in render_html(report)

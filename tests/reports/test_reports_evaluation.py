@@ -99,7 +99,8 @@ def report() -> AuditReport:
 
 def test_sections_come_early_in_page_order(report: AuditReport) -> None:
     ids = build_view(report).section_ids
-    assert ids[:2] == ["verdict", "evaluation-warnings"]
+    # first screen: the verdict, the engine x attack x ε matrix, then the warnings
+    assert ids[:3] == ["verdict", "matrix", "evaluation-warnings"]
     assert ids.index("summary") < ids.index("worst-case") < ids.index("certified")
     assert ids.index("certified") < ids.index("curves")
     html = render_html(report)

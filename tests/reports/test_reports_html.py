@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from PIL import Image
 
 from segshield.reports.format import format_percent
-from segshield.reports.html import CORE_SECTION_IDS, SECTION_IDS, render_html
+from segshield.reports.html import CORE_SECTION_IDS, SECTION_IDS, SORT_SCRIPT, render_html
+from segshield.reports.view_overview import engine_groups
 from segshield.results import SOURCE_ENGINE, AuditReport, Status
 
 DATA = Path(__file__).parent / "data"
@@ -50,6 +52,17 @@ def chart(html: str, slug: str) -> str:
     return match.group(1)
 
 
+def without_sort_script(html: str) -> str:
+    """The page without its one fixed script (the sortable per-image table's); asserts that
+    it is the only script and that the CSP allows exactly it, by its hash."""
+    block = f"<script>{SORT_SCRIPT}</script>"
+    assert html.count("<script") == 1 and html.count(block) == 1
+    digest = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in html
+    assert "'unsafe-inline'" not in html.split("script-src", 1)[1].split('"', 1)[0]
+    return html.replace(block, "")
+
+
 def n_panels(report: AuditReport) -> int:
     return sum(len(c.panels) for c in report.cells)
 
@@ -76,7 +89,7 @@ def test_every_section_in_order_with_verdict_first(name: str) -> None:
 
 
 def test_hostile_strings_are_escaped() -> None:
-    html = render_html(load("fail"))
+    html = without_sort_script(render_html(load("fail")))
     assert "<script" not in html.lower()
     assert "<img src=x" not in html
     assert "<b>here</b>" not in html
@@ -87,7 +100,7 @@ def test_hostile_strings_are_escaped() -> None:
 def test_self_contained_no_network_references(tmp_path: Path) -> None:
     report = load("pass")
     write_panels(report, tmp_path)
-    html = render_html(report, tmp_path)
+    html = without_sort_script(render_html(report, tmp_path))
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert not re.search(r"@import|url\(", html, re.I)
     assert all(v.startswith("data:image/png;base64,") for v in re.findall(r'src="([^"]*)"', html))
@@ -153,9 +166,10 @@ def test_curves_have_one_polyline_per_series() -> None:
     html = render_html(report)
     pairs = {(c.attack, c.loss) for c in report.cells}
     n_eps = {pair: sum((c.attack, c.loss) == pair for c in report.cells) for pair in pairs}
-    n_engines = sum(e.status == Status.OK for e in report.engines)
+    groups = engine_groups(report)  # pytorch and ort-fp32 agree: drawn once
+    assert [g.members for g in groups] == [("pytorch", "ort-fp32"), ("ort-int8",)]
     for slug, per_engine, clean_point in (
-        ("dice", True, 1),  # attack x loss x engine; clean + every epsilon
+        ("dice", True, 1),  # attack x loss x engine group; clean + every epsilon
         ("iou", True, 1),
         ("attack-success", True, 0),  # no clean point
         ("ssim", False, 0),  # one per attack x loss: the perturbation is engine-independent
@@ -164,22 +178,26 @@ def test_curves_have_one_polyline_per_series() -> None:
         svg = chart(html, slug)
         assert "<svg" in svg and "</svg>" in svg
         polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', svg)
-        n_series = len(pairs) * (n_engines if per_engine else 1)
-        assert len(polylines) == n_series == svg.count('class="legend-item"')
+        n_lines = len(groups) if per_engine else 1
+        assert len(polylines) == len(pairs) * n_lines
+        # a bounded legend: one colour per attack x loss, one line style per engine group
+        n_keys = len(pairs) + (len(groups) if per_engine else 0)
+        assert svg.count('class="legend-item"') == n_keys
         lengths = sorted(len(p.split()) for p in polylines)
-        expected = sorted(
-            n + clean_point for n in n_eps.values() for _ in range(n_engines if per_engine else 1)
-        )
+        expected = sorted(n + clean_point for n in n_eps.values() for _ in range(n_lines))
         assert lengths == expected
         assert 'class="tick"' in svg and 'class="axis-title"' in svg
-    assert 'data-series="PGD · bce · ort-fp32"' in chart(html, "dice")
-    assert 'class="interval"' in chart(html, "dice")  # stored CIs as error bars
+    dice = chart(html, "dice")
+    assert 'data-series="PGD · bce · pytorch, ort-fp32 (agree)"' in dice
+    assert 'data-series="PGD · bce · ort-int8"' in dice
+    assert ">pytorch, ort-fp32 (agree)<title>" in dice and ">PGD · bce<title>" in dice
+    assert 'class="interval"' in dice  # stored CIs as error bars
 
 
 def test_failed_cell_leaves_its_line_shorter() -> None:
     html = render_html(load("fail"))
     svg = chart(html, "dice")
-    pgd = re.search(r'data-series="PGD · bce · pytorch" points="([^"]+)"', svg)
+    pgd = re.search(r'data-series="PGD · bce · pytorch, ort-fp32 \(agree\)" points="([^"]+)"', svg)
     assert pgd and len(pgd.group(1).split()) == 2  # clean and 2/255: 8/255 failed
 
 
@@ -194,7 +212,11 @@ def test_verdict_fail_lists_failed_rules() -> None:
     assert len(rows) == len(outcomes) == 2
     worst = outcomes[0]["worst_value"]
     assert (f"{worst:.6g}" if worst is not None else "—") in rows[0] and "≥ 0.95" in rows[0]
-    assert "engine tensorrt-fp16 was unavailable" in rows[1]
+    # the reasons follow the table, one full-width line per failed rule
+    reasons = verdict.split("</table>", 1)[1].split("<details>", 1)[0]
+    assert reasons.count("<li><strong>") == 2
+    assert "<li><strong>every engine at 2/255</strong>: cannot be verified: engine" in reasons
+    assert "engine tensorrt-fp16 was unavailable" in reasons and "unavailable" not in rows[1]
 
 
 def test_verdict_pass_and_absent() -> None:
@@ -211,11 +233,17 @@ def test_engines_transfer_failures_provenance() -> None:
     engines = section(html, "engines")
     assert "CPUExecutionProvider" in engines and "unavailable" in engines
     parity = report.engines[1].parity
-    assert "prob_max_abs_err" in engines and f"{parity['prob_max_abs_err']:.6g}" in engines
-    assert "Latency" in engines and "9.5" in engines
+    assert "<th>max |Δ prob|</th>" in engines and f"{parity['prob_max_abs_err']:.3g}" in engines
+    # every stored field stays on the page, folded, keys as row labels (never as headers)
+    assert "<code>prob_max_abs_err</code>" in engines
+    assert f"{parity['prob_max_abs_err']:.6g}" in engines
+    assert "Latency" in engines and "<th>p50 (ms)</th>" in engines and "9.5" in engines
+    assert "<th>p50_ms</th>" not in engines
     transfer = section(html, "transfer")
     targets = [e.name for e in report.engines if e.status == Status.OK and e.name != SOURCE_ENGINE]
-    assert transfer.count("<tr>") == 1 + (1 + len(report.cells)) * len(targets)
+    rows = transfer.count("<tr><td")  # the largest ε per attack, then the rest (folded)
+    assert rows == (1 + len(report.cells)) * len(targets)
+    assert transfer.count("<details><summary>Smaller ε") == 1
     assert "+0.00 pp" in transfer
     failures = section(html, "failed-cells")
     failed = next(c for c in report.cells if c.status != Status.OK)
@@ -226,14 +254,27 @@ def test_engines_transfer_failures_provenance() -> None:
     assert "weights_sha256" in provenance and "Audit configuration" in provenance
 
 
-def test_latency_is_rendered_generically() -> None:
+def test_latency_has_human_headers_and_keeps_every_field() -> None:
     report = load("pass")
     engines = section(render_html(report), "engines")
     assert report.latency
-    for key, value in report.latency[0].items():
-        assert key in engines
+    latency = re.search(r'<table class="latency">(.*?)</table>', engines, re.S)
+    assert latency
+    headers = re.findall(r"<th>([^<]*)</th>", latency.group(1))
+    assert headers == ["Engine", "batch", "p50 (ms)", "p99 (ms)", "throughput (img/s)",
+                       "speed-up vs pytorch", "Status"]  # fmt: skip
+    first = report.latency[0]
+    assert f'<td class="num">{first["median_ms"]:.4g}</td>' in latency.group(1)
+    assert '<td class="num">1.00×</td>' in latency.group(1)  # the source against itself
+    every = re.search(r'<table class="latency-fields">(.*?)</table>', engines, re.S)
+    assert every and "<details>" in engines
+    for key, value in first.items():
+        if key != "engine":
+            assert f"<code>{key}</code>" in every.group(1)
         if isinstance(value, float):
-            assert f"{value:.6g}" in engines
+            assert f"{value:.6g}" in every.group(1)
+    for raw in ("cuda_sync", "p999_ms", "throughput_ips"):
+        assert f"<th>{raw}</th>" not in engines
 
 
 def test_empty_report_renders_every_section() -> None:

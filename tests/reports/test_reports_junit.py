@@ -173,7 +173,9 @@ def test_pr_summary_fail() -> None:
     assert "&lt;strict&gt;" in text and "<strict>" not in text  # markup shown, not rendered
     assert "<script>" not in text
     first = next(o for o in outcomes if not o["passed"])
-    assert f"| {first['worst_value']:.4g} | ≥ 0.95 | {first['worst_where']} |" in text
+    # the worst place with its cell written as people read it, not as a cell id
+    assert first["worst_where"] == "fgsm/dice/0.0313725 on pytorch"
+    assert f"| {first['worst_value']:.4g} | ≥ 0.95 | FGSM · dice · ε=8/255 on pytorch |" in text
     assert _row(report, "fgsm", "bce", "ort-fp32") in text
     assert _row(report, "pgd", "bce", "pytorch").endswith("failed")
     assert _row(report, "pgd", "bce", "pytorch") in text

@@ -169,7 +169,7 @@ def test_verdict_lists_failed_rules_only() -> None:
     assert "Policy `example`: 1 of 2 rules passed." in md
     assert (
         "| PGD Dice at eps &lt;= 4/255 | `dice` | 0.599 | ≥ 0.65 "
-        "| pgd/bce/0.0156863 on onnxruntime |" in md
+        "| PGD · bce · ε=4/255 on onnxruntime |" in md  # the gate's cell id, readable
     )
     assert "| clean dice |" not in md
 
@@ -184,11 +184,16 @@ def test_verdict_pass_and_absent() -> None:
 
 def test_engines_note() -> None:
     md = render_markdown(make_report())
-    # legacy export parity (max_abs_diff) shows as the max error; reasons in the last column
-    # (the Health column is empty: this report measured none)
-    row = "| `onnxruntime` | onnxruntime | fp32 | CPUExecutionProvider | ok | — | 4e-08 | — | — |"
-    assert row in md
-    assert "| `tensorrt` | tensorrt | fp32 | — | unavailable | — |" in md
+    # the Health column is empty: this report measured none
+    assert "| `onnxruntime` | onnxruntime | fp32 | ok | — | — |" in md
+    assert "| `tensorrt` | tensorrt | fp32 | unavailable | — | — |" in md
+    # legacy export parity (max_abs_diff) shows as the max probability error, with units
+    header = "| Engine | max \\|Δ logit\\| | max \\|Δ prob\\| | median \\|Δ prob\\| |"
+    assert header in md
+    assert "| `onnxruntime` | — | 4e-08 | — | — | — | — | — |" in md
+    assert "| `max_abs_diff` | 4e-08 |" in md  # every stored field, keys as row labels
+    # providers and the reason an engine did not run, once, in the details table
+    assert "| `onnxruntime` | CPUExecutionProvider | — | — | — |" in md
     assert md.count("no CUDA device |") == 1
 
 
@@ -216,16 +221,19 @@ def test_epsilon_curve() -> None:
 
 def test_transfer_and_failures() -> None:
     md = render_markdown(make_report())
-    assert "| `pgd/bce/0.0156863` | `onnxruntime` | 59.90% | -0.10 pp | 0.05% |" in md
-    assert "| `clean` | `onnxruntime` | 84.64% | -0.01 pp | 0.00% |" in md
-    assert "| `fgsm/bce/0.0313725` | all | RuntimeError: gradient is NaN |" in md
+    assert "| PGD · bce · ε=4/255 | `onnxruntime` | 59.90% | -0.10 pp | 0.05% |" in md
+    assert "| clean | `onnxruntime` | 84.64% | -0.01 pp | 0.00% |" in md
+    assert "| FGSM · bce · ε=8/255 | all | RuntimeError: gradient is NaN |" in md
+    # the largest ε of each attack first; smaller ones in a second (folded in HTML) table
+    assert md.index("| PGD · bce · ε=4/255 |") < md.index("### Smaller ε (2 more cells)")
+    assert md.index("### Smaller ε") < md.index("| PGD · bce · ε=2/255 | `onnxruntime`")
 
 
 def test_engine_eval_error_listed() -> None:
     report = make_report()
     report.cells[0].engines[ORT] = EngineEval(ORT, status="error", error="shape\nmismatch | x")
     md = render_markdown(report)
-    assert "| `pgd/bce/0.00784314` | `onnxruntime` | shape mismatch \\| x |" in md
+    assert "| PGD · bce · ε=2/255 | `onnxruntime` | shape mismatch \\| x |" in md
 
 
 def test_provenance() -> None:

@@ -1,18 +1,22 @@
 """Self-contained HTML rendering of an audit report: the lay-out of :func:`build_view`.
 
 One file, no external resources: inline CSS, inline SVG charts, image panels inlined as
-base64 ``data:`` URIs, and a Content-Security-Policy that forbids any fetch or script. Every
-text is HTML-escaped here. Values come formatted from the view (the same strings as in the
-Markdown report); this module computes nothing.
+base64 ``data:`` URIs, one small fixed inline script that sorts a table when its header is
+clicked, and a Content-Security-Policy that forbids any fetch and any script but that one
+(allowed by its hash). Every text is HTML-escaped here. Values come formatted from the view
+(the same strings as in the Markdown report); this module computes nothing. Wide tables
+scroll inside their own box, so the page itself never scrolls sideways.
 
-Sections carry stable ids (``view.SECTION_IDS``): ``verdict`` first, then the task's own
-(``summary``, ``curves``, ``panels`` ... for segmentation; ``summary``, ``accuracy``, ``ssim``
-for a classifier), ``engines``, ``transfer``, ``failed-cells``, ``provenance``.
+Sections carry stable ids (``view.SECTION_IDS``): the first screen is ``verdict``, ``health``
+and ``matrix`` (engine x attack x ε); then the task's own (``summary``, ``curves``,
+``per-image``, ``per-class``, ``panels`` ... for segmentation; ``summary``, ``accuracy``,
+``ssim`` for a classifier), ``engines``, ``transfer``, ``failed-cells``, ``provenance``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,42 @@ __all__ = ["CLASSIFIER_SECTION_IDS", "CORE_SECTION_IDS", "SECTION_IDS", "render_
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# Sorts a table.sortable by the clicked column: numbers by value, text alphabetically, empty
+# keys (a missing value) last in both directions; a second click reverses. Fixed text, no
+# report data inside: the CSP allows exactly this script by its hash.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.querySelectorAll("thead th");
+  function key(row, col) {
+    var c = row.cells[col], k = c.getAttribute("data-sort");
+    return k === null ? c.textContent.trim() : k;
+  }
+  function sortBy(th, col) {
+    var asc = th.getAttribute("aria-sort") !== "ascending";
+    heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a, col), y = key(b, col);
+      if (x === "" || y === "") { return (x === "") - (y === ""); }
+      var nx = Number(x), ny = Number(y), d;
+      d = isFinite(nx) && isFinite(ny) ? nx - ny : x.localeCompare(y);
+      return asc ? d : -d;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  heads.forEach(function (th, col) {
+    th.tabIndex = 0;
+    th.addEventListener("click", function () { sortBy(th, col); });
+    th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortBy(th, col); } });
+  });
+});
+"""
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
+_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'"
+)
 
 _CSS = """
 :root { --pass: #1e7e34; --fail: #b3261e; --muted: #5f6b76; --line: #c8ccd2; }
@@ -59,13 +98,25 @@ nav { margin: 8px 0 0; font-size: 0.92em; }
 nav a { color: #0b5cad; text-decoration: none; margin-right: 14px; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono",
   monospace; font-size: 0.9em; }
+p, li, h1, h2, h3, .meta { overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 6px 0 14px; }
+.scroll > table { margin: 0; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 0.93em; }
 th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: left; vertical-align: top; }
 th { background: #eef1f4; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.wrap { overflow-wrap: anywhere; max-width: 620px; }
+td > code { white-space: nowrap; }
+td.wrap > code { white-space: normal; }
 tr:nth-child(even) td { background: #fafbfc; }
 .ci { color: var(--muted); font-size: 0.88em; margin-left: 3px; }
+.sub { display: block; color: var(--muted); font-size: 0.82em; }
+table.matrix td.num { min-width: 5.5em; }
+table.matrix tr:has(> td:first-child:not(:empty)) > td { border-top: 2px solid #8a949e; }
+table.sortable th { cursor: pointer; user-select: none; white-space: nowrap; }
+table.sortable th::after { content: " ↕"; color: #9aa3ab; font-weight: normal; }
+table.sortable th[aria-sort="ascending"]::after { content: " ↑"; color: #1d232a; }
+table.sortable th[aria-sort="descending"]::after { content: " ↓"; color: #1d232a; }
 .banner { border-radius: 6px; padding: 14px 18px; margin: 18px 0 12px; border-left: 10px solid; }
 .banner .word { font-size: 1.8em; font-weight: 700; letter-spacing: 0.04em; margin-right: 14px; }
 .banner.pass { background: #e7f4ea; border-color: var(--pass); color: #0f4d22; }
@@ -76,7 +127,7 @@ tr:nth-child(even) td { background: #fafbfc; }
 .badge.ok { background: #e7f4ea; color: #0f4d22; }
 .badge.bad { background: #fdecea; color: #7a1712; }
 .badge.warn { background: #fff4e0; color: #7a4b00; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr));
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(460px, 100%), 1fr));
   gap: 18px; }
 .engine-tables { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; }
 figure { margin: 0; }
@@ -127,6 +178,10 @@ def _inline(c: Cell) -> str:
         text = f"<strong>{text}</strong>"
     if c.ci:
         text += f'<span class="ci" title="{_e(c.title or "")}">{_e(c.ci)}</span>'
+    if c.title and not (c.badge or c.code or c.ci):
+        text = f'<span title="{_e(c.title)}">{text}</span>'
+    if c.sub:
+        text += f'<span class="sub">{_e(c.sub)}</span>'
     return text
 
 
@@ -137,6 +192,8 @@ def _parts(parts: list[Cell]) -> str:
 def _td(c: Cell) -> str:
     cls = "num" if c.num else ("wrap" if len(c.text) > 40 else "")
     attr = f' class="{cls}"' if cls else ""
+    if c.sort is not None:
+        attr += f' data-sort="{_e(c.sort)}"'
     return f"<td{attr}>{_inline(c)}</td>"
 
 
@@ -146,8 +203,12 @@ def _table(table: Table) -> str:
         return f'{title}<p class="note">Not recorded.</p>'
     head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
     body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in table.rows)
-    attr = f' class="{table.cls}"' if table.cls else ""
-    html = f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    classes = " ".join(c for c in (table.cls, "sortable" if table.sortable else "") if c)
+    attr = f' class="{classes}"' if classes else ""
+    html = (
+        f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
     if table.folded:
         label = _parts(table.title) if table.title else "Table"
         return f"<details><summary>{label}</summary>{html}</details>"
@@ -157,16 +218,18 @@ def _table(table: Table) -> str:
 def _chart(chart: Chart) -> str:
     vs = f" vs {chart.x_name}"
     name = chart.title if chart.title.endswith(vs) else chart.title + vs
+    default_x = format_epsilon if chart.x_name == "ε" else format_float
     svg = line_chart(
         chart.series,
         title=name,
         x_label=chart.x_label,
         y_label=chart.y_label,
-        format_x=format_epsilon if chart.x_name == "ε" else format_float,
+        format_x=chart.format_x or default_x,
         format_y=format_percent if chart.fraction else format_float,
         x_ticks=chart.x_ticks,
         y_scale=100.0 if chart.fraction else 1.0,
         y_bounds=(0.0, 1.0) if chart.fraction else None,
+        legend=chart.legend,
     )
     return (
         f'<figure class="chart-box" id="curve-{_e(chart.slug)}"><figcaption>{_e(name)}'
@@ -289,6 +352,8 @@ def render_html(report: AuditReport, base_dir: Path | None = None) -> str:
     base = Path(base_dir) if base_dir is not None else None
     sections = [_section(s, base) for s in view.sections]
     sections.insert(1, f'<p class="note">{_e(view.units)}</p>')
+    sortable = any(isinstance(b, Table) and b.sortable for s in view.sections for b in s.blocks)
+    script = f"<script>{SORT_SCRIPT}</script>\n" if sortable else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -298,5 +363,7 @@ def render_html(report: AuditReport, base_dir: Path | None = None) -> str:
         + _header(view)
         + "\n<main>\n"
         + "\n".join(sections)
-        + "\n</main>\n</body>\n</html>\n"
+        + "\n</main>\n"
+        + script
+        + "</body>\n</html>\n"
     )

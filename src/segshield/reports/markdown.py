@@ -72,9 +72,10 @@ def _inline(c: Cell) -> str:
         text = "`" + " ".join(c.text.split()).replace("`", "'").replace("|", "\\|") + "`"
     else:
         text = _escape(c.text)
-    if c.strong:
+    if c.strong and text:
         text = f"**{text}**"
-    return f"{text} {c.ci}" if c.ci else text
+    text = f"{text} {c.ci}" if c.ci else text
+    return f"{text} ({_escape(c.sub)})" if c.sub else text
 
 
 def _parts(parts: list[Cell]) -> str:
@@ -99,7 +100,8 @@ def _block(block: Block) -> list[str]:
     if isinstance(block, Bullets):
         if not block.markdown:
             return []
-        return [*(f"- {_parts(item)}" for item in block.items), ""]
+        head = [f"{_line(_escape(block.summary))}:", ""] if block.summary else []
+        return [*head, *(f"- {_parts(item)}" for item in block.items), ""]
     if isinstance(block, PanelGroup):
         lines = [f"### {_parts(block.title)}", ""]
         for p in block.panels:

@@ -7,9 +7,17 @@ no links, no images. Values are formatted as in the full report and computed now
 
 from __future__ import annotations
 
-from segshield.reports.format import MISSING, format_epsilon, format_percent
+from segshield.reports.format import MISSING, format_percent, in_steps
 from segshield.reports.markdown import escape_markdown
-from segshield.reports.view_common import PRIMARY_LABEL, engines, ordered, value
+from segshield.reports.view_common import (
+    PRIMARY_LABEL,
+    engines,
+    eps_format,
+    ordered,
+    readable,
+    report_epsilons,
+    value,
+)
 from segshield.results import AuditReport, Status
 
 _MAX_RULES_LISTED = 10
@@ -55,7 +63,7 @@ def _verdict_lines(report: AuditReport) -> list[str]:
             op = "≥" if o.get("bound") == "min" else "≤"
             worst = o.get("worst_value")
             measured = f"{worst:.4g}" if isinstance(worst, (int, float)) else MISSING
-            where = o.get("worst_where") or o.get("reason")
+            where = readable(report, o.get("worst_where")) or o.get("reason")
             lines.append(
                 f"| {_md(o.get('rule'))} | {measured} | {op} {_md(o.get('threshold'))} "
                 f"| {_md(where)} |"
@@ -97,7 +105,8 @@ def _evaluation_lines(report: AuditReport) -> list[str]:
             f"{_code(n)} {label} {format_percent(value(largest.engines[n], report.primary_metric))}"
             for n in names
         )
-        line = f"Worst case over every attack at ε={format_epsilon(largest.epsilon)}: {shown}; "
+        eps = eps_format(report)(largest.epsilon)
+        line = f"Worst case over every attack at ε={eps}: {shown}; "
     n = len(evaluation.warnings)
     if n:
         line += f"**{n} evaluation warning{'s' if n != 1 else ''}**: the attack numbers may "
@@ -118,9 +127,11 @@ def _metric_lines(report: AuditReport) -> list[str]:
     epsilons = sorted({c.epsilon for c in report.cells})
     pairs = ordered((c.attack, c.loss) for c in report.cells)
     many_losses = len({loss for _, loss in pairs}) > 1
-    header = ["Attack", "Engine", "clean", *(format_epsilon(e) for e in epsilons)]
+    fe = eps_format(report)
+    header = ["Attack", "Engine", "clean", *(fe(e) for e in epsilons)]
+    eps_note = "ε in 1/255 steps" if in_steps(report_epsilons(report)) else "ε as decimals"
     lines = [
-        f"{PRIMARY_LABEL.get(primary, primary)} per attack and ε (ε in 1/255 steps):",
+        f"{PRIMARY_LABEL.get(primary, primary)} per attack and ε ({eps_note}):",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---", "---", *("--:" for _ in header[2:])]) + "|",

@@ -81,7 +81,13 @@ def tick_decimals(ticks: Sequence[float], scale: float = 1.0) -> int:
     if len(ticks) < 2:
         return 2
     step = abs(ticks[1] - ticks[0]) * scale
-    return max(0, min(6, -math.floor(math.log10(step) + 1e-9))) if step > 0 else 2
+    if step <= 0:
+        return 2
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    # a 2.5 step needs one more decimal than its magnitude says (82.5, not 82)
+    while decimals < 6 and abs(round(step, decimals) - step) > 1e-9 * step:
+        decimals += 1
+    return min(decimals, 6)
 
 
 def _marker(shape: str, x: float, y: float, color: str, title: str) -> str:
@@ -253,8 +259,9 @@ def _point_markers(
     ]
 
 
-def _legend(frame: _Frame, series: Sequence[Series]) -> list[str]:
-    """The legend below the axes, `_LEGEND_COLUMNS` entries a row; long labels are cut."""
+def _legend(frame: _Frame, series: Sequence[Series], keys_only: bool = False) -> list[str]:
+    """The legend below the axes, `_LEGEND_COLUMNS` entries a row; long labels are cut.
+    keys_only: the entries are style keys (a colour, a line style), not drawn series."""
     out = []
     legend_top = frame.bottom + _AXIS_SPACE + 8
     col_width = (frame.right - frame.left + _MARGIN_LEFT - 10) / _LEGEND_COLUMNS
@@ -263,7 +270,7 @@ def _legend(frame: _Frame, series: Sequence[Series]) -> list[str]:
         x = 10 + col * col_width
         y = legend_top + row * _LEGEND_ROW + 6
         label = s.label if len(s.label) <= _LEGEND_CHARS else s.label[: _LEGEND_CHARS - 1] + "…"
-        if not s.drawable():
+        if not keys_only and not s.drawable():
             label += " (no data)"
         out.append(
             f'<g class="legend-item">{_legend_sample(s, x, y)}'
@@ -285,19 +292,23 @@ def line_chart(
     y_scale: float = 1.0,
     y_unit: str = "",
     y_bounds: tuple[float, float] | None = None,
+    legend: Sequence[Series] | None = None,
 ) -> str:
     """An inline ``<svg>`` line chart of `series`.
 
     x_ticks: tick positions on the x axis (default: round values); format_x/format_y: hover
-    titles of the points; y tick labels show ``value * y_scale`` with just enough decimals,
-    followed by `y_unit`; y_bounds clamps the automatic y range (e.g. (0, 1) for fractions).
+    titles of the points and x tick labels; y tick labels show ``value * y_scale`` with just
+    enough decimals, followed by `y_unit`; y_bounds clamps the automatic y range (e.g. (0, 1)
+    for fractions); legend: its entries when not one per series (a colour per attack and a
+    line style per engine group keep it short however many lines there are).
     """
     drawn = [(s, s.drawable()) for s in series]
     xs = [x for _, pts in drawn for x, _ in pts]
     ys = [y for _, pts in drawn for _, y in pts]
     if ys:
         ys += [v for s in series for _, lo, hi in s.drawable_intervals() for v in (lo, hi)]
-    legend_rows = math.ceil(len(series) / _LEGEND_COLUMNS) if series else 0
+    keys = list(legend) if legend is not None else list(series)
+    legend_rows = math.ceil(len(keys) / _LEGEND_COLUMNS) if keys else 0
     height = _MARGIN_TOP + _PLOT_HEIGHT + _AXIS_SPACE + 8 + legend_rows * _LEGEND_ROW + 6
     left, right = _MARGIN_LEFT, _WIDTH - _MARGIN_RIGHT
     top, bottom = _MARGIN_TOP, _MARGIN_TOP + _PLOT_HEIGHT
@@ -324,6 +335,6 @@ def line_chart(
     out += _interval_bars(frame, series)
     out += _series_lines(frame, drawn)
     out += _point_markers(frame, drawn, format_x, format_y)
-    out += _legend(frame, series)
+    out += _legend(frame, keys, keys_only=legend is not None)
     out.append("</svg>")
     return "\n".join(out)

@@ -3,13 +3,15 @@
 :func:`build_view` turns an :class:`AuditReport` into sections of plain blocks: tables (a
 header and rows of already-formatted strings), paragraphs, bullet lists, chart series and
 panel descriptors. ``markdown.py`` and ``html.py`` only lay these out (and escape them); no
-renderer reads the report or formats a number itself. Sections depend on the task: a
-classifier shows accuracy and SSIM against ε, a segmentation model Table I, ε curves, panels
-and engine transfer.
+renderer reads the report or formats a number itself. The first screen is the verdict, the
+engine health line and the engine x attack x ε matrix (engines that agree on one row). Other
+sections depend on the task: a classifier shows accuracy and SSIM against ε, a segmentation
+model Table I, ε curves, a per-image table, per-class scores, panels and engine transfer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 SECTION_IDS: tuple[str, ...] = (
     "verdict",
     "health",
+    "matrix",
     "evaluation-warnings",
     "summary",
     "worst-case",
@@ -31,6 +34,7 @@ SECTION_IDS: tuple[str, ...] = (
     "accuracy",
     "curves",
     "ssim",
+    "per-image",
     "per-class",
     "losses",
     "targeted",
@@ -68,7 +72,9 @@ CLASSIFIER_SECTION_IDS: tuple[str, ...] = (
 class Cell:
     """One formatted value. code: shown as code; num: a right-aligned number; strong: bold;
     ci: its confidence-interval text; title: hover text (HTML); badge: "ok" | "bad" | "warn",
-    shown as a status badge in HTML."""
+    shown as a status badge in HTML; sub: a second, smaller line (e.g. the change vs the
+    source engine; in Markdown in parentheses); sort: the key a sortable HTML table sorts
+    this column by (a number as text, "" sorts last), default the text."""
 
     text: str
     code: bool = False
@@ -77,6 +83,8 @@ class Cell:
     ci: str | None = None
     title: str | None = None
     badge: str | None = None
+    sub: str | None = None
+    sort: str | None = None
 
 
 def cell(value: object, **kw: object) -> Cell:
@@ -92,7 +100,8 @@ def code(value: object) -> Cell:
 class Table:
     """header: column titles; rows: cells. title: a sub-heading; cls: an HTML class;
     folded: HTML shows it inside a closed ``<details>``; markdown: False leaves it out of
-    Markdown (detail that only the interactive page holds)."""
+    Markdown (detail that only the interactive page holds); sortable: clicking a header
+    sorts the HTML table by that column (by each cell's ``sort`` key)."""
 
     header: list[str]
     rows: list[list[Cell]]
@@ -100,6 +109,7 @@ class Table:
     cls: str = ""
     folded: bool = False
     markdown: bool = True
+    sortable: bool = False
 
 
 @dataclass
@@ -123,7 +133,9 @@ class Bullets:
 @dataclass
 class Chart:
     """A line chart of stored values; y values are fractions when ``fraction``. x_name: what
-    x is ("ε", shown in 1/255 steps; anything else, e.g. "radius", as a plain number)."""
+    x is ("ε", shown in the report's ε style; anything else, e.g. "radius", as a plain
+    number); format_x: how x values read (default by x_name); legend: the legend entries
+    when they are not one per series (a colour per attack, a line style per engine group)."""
 
     slug: str
     title: str
@@ -134,6 +146,8 @@ class Chart:
     x_ticks: list[float]
     fraction: bool = True
     x_name: str = "ε"
+    format_x: Callable[[float | None], str] | None = None
+    legend: list[Series] | None = None
 
 
 @dataclass
@@ -201,15 +215,19 @@ def build_view(report: AuditReport) -> ReportView:
     else:
         from segshield.reports import view_segmentation as task_view  # type: ignore[no-redef]
     sections = [common.verdict_section(report), *task_view.sections(report)]
+    from segshield.reports.view_engines import engines_section, transfer_section
     from segshield.reports.view_evaluation import evaluation_sections
     from segshield.reports.view_health import health_section
+    from segshield.reports.view_overview import matrix_section
 
     health = health_section(report)
     sections += [health] if health is not None else []
+    matrix = matrix_section(report)
+    sections += [matrix] if matrix is not None else []
     sections += evaluation_sections(report)  # none for reports written before them
     sections += [
-        common.engines_section(report),
-        common.transfer_section(report),
+        engines_section(report),
+        transfer_section(report),
         *common.skipped_sections(report),
         common.failures_section(report),
         common.provenance_section(report),
@@ -219,6 +237,6 @@ def build_view(report: AuditReport) -> ReportView:
     return ReportView(
         title=common.title(report),
         facts=common.facts(report),
-        units=task_view.UNITS,
+        units=common.units(report, task_view.UNITS),
         sections=sections,
     )

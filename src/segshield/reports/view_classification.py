@@ -6,22 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from segshield.reports.format import (
-    MISSING,
-    format_epsilon,
-    format_float,
-    format_percent,
-    format_steps,
-)
-from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series
+from segshield.reports.format import MISSING, format_float, format_percent
+from segshield.reports.svg import Series
 from segshield.reports.view import Bullets, Cell, Chart, Para, Section, Table, cell, code
-from segshield.reports.view_common import attack_label, engines, ok_eval, ordered
-from segshield.reports.view_segmentation import cell_warnings
+from segshield.reports.view_common import (
+    attack_label,
+    engines,
+    eps_format,
+    linf_format,
+    ok_eval,
+    ordered,
+)
+from segshield.reports.view_curves import legend, style
+from segshield.reports.view_overview import engine_groups
+from segshield.reports.view_segmentation import cell_warnings, collapse
 from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval, Status
 
 UNITS = (
-    "Accuracy, per-class accuracy, flipped share and success rate in percent; ε and L∞ in "
-    "1/255 steps where exact; L2 in [0, 1] pixel units; CI: percentile bootstrap over images; "
+    "Accuracy, per-class accuracy, flipped share and success rate in percent; {eps}; L2 in "
+    "[0, 1] pixel units; CI: percentile bootstrap over images; "
     f"{MISSING} marks a missing value."
 )
 # Attack parameters that change with ε are in report.json, not in the parameter line.
@@ -82,10 +85,11 @@ def _summary_line(report: AuditReport, attack: str, engine: str) -> str | None:
         return None
     first, last = cells[0], cells[-1]
     ssim = getattr(last.perturbation, "ssim_mean", None)
+    fe = eps_format(report)
     return (
         f"{attack_label(attack)}: accuracy {format_percent(_accuracy(_eval(first, engine)))} at "
-        f"ε = {format_epsilon(first.epsilon)}, {format_percent(_accuracy(_eval(last, engine)))} "
-        f"at ε = {format_epsilon(last.epsilon)} (mean SSIM {format_float(ssim)}, "
+        f"ε = {fe(first.epsilon)}, {format_percent(_accuracy(_eval(last, engine)))} "
+        f"at ε = {fe(last.epsilon)} (mean SSIM {format_float(ssim)}, "
         f"{format_percent(_eval(last, engine).flip_rate)} of predictions flipped)."  # type: ignore[union-attr]
     )
 
@@ -126,10 +130,13 @@ def summary_section(report: AuditReport) -> Section:
 
 
 def _series(report: AuditReport, key: str) -> list[Series]:
-    names = engines(report)
+    """Accuracy: one line per attack x engine group (agreeing engines drawn once); SSIM: one
+    per attack (engine-independent)."""
+    groups = engine_groups(report)
+    leads = [g.lead for g in groups] if key == "accuracy" else [SOURCE_ENGINE]
     out = []
     for i, attack in enumerate(_attacks(report)):
-        for j, engine in enumerate(names if key == "accuracy" else names[:1]):
+        for j, engine in enumerate(leads):
             points, intervals = [], []
             for c in _cells_of(report, attack):
                 ev = _eval(c, engine)
@@ -147,11 +154,15 @@ def _series(report: AuditReport, key: str) -> list[Series]:
             if not points:
                 continue
             label = attack_label(attack)
-            if key == "accuracy" and len(names) > 1:
-                label += f" · {engine}"
-            style = {"color": PALETTE[i % len(PALETTE)], "dash": DASHES[j % len(DASHES)]}
-            out.append(Series(label, points, intervals, marker=MARKERS[j % len(MARKERS)], **style))
+            if key == "accuracy" and len(groups) > 1:
+                label += f" · {groups[j].label}"
+            out.append(Series(label, points, intervals, **style(i, j)))
     return out
+
+
+def _legend(report: AuditReport, key: str) -> list[Series]:
+    attacks = [attack_label(a) for a in _attacks(report)]
+    return legend(attacks, engine_groups(report) if key == "accuracy" else None)
 
 
 def _params(report: AuditReport, attack: str) -> str:
@@ -160,22 +171,23 @@ def _params(report: AuditReport, attack: str) -> str:
 
 
 def _accuracy_rows(report: AuditReport, attack: str, engine: str, n: int) -> list[list[Cell]]:
+    fe, fl = eps_format(report), linf_format(report)
     rows = []
     for c in _cells_of(report, attack):
         ev = _eval(c, engine)
         if ev is None:
-            rows.append([cell(format_epsilon(c.epsilon)), cell("error"), *[cell(None)] * (5 + n)])
+            rows.append([cell(fe(c.epsilon)), cell("error"), *[cell(None)] * (5 + n)])
             continue
         pert = c.perturbation
         rows.append(
             [
-                cell(format_epsilon(c.epsilon)),
+                cell(fe(c.epsilon)),
                 Cell(format_percent(_accuracy(ev)), num=True),
                 Cell(_ci(ev), num=True),
                 *(Cell(_class_accuracy(ev, k), num=True) for k in range(n)),
                 Cell(format_percent(ev.flip_rate), num=True),
                 Cell(format_percent(ev.success_rate), num=True),
-                Cell(format_steps(getattr(pert, "linf_max", None)), num=True),
+                Cell(fl(getattr(pert, "linf_max", None)), num=True),
                 Cell(format_float(getattr(pert, "l2_mean", None)), num=True),
             ]
         )
@@ -193,19 +205,27 @@ def accuracy_section(report: AuditReport) -> Section:
         "ε (L∞ budget, [0, 1] pixel scale)",
         "accuracy (%)",
         x_ticks,
+        format_x=eps_format(report),
+        legend=_legend(report, "accuracy"),
     )
     header = ["ε", "Accuracy", _level(report), *(f"Acc. {n}" for n in classes)]
     header += ["Flipped", "Success rate", "L∞ max", "L2 mean"]
     blocks: list[Any] = [chart]
-    names = engines(report) or [SOURCE_ENGINE]
+    groups = engine_groups(report)
+    many = sum(len(g.members) for g in groups) > 1
     for attack in _attacks(report):
         params = _params(report, attack)
-        for engine in names:
+
+        def rows_of(engine: str, attack: str = attack) -> list[list[Cell]]:
+            return _accuracy_rows(report, attack, engine, len(classes))
+
+        tables = collapse(groups, rows_of) if groups else [(SOURCE_ENGINE, [])]
+        for engine, same in tables:  # one table for engines whose rows read the same
             title = [cell(attack_label(attack))]
-            if len(names) > 1:
+            if many:
                 title += [cell(" on "), code(engine)]
-            rows = _accuracy_rows(report, attack, engine, len(classes))
-            table = Table(header, rows, title=title)
+                title += [cell(f" · same for: {', '.join(same)}")] if same else []
+            table = Table(header, rows_of(engine), title=title)
             blocks += (
                 [table] if not params else [table, Para([cell(f"Parameters: {params}")], note=True)]
             )
@@ -223,11 +243,13 @@ def ssim_section(report: AuditReport) -> Section:
         "SSIM",
         ordered(c.epsilon for c in report.cells),
         fraction=False,
+        format_x=eps_format(report),
+        legend=_legend(report, "ssim_mean"),
     )
     by_key = {(c.attack, c.epsilon): c for c in report.cells}
     rows = []
     for eps in ordered(c.epsilon for c in report.cells):
-        row = [cell(format_epsilon(eps))]
+        row = [cell(eps_format(report)(eps))]
         for attack in attacks:
             c = by_key.get((attack, eps))
             pert = c.perturbation if c is not None and c.status == Status.OK else None

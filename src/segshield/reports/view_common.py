@@ -1,22 +1,23 @@
-"""View sections every task shares: verdict, engines, transfer, skipped attacks, failed
-cells, provenance; and the small readers the task views use (which engines, which cells)."""
+"""View sections every task shares: verdict, transfer, skipped attacks, failed cells,
+provenance; and the small readers the task views use (which engines, which cells, the
+report's one ε style)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from segshield.reports.format import (
     MISSING,
     format_epsilon,
-    format_float,
-    format_percent,
-    format_points,
+    in_steps,
+    magnitude_formatter,
 )
 from segshield.reports.view import Bullets, Cell, Para, Section, Table, cell, code
-from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval, Status
+from segshield.results import AuditCell, AuditReport, EngineEval, Status
 
 _MAX_LISTED = 8  # provenance lists longer than this show their length and first items
 _MAX_FAILURES_SHOWN = 20
@@ -41,6 +42,63 @@ def plain(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return MISSING
     return f"{value:.6g}"
+
+
+def report_epsilons(report: AuditReport) -> list[float]:
+    """Every ε the report shows: its cells', its worst cases' and its configured ones."""
+    eps = [c.epsilon for c in report.cells]
+    eps += [w.epsilon for w in report.evaluation.worst_case] if report.evaluation else []
+    configured = (report.config or {}).get("epsilons")
+    eps += (
+        [e for e in configured if isinstance(e, (int, float))]
+        if isinstance(configured, list)
+        else []
+    )
+    return eps
+
+
+def eps_format(report: AuditReport) -> Callable[[float | None], str]:
+    """How the report writes ε: :func:`segshield.epsilon.format_epsilon`, the one rule of
+    the reports, the gate and the CLI (one hook, so a report never writes it another way)."""
+    del report  # the rule is per value; the report is the hook's argument for callers
+    return format_epsilon
+
+
+def linf_format(report: AuditReport) -> Callable[[float | None], str]:
+    """Measured L∞ sizes in the report's ε style (1/255 steps, or decimals)."""
+    return magnitude_formatter(in_steps(report_epsilons(report)))
+
+
+def units(report: AuditReport, template: str) -> str:
+    """A task's units note with the report's ε style filled in (``{eps}``)."""
+    steps = in_steps(report_epsilons(report))
+    eps = (
+        "ε and L∞ in 1/255 steps"
+        if steps
+        else "ε in 1/255 steps where exact, else as a decimal of the [0, 1] range; L∞ as a decimal"
+    )
+    return template.format(eps=eps)
+
+
+def cell_label(report: AuditReport, c: AuditCell) -> str:
+    """``PGD · bce · ε=4/255``: a cell for people (its id stays in report.json)."""
+    return f"{attack_label(c.attack)} · {c.loss} · ε={eps_format(report)(c.epsilon)}"
+
+
+def readable(report: AuditReport, text: str | None) -> str | None:
+    """Free text (a gate's "worst at" place) with every cell id of the report written as
+    :func:`cell_label` (``pgd/bce/0.0156863 on ort`` -> ``PGD · bce · ε=4/255 on ort``)."""
+    if not text:
+        return text
+    fe = eps_format(report)
+    labels = {c.id: cell_label(report, c) for c in report.cells}
+    for wc in report.evaluation.worst_case if report.evaluation else []:
+        labels[wc.id] = f"worst case · ε={fe(wc.epsilon)}"
+    ids = sorted(labels, key=len, reverse=True)  # "a/b/0.1" must not eat "a/b/0.12"
+    if not ids:
+        return text
+    pattern = re.compile("|".join(re.escape(i) for i in ids) + r"(?![\w.])")
+    return pattern.sub(lambda m: labels[m.group(0)], text)
 
 
 def ok_eval(ev: EngineEval | None) -> EngineEval | None:
@@ -169,7 +227,9 @@ def facts(report: AuditReport) -> list[str]:
     return out
 
 
-def _rule_row(o: dict, with_result: bool) -> list[Cell]:
+def _rule_row(report: AuditReport, o: dict, with_result: bool) -> list[Cell]:
+    """A rule's row; the failed-rules table (no result column) leaves the reason to the list
+    below it, so the first screen stays short."""
     op = "≥" if o.get("bound") == "min" else "≤"
     passed = o.get("passed") is True
     result = [Cell("pass" if passed else "fail", badge="ok" if passed else "bad")]
@@ -179,20 +239,31 @@ def _rule_row(o: dict, with_result: bool) -> list[Cell]:
         code(o.get("metric")),
         Cell(plain(o.get("worst_value")), num=True),
         Cell(f"{op} {plain(o.get('threshold'))}", num=True),
-        cell(o.get("worst_where")),
+        cell(readable(report, o.get("worst_where"))),
         Cell(plain(o.get("n_checked")), num=True),
-        cell(o.get("reason")),
+        *([cell(readable(report, o.get("reason")))] if with_result else []),
     ]
 
 
-def _failure_items(o: dict) -> Bullets | None:
+def _reasons(report: AuditReport, failed: list[dict]) -> list[Any]:
+    """Why each failed rule failed, one full-width line per rule."""
+    items = [
+        [Cell(str(o.get("rule")), strong=True), cell(f": {readable(report, o['reason'])}")]
+        for o in failed
+        if o.get("reason")
+    ]
+    return [Bullets(items)] if items else []
+
+
+def _failure_items(report: AuditReport, o: dict) -> Bullets | None:
     failures = [f for f in o.get("failures") or [] if isinstance(f, dict)]
     if not failures:
         return None
     items = []
     for f in failures[:_MAX_FAILURES_SHOWN]:
         why = f" ({f['reason']})" if f.get("reason") else ""
-        items.append([cell(f"{plain(f.get('where'))}: {plain(f.get('value'))}{why}")])
+        where = readable(report, plain(f.get("where")))
+        items.append([cell(f"{where}: {plain(f.get('value'))}{why}")])
     if len(failures) > _MAX_FAILURES_SHOWN:
         items.append([cell(f"… and {len(failures) - _MAX_FAILURES_SHOWN} more")])
     summary = f"{plain(o.get('rule'))}: {len(failures)} failing measurement(s)"
@@ -214,146 +285,27 @@ def verdict_section(report: AuditReport) -> Section:
         code(verdict.get("policy_name")),
         cell(f": {len(outcomes) - len(failed)} of {len(outcomes)} rules passed."),
     ]
-    header = ["Rule", "Metric", "Measured (worst)", "Threshold", "Where", "Checked", "Reason"]
+    header = ["Rule", "Metric", "Measured (worst)", "Threshold", "Where", "Checked"]
     units = Para(
         [cell("Measured values and thresholds are plain fractions, as in the policy file.")],
         note=True,
     )
     blocks: list[Any] = []
     if failed:
-        rows = [_rule_row(o, False) for o in failed]
+        rows = [_rule_row(report, o, False) for o in failed]
         blocks += [units, Table(header, rows, title=[cell("Failed rules")], cls="failed-rules")]
-        blocks += [b for o in failed if (b := _failure_items(o)) is not None]
+        blocks += _reasons(report, failed)
+        blocks += [b for o in failed if (b := _failure_items(report, o)) is not None]
     if outcomes:
-        all_header = [header[0], "Result", *header[1:]]
+        all_header = [header[0], "Result", *header[1:], "Reason"]
         title_text = f"All rules ({len(outcomes)})" if failed else "Rules checked"
-        table = Table(all_header, [_rule_row(o, True) for o in outcomes], [cell(title_text)])
-        table.cls, table.folded, table.markdown = "all-rules", bool(failed), not failed
+        rows = [_rule_row(report, o, True) for o in outcomes]
+        table = Table(all_header, rows, [cell(title_text)], cls="all-rules", folded=True)
+        table.markdown = not failed  # folded in HTML: the banner line is the first screen
         blocks += [] if failed else [units]
         blocks.append(table)
     banner = Banner(word, word.lower(), parts)
     return Section("verdict", "Verdict", blocks=blocks, banner=banner)
-
-
-def _engine_row(e: Any) -> list[Cell]:
-    parity = e.parity or {}
-    sha = e.sha256
-    short = f"{sha[:12]}…" if isinstance(sha, str) and len(sha) > 12 else sha
-    badge = "ok" if e.status == Status.OK else ("warn" if e.status == Status.UNAVAILABLE else "bad")
-    return [
-        Cell(e.name, code=True)
-        if e.name != SOURCE_ENGINE
-        else Cell(e.name, code=True, strong=True),
-        cell(e.kind),
-        cell(e.precision),
-        cell(", ".join(e.providers) if e.providers else None),
-        Cell(str(e.status), badge=badge),
-        _health_cell(e),
-        Cell(plain(parity.get("prob_max_abs_err", parity.get("max_abs_diff"))), num=True),
-        Cell(plain(parity.get("prob_median_abs_err")), num=True),
-        Cell(plain(parity.get("prob_p99_abs_err")), num=True),
-        Cell(format_percent(parity.get("flip_share")), num=True),
-        Cell(plain(e.build_seconds), num=True),
-        cell(e.artifact),
-        Cell(short, code=True, title=sha) if short else cell(None),
-        cell(e.reason),
-    ]
-
-
-def _health_cell(e: Any) -> Cell:
-    from segshield.reports.view_health import HEALTH_BADGE, health_of
-
-    status = health_of(e).get("status")
-    return cell(None) if status is None else Cell(str(status), badge=HEALTH_BADGE.get(status))
-
-
-def _parity_images(report: AuditReport) -> str:
-    counts = {(e.parity or {}).get("n_images") for e in report.engines if e.parity}
-    counts.discard(None)
-    if len(counts) == 1:
-        n = counts.pop()
-        total = (report.dataset or {}).get("n_images")
-        return f"the first {n} audited images" if total and n != total else f"{n} audited images"
-    return "a sample of the audited images"
-
-
-def engines_section(report: AuditReport) -> Section:
-    if not report.engines:
-        return Section("engines", "Engines", [Para([cell("No engine records.")])])
-    header = ["Engine", "Kind", "Precision", "Providers used", "Status", "Health"]
-    header += ["Max prob err"]
-    header += ["Median prob err", "p99 prob err", "Mask pixels flipped", "Build (s)"]
-    header += ["Artifact", "SHA-256", "Reason"]
-    what = "predicted classes" if report.task == "classification" else "mask pixels"
-    blocks: list[Any] = [
-        Para(
-            [
-                cell(
-                    f"Clean parity against the source {SOURCE_ENGINE} (bold) on "
-                    f"{_parity_images(report)}: absolute error of the probabilities and the "
-                    f"share of {what} that flip. Health (every audited image): see Engine health."
-                )
-            ],
-            note=True,
-        ),
-        Table(header, [_engine_row(e) for e in report.engines], cls="engines"),
-    ]
-    notes = [[code(e.name), cell(f": {n}")] for e in report.engines for n in e.notes or []]
-    if notes:
-        blocks.append(Bullets(notes, summary=None))
-        blocks.insert(len(blocks) - 1, Para([cell("Engine notes:")]))
-    parity = {e.name: e.parity for e in report.engines if isinstance(e.parity, dict)}
-    if parity:
-        blocks.append(generic_table(parity, "Parity with the source engine"))
-    latency = report.latency if report.latency is not None else report.provenance.get("latency")
-    if latency:
-        blocks.append(generic_table(latency, "Latency"))
-        blocks.append(
-            Para([cell("Wall time per infer call after a timed warm-up, on the machine in the "
-                       "provenance (segshield bench measures longer).")], note=True)
-        )  # fmt: skip
-    return Section("engines", "Engines", blocks)
-
-
-def transfer_section(report: AuditReport) -> Section:
-    targets = [e for e in engines(report) if e != SOURCE_ENGINE]
-    if not targets:
-        para = Para([cell("No engine besides the source was evaluated.")])
-        return Section("transfer", "Engine transfer", [para])
-    primary = report.primary_metric
-    label = PRIMARY_LABEL.get(primary, primary)
-    intro = (
-        f"The adversarial images are crafted once on {SOURCE_ENGINE} and replayed on every "
-        f"engine. Dice gap: the engine's Dice (for a classifier its macro F1; {label} is in the "
-        f"tables above) minus {SOURCE_ENGINE}'s on the same inputs, in percentage points; "
-        "disagreement: share of predictions that differ from it; transfer "
-        "ratio: the engine's attack success over the source's; fooled source only / engine "
-        "only: share of images fooled on one side only (quantization can mask or amplify an "
-        "attack)."
-    )
-    rows = []
-    sources = [("clean", report.clean, True)]
-    sources += [(c.id, c.engines, c.status == Status.OK) for c in report.cells]
-    for where, evals, ok in sources:
-        for engine in targets:
-            ev = ok_eval(evals.get(engine)) if ok else None
-            rows.append(
-                [
-                    code(where),
-                    code(engine),
-                    Cell(format_percent(value(ev, primary)), num=True),
-                    Cell(format_points(value(ev, "dice_gap")), num=True),
-                    Cell(format_percent(value(ev, "disagreement")), num=True),
-                    Cell(format_float(value(ev, "transfer_ratio")), num=True),
-                    Cell(format_percent(value(ev, "fooled_source_only")), num=True),
-                    Cell(format_percent(value(ev, "fooled_engine_only")), num=True),
-                ]
-            )
-    header = ["Cell", "Engine", label, "Dice gap", "Disagreement", "Transfer ratio"]
-    header += ["Fooled source only", "Fooled engine only"]
-    return Section(
-        "transfer", "Engine transfer", [Para([cell(intro)], note=True), Table(header, rows)]
-    )
 
 
 def skipped_sections(report: AuditReport) -> list[Section]:
@@ -374,26 +326,31 @@ def failures_section(report: AuditReport) -> Section:
     skip = not_run(report)
     for engine, ev in report.clean.items():
         if ev.status != Status.OK and engine not in skip:
-            rows.append([code("clean"), code(engine), cell(ev.error or ev.status)])
+            rows.append([cell("clean"), code(engine), cell(ev.error or ev.status)])
     for c in report.cells:
+        where = Cell(cell_label(report, c), title=c.id)
         if c.status != Status.OK:
-            rows.append([code(c.id), cell("all"), cell(c.error or c.status)])
+            rows.append([where, cell("all"), cell(c.error or c.status)])
             continue
         for engine, ev in c.engines.items():
             if ev.status != Status.OK and engine not in skip:
-                rows.append([code(c.id), code(engine), cell(ev.error or ev.status)])
+                rows.append([where, code(engine), cell(ev.error or ev.status)])
     if not rows:
         return Section("failed-cells", "Failed cells", [Para([cell("None: every cell ran.")])])
-    return Section("failed-cells", "Failed cells", [Table(["Cell", "Engine", "Error"], rows)])
+    header = ["Cell", "Engine", "Error"]
+    return Section("failed-cells", "Failed cells", [Table(header, rows)])
 
 
 def provenance_section(report: AuditReport) -> Section:
     blocks: list[Any] = []
+    config = dict(report.config or {})
+    if isinstance(config.get("epsilons"), list):  # the report's ε style, not raw floats
+        config["epsilons"] = [eps_format(report)(e) for e in config["epsilons"]]
     for name, data in (
         ("Run", report.provenance),
         ("Model", report.model),
         ("Dataset", report.dataset),
-        ("Audit configuration", report.config),
+        ("Audit configuration", config),
     ):
         if not data:
             blocks.append(Table(["Key", "Value"], [], title=[cell(name)]))
@@ -405,7 +362,7 @@ def provenance_section(report: AuditReport) -> Section:
     return Section("provenance", "Provenance", blocks)
 
 
-def cell_header(c: AuditCell) -> str:
+def cell_header(report: AuditReport, c: AuditCell) -> str:
     """``PGD ε=4/255`` (+ `` (failed)``): a cell as a column title."""
     failed = "" if c.status == Status.OK else " (failed)"
-    return f"{attack_label(c.attack)} ε={format_epsilon(c.epsilon)}{failed}"
+    return f"{attack_label(c.attack)} ε={eps_format(report)(c.epsilon)}{failed}"

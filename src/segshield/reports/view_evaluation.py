@@ -7,18 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from segshield.reports.format import (
-    MISSING,
-    format_epsilon,
-    format_float,
-    format_percent,
-)
+from segshield.reports.format import MISSING, format_float, format_percent
 from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series
 from segshield.reports.view import Block, Bullets, Cell, Chart, Para, Section, Table, cell, code
 from segshield.reports.view_common import (
     PRIMARY_LABEL,
     attack_label,
     engines,
+    eps_format,
     plain,
     value,
 )
@@ -75,11 +71,11 @@ def warning_banner(evaluation: Evaluation) -> list[Cell]:
     return [Cell("Evaluation checks passed", badge="ok"), cell(f"{on}: no warning.")]
 
 
-def _where(w: dict[str, Any]) -> str:
+def _where(report: AuditReport, w: dict[str, Any]) -> str:
     """Where a warning was raised, for its hover title (the message says it in words)."""
     parts = [f"{k} {plain(w.get(k))}" for k in ("attack", "loss", "engine") if w.get(k)]
     if w.get("epsilon") is not None:
-        parts.append(f"ε {format_epsilon(w.get('epsilon'))}")
+        parts.append(f"ε {eps_format(report)(w.get('epsilon'))}")
     evidence = w.get("evidence") if isinstance(w.get("evidence"), dict) else {}
     parts += [f"{k} = {plain(v)}" for k, v in evidence.items()]
     return "; ".join(parts)
@@ -94,7 +90,7 @@ def warnings_section(report: AuditReport) -> Section | None:
     blocks: list[Block] = [Para(warning_banner(evaluation))]
     items = [
         [
-            Cell(str(w.get("check") or "warning"), code=True, title=_where(w) or None),
+            Cell(str(w.get("check") or "warning"), code=True, title=_where(report, w) or None),
             cell(f": {w.get('message') or w.get('check') or MISSING}"),
         ]
         for w in evaluation.warnings
@@ -136,7 +132,7 @@ def _worst_rows(report: AuditReport, evaluation: Evaluation, seg: bool) -> list[
             ev = wc.engines[name]
             strongest, its = _strongest(report, wc, name, primary)
             row = [
-                cell(format_epsilon(wc.epsilon)),
+                cell(eps_format(report)(wc.epsilon)),
                 Cell(name, code=True, strong=name == SOURCE_ENGINE),
                 Cell(format_percent(value(ev, primary)), num=True, strong=True),
             ]
@@ -175,13 +171,13 @@ def _worst_blocks(report: AuditReport, evaluation: Evaluation) -> list[Block]:
         Para([cell(intro)], note=True),
         Table(header, _worst_rows(report, evaluation, seg), cls="worst-case"),
         Para([cell("Cells taken into account at each ε:")], note=True),
-        Bullets([_considered(wc) for wc in evaluation.worst_case]),
+        Bullets([_considered(report, wc) for wc in evaluation.worst_case]),
     ]
 
 
-def _considered(wc: WorstCase) -> list[Cell]:
-    """``ε=4/255: 2 cells: `pgd/bce/…`, `fgsm/bce/…` ``."""
-    parts = [cell(f"ε={format_epsilon(wc.epsilon)}: {len(wc.cells)} cells: ")]
+def _considered(report: AuditReport, wc: WorstCase) -> list[Cell]:
+    """``ε=4/255: 2 cells: `pgd/bce`, `fgsm/bce` ``."""
+    parts = [cell(f"ε={eps_format(report)(wc.epsilon)}: {len(wc.cells)} cells: ")]
     for i, cid in enumerate(wc.cells):
         parts += [cell(", "), code(_attack_loss(cid))] if i else [code(_attack_loss(cid))]
     return parts
@@ -192,13 +188,13 @@ def _attack_loss(cell_id: str) -> str:
     return "/".join(cell_id.split("/")[:2])
 
 
-def _ensemble_item(c: AuditCell) -> list[Cell]:
+def _ensemble_item(report: AuditReport, c: AuditCell) -> list[Cell]:
     ens = c.ensemble or {}
     members, wins = list(ens.get("members") or []), list(ens.get("wins") or [])
     per_image = ens.get("winner_per_image")
     of = f" of {len(per_image)}" if isinstance(per_image, list) else ""
     parts = [Cell(attack_label(c.attack), strong=True)]
-    parts += [cell(f" ε={format_epsilon(c.epsilon)}, loss "), code(c.loss), cell(": ")]
+    parts += [cell(f" ε={eps_format(report)(c.epsilon)}, loss "), code(c.loss), cell(": ")]
     for i, member in enumerate(members):
         won = wins[i] if i < len(wins) else None
         parts += [cell("; " if i else ""), code(member), cell(f" won {plain(won)}{of} images")]
@@ -216,7 +212,7 @@ def worst_case_section(report: AuditReport) -> Section | None:
         blocks += [
             Para([cell("Ensemble cells: the images on which each member was the strongest "
                        "(on the source engine).")], note=True),
-            Bullets([_ensemble_item(c) for c in ensembles]),
+            Bullets([_ensemble_item(report, c) for c in ensembles]),
         ]  # fmt: skip
     return Section("worst-case", "Worst case over every attack", blocks)
 

@@ -1,24 +1,17 @@
 """View sections of a segmentation audit (binary, multi-class, multi-label): Table I per
-engine, ε curves, per-class scores, attack losses, targeted attacks and image panels."""
+engine group, per-class scores, attack losses, targeted attacks and image panels (the ε
+curves are in :mod:`view_curves`, the per-image table in :mod:`view_images`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from segshield.reports.format import (
-    MISSING,
-    format_epsilon,
-    format_float,
-    format_percent,
-    format_steps,
-)
-from segshield.reports.svg import DASHES, MARKERS, PALETTE, Series
+from segshield.reports.format import MISSING, format_float, format_percent
 from segshield.reports.view import (
     Block,
     Bullets,
     Cell,
-    Chart,
     PanelGroup,
     PanelView,
     Para,
@@ -31,20 +24,22 @@ from segshield.reports.view_common import (
     attack_label,
     cell_header,
     default_loss,
-    engines,
-    has_ci,
+    eps_format,
     largest_cells,
     ok_eval,
     ordered,
     value,
     with_ci,
 )
-from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, EngineEval, Status
+from segshield.reports.view_curves import curves_section, eval_at
+from segshield.reports.view_images import per_image_sections
+from segshield.reports.view_overview import EngineGroup, engine_groups
+from segshield.results import SOURCE_ENGINE, AuditReport, EngineEval, Status
 
 UNITS = (
-    "Fractions are shown as percent with two decimals; the Dice gap in percentage points; "
-    "loss and pixel errors as plain values; ε and L∞ in 1/255 steps; a bracket is the stored "
-    f"bootstrap confidence interval in percent; {MISSING} marks a missing value."
+    "Fractions are shown as percent with two decimals; the Dice gap and changes (Δ) in "
+    "percentage points; loss and pixel errors as plain values; {eps}; a bracket is the "
+    f"stored bootstrap confidence interval in percent; {MISSING} marks a missing value."
 )
 
 # Table I of the seed paper (U-Net on BUSI): row label, metric name, formatter.
@@ -87,10 +82,11 @@ def empty_truth_note(report: AuditReport) -> Para | None:
 def cell_warnings(report: AuditReport) -> list[Block]:
     """The cells' warnings (side effects that cost no measurement, e.g. a panel not written)
     as a short list, each led by its cell; [] when there is none."""
+    fe = eps_format(report)
     items = [
         [
             Cell(attack_label(c.attack), strong=True),
-            cell(f" ε={format_epsilon(c.epsilon)}, loss "),
+            cell(f" ε={fe(c.epsilon)}, loss "),
             code(c.loss),
             cell(f": {w}"),
         ]
@@ -113,215 +109,97 @@ def summary_section(report: AuditReport) -> Section:
         note=True,
     )
     empty = empty_truth_note(report)
-    names = engines(report)
-    if not names:
+    groups = engine_groups(report)
+    if not groups:
         return Section(
             "summary",
             "Summary per engine (Table I)",
             [intro, Para([cell("No engine was evaluated.")])],
         )
-    header = ["Metric", "Clean", *(cell_header(c) for c in cells)]
+    header = ["Metric", "Clean", *(cell_header(report, c) for c in cells)]
     blocks: list[Any] = [intro, *([empty] if empty else [])]
-    for engine in names:
-        columns = [report.clean.get(engine)]
-        columns += [c.engines.get(engine) if c.status == Status.OK else None for c in cells]
-        rows = [
-            [cell(label), *(_summary_cell(ev, key, fmt) for ev in columns)]
-            for label, key, fmt in TABLE_I_ROWS
-        ]
+    for engine, same in collapse(groups, lambda e: _table_i_rows(report, cells, e)):
+        rows = _table_i_rows(report, cells, engine)
         heading = [code(engine), cell(" (source)" if engine == SOURCE_ENGINE else "")]
+        if same:
+            heading.append(cell(f" · same for: {', '.join(same)}"))
         blocks.append(Table(header, rows, title=heading, cls="table-i"))
     return Section("summary", "Summary per engine (Table I)", blocks)
 
 
-def _pairs(report: AuditReport) -> list[tuple[str, str]]:
-    return ordered((c.attack, c.loss) for c in report.cells)
+def _table_i_rows(report: AuditReport, cells: list, engine: str) -> list[list[Cell]]:
+    columns = [report.clean.get(engine)]
+    columns += [c.engines.get(engine) if c.status == Status.OK else None for c in cells]
+    return [
+        [cell(label), *(_summary_cell(ev, key, fmt) for ev in columns)]
+        for label, key, fmt in TABLE_I_ROWS
+    ]
 
 
-def _cells_of(report: AuditReport, attack: str, loss: str) -> list[AuditCell]:
-    return sorted(
-        (c for c in report.cells if c.attack == attack and c.loss == loss), key=lambda c: c.epsilon
-    )
-
-
-Reader = Callable[[AuditCell | None, str], EngineEval | None]
-
-
-def _eval_at(report: AuditReport) -> Reader:
-    def read(c: AuditCell | None, engine: str) -> EngineEval | None:
-        if c is None:
-            return ok_eval(report.clean.get(engine))
-        return ok_eval(c.engines.get(engine)) if c.status == Status.OK else None
-
-    return read
-
-
-def _series(
-    report: AuditReport, name: str, with_clean: bool, ci: bool, per_engine: bool = True
-) -> list[Series]:
-    """One series per attack x loss (x engine): colour by attack, dash and marker by engine."""
-    read = _eval_at(report)
-    names = engines(report) if per_engine else [""]
-    pairs = _pairs(report)
-    many_losses = len({loss for _, loss in pairs}) > 1
-    out = []
-    for i, (attack, loss) in enumerate(pairs):
-        sources: list[AuditCell | None] = [
-            *([None] if with_clean else []),
-            *_cells_of(report, attack, loss),
-        ]
-        for j, engine in enumerate(names):
-            points, intervals = [], []
-            for c in sources:
-                x = 0.0 if c is None else c.epsilon
-                if per_engine:
-                    ev = read(c, engine)
-                    y = None if ev is None else ev.value(name)
-                    interval = None if ev is None or not ci else (ev.ci or {}).get(name)
-                else:
-                    pert = c.perturbation if c is not None and c.status == Status.OK else None
-                    y, interval = getattr(pert, name, None), None
-                if y is None:
-                    continue
-                points.append((x, y))
-                if interval is not None and interval.low is not None and interval.high is not None:
-                    intervals.append((x, interval.low, interval.high))
-            label = attack_label(attack) + (f" · {loss}" if many_losses else "")
-            label += f" · {engine}" if per_engine else ""
-            style = {
-                "color": PALETTE[i % len(PALETTE)],
-                "dash": DASHES[j % len(DASHES)],
-                "marker": MARKERS[j % len(MARKERS)],
-            }
-            out.append(Series(label=label, points=points, intervals=intervals, **style))
+def collapse(
+    groups: list[EngineGroup], rows_of: Callable[[str], list[list[Cell]]]
+) -> list[tuple[str, list[str]]]:
+    """(engine, engines whose table reads the same) per distinct table, in engine order:
+    within each agreeing group, members whose rows (every text shown) equal the lead's
+    share its table; the others keep their own."""
+    out: list[tuple[str, list[str]]] = []
+    for group in groups:
+        tables: list[tuple[str, list[list[Cell]], list[str]]] = []
+        for name in group.members:
+            rows = rows_of(name)
+            match = next((t for t in tables if t[1] == rows), None)
+            if match is None:
+                tables.append((name, rows, []))
+            else:
+                match[2].append(name)
+        out += [(name, same) for name, _, same in tables]
     return out
 
 
-def _charts(report: AuditReport) -> list[Chart]:
-    x_ticks = [0.0, *sorted({c.epsilon for c in report.cells})]
-    bars = " Bars: stored bootstrap confidence intervals." if has_ci(report) else ""
-    x_label = "ε (L∞ budget, in 1/255 steps)"
-    specs = (
-        ("dice", "Dice", "dice", True, True, "ε = 0 is clean." + bars),
-        ("iou", "IoU", "iou", True, True, "ε = 0 is clean." + bars),
-        ("attack-success", "Attack success", "attack_success", False, True,
-         "(Dice clean − Dice adversarial) / Dice clean on each engine." + bars),
-        ("pixel-error", "Pixel error (L2)", "pixel_error_l2", True, False,
-         "L2 distance between label and prediction, √(FP+FN) per image, mean over images; "
-         "ε = 0 is clean."),
-    )  # fmt: skip
-    charts = [
-        Chart(
-            slug,
-            name,
-            note,
-            _series(report, key, clean, frac),
-            x_label,
-            name + (" (%)" if frac else ""),
-            x_ticks,
-            frac,
-        )
-        for slug, name, key, clean, frac, note in specs
-    ]
-    ssim = Chart(
-        "ssim",
-        "SSIM (adversarial vs clean image)",
-        "Mean SSIM of the perturbed images; one line per attack (engine-independent).",
-        _series(report, "ssim_mean", False, False, per_engine=False),
-        x_label,
-        "SSIM (%)",
-        x_ticks,
-    )
-    return [*charts[:3], ssim, charts[3]]
+def _class_name(columns: list[EngineEval | None], k: int) -> str:
+    """The stored name of class `k` (``class k`` without one), marked when background."""
+    first = next((_scores(ev, k) for ev in columns if _scores(ev, k) is not None), None)
+    name = first.name if first is not None and first.name else f"class {k}"
+    return name + (" (background)" if first is not None and not first.foreground else "")
 
 
-def curves_section(report: AuditReport) -> Section:
-    if not report.cells:
-        return Section("curves", "ε curves", [Para([cell("No attack cells.")])])
-    intro = Para(
-        [cell("Colour: attack; line style and marker: engine. Engines that agree exactly draw "
-              "on top of each other. Failed cells are left out of their line.")],
-        note=True,
-    )  # fmt: skip
-    read = _eval_at(report)
-    names = engines(report)
-    header = ["ε"]
-    for engine in names:
-        header += [f"Dice {engine}", f"Attack success {engine}"]
-    header += ["SSIM mean", "L∞ max"]
-    blocks: list[Any] = [intro, *_charts(report)]
-    for attack, loss in _pairs(report):
-        rows = [[cell("0 (clean)")]]
-        for engine in names:
-            rows[0] += [
-                with_ci(
-                    format_percent(value(read(None, engine), "dice")),
-                    read(None, engine),
-                    "dice",
-                    num=True,
-                ),
-                Cell(MISSING, num=True),
-            ]
-        rows[0] += [Cell(MISSING, num=True), Cell(MISSING, num=True)]
-        for c in _cells_of(report, attack, loss):
-            ok = c.status == Status.OK
-            row = [cell(format_epsilon(c.epsilon) + ("" if ok else " (failed)"))]
-            for engine in names:
-                ev = read(c, engine)
-                row += [
-                    with_ci(format_percent(value(ev, "dice")), ev, "dice", num=True),
-                    Cell(format_percent(value(ev, "attack_success")), num=True),
-                ]
-            pert = c.perturbation if ok else None
-            row += [
-                Cell(format_percent(getattr(pert, "ssim_mean", None)), num=True),
-                Cell(format_steps(getattr(pert, "linf_max", None)), num=True),
-            ]
-            rows.append(row)
-        title = [cell(f"{attack_label(attack)}, loss "), code(loss)]
-        blocks.append(Table(header, rows, title=title, cls="curve-table", folded=True))
-    return Section("curves", "ε curves", blocks)
+def _scores(ev: EngineEval | None, k: int) -> Any:
+    per = ev.metrics.per_class if ev is not None and ev.metrics is not None else []
+    return per[k] if k < len(per) else None
+
+
+def _per_class_rows(report: AuditReport, cells: list, engine: str, n: int) -> list[list[Cell]]:
+    columns = [ok_eval(report.clean.get(engine))]
+    columns += [ok_eval(c.engines.get(engine)) if c.status == Status.OK else None for c in cells]
+    rows = []
+    for k in range(n):
+        row = [cell(_class_name(columns, k))]
+        for ev in columns:
+            scores = _scores(ev, k)
+            iou = format_percent(None if scores is None else scores.iou)
+            dice = format_percent(None if scores is None else scores.dice)
+            row.append(Cell(dice, num=True, sub=None if scores is None else f"IoU {iou}"))
+        rows.append(row)
+    return rows
 
 
 def per_class_sections(report: AuditReport) -> list[Section]:
-    """Dice per class (clean and each attack's largest ε), when a model has several classes."""
+    """Dice and IoU per class (clean and each attack's largest ε), when a model has several
+    classes; one table per engine group whose values read the same."""
     evals = [*report.clean.values(), *(e for c in report.cells for e in c.engines.values())]
     classes = max((len(ev.metrics.per_class) for ev in evals if ev.ok and ev.metrics), default=0)
     if classes < 2:
         return []
     cells = largest_cells(report, default_loss(report))
-    header = ["Class", "Clean", *(cell_header(c) for c in cells)]
+    header = ["Class", "Clean", *(cell_header(report, c) for c in cells)]
     blocks: list[Any] = [
-        Para([cell("Dice (IoU) of each class, one-vs-rest over the whole set.")], note=True)
-    ]
-    for engine in engines(report):
-        columns = [ok_eval(report.clean.get(engine))]
-        columns += [
-            ok_eval(c.engines.get(engine)) if c.status == Status.OK else None for c in cells
-        ]
-        rows = []
-        for k in range(classes):
-            first = next(
-                (
-                    ev.metrics.per_class[k]
-                    for ev in columns
-                    if ev and ev.metrics and k < len(ev.metrics.per_class)
-                ),
-                None,
-            )
-            name = (first.name if first and first.name else f"class {k}") if first else f"class {k}"
-            row = [cell(name)]
-            for ev in columns:
-                scores = (
-                    ev.metrics.per_class[k]
-                    if ev and ev.metrics and k < len(ev.metrics.per_class)
-                    else None
-                )
-                dice = format_percent(None if scores is None else scores.dice)
-                iou = format_percent(None if scores is None else scores.iou)
-                row.append(Cell(f"{dice} ({iou})", num=True))
-            rows.append(row)
-        blocks.append(Table(header, rows, title=[code(engine)], cls="per-class"))
+        Para([cell("Dice of each class (IoU under it), one-vs-rest over the whole set; the "
+                   "foreground mean of these is the Dice of the tables above.")], note=True)
+    ]  # fmt: skip
+    rows_of = lambda e: _per_class_rows(report, cells, e, classes)  # noqa: E731
+    for engine, same in collapse(engine_groups(report), rows_of):
+        title = [code(engine)] + ([cell(f" · same for: {', '.join(same)}")] if same else [])
+        blocks.append(Table(header, rows_of(engine), title=title, cls="per-class"))
     return [Section("per-class", "Per-class scores", blocks)]
 
 
@@ -331,16 +209,17 @@ def losses_sections(report: AuditReport) -> list[Section]:
     if len(losses) < 2:
         return []
     by_key = {(c.attack, c.epsilon, c.loss): c for c in report.cells}
+    fe = eps_format(report)
     header = ["Attack", "ε"]
     for loss in losses:
         header += [f"Dice {loss}", f"AS {loss}"]
     rows = []
     for attack in ordered(c.attack for c in report.cells):
         for eps in sorted({c.epsilon for c in report.cells if c.attack == attack}):
-            row = [cell(attack_label(attack)), cell(format_epsilon(eps))]
+            row = [cell(attack_label(attack)), cell(fe(eps))]
             for loss in losses:
                 c = by_key.get((attack, eps, loss))
-                ev = _eval_at(report)(c, SOURCE_ENGINE) if c is not None else None
+                ev = eval_at(report)(c, SOURCE_ENGINE) if c is not None else None
                 row += [
                     Cell(format_percent(value(ev, "dice")), num=True),
                     Cell(format_percent(value(ev, "attack_success")), num=True),
@@ -364,6 +243,7 @@ def targeted_sections(report: AuditReport) -> list[Section]:
     if not cells:
         return []
     names = ordered(e for c in cells for e in (c.targeted or {}).get("engines", {}))
+    fe = eps_format(report)
     header = ["Attack", "ε cap", "Target", "IoU to target (clean → adv)", "Pixel acc. to target"]
     header += ["L2 mean", "L∞ mean", *(f"IoU to target {e}" for e in names)]
     rows = []
@@ -373,7 +253,7 @@ def targeted_sections(report: AuditReport) -> list[Section]:
         to_target = format_percent(src.get("iou_mean"))
         row = [
             cell(attack_label(c.attack)),
-            cell(format_epsilon(c.epsilon)),
+            cell(fe(c.epsilon)),
             code(t.get("target")),
             Cell(f"{format_percent(src.get('clean_iou_mean'))} → {to_target}", num=True),
             Cell(format_percent(src.get("pixel_accuracy_mean")), num=True),
@@ -395,6 +275,7 @@ def panels_section(report: AuditReport) -> Section:
     if not cells:
         none = Para([cell("No image panels in this report.")])
         return Section("panels", "Image panels", [none, *warnings])
+    fe = eps_format(report)
     blocks: list[Any] = [
         Para([cell("The images each cell hit hardest, as stored by the audit; Dice is per image "
                    "(source engine), clean → adversarial. Each attack's largest ε is shown; "
@@ -405,14 +286,14 @@ def panels_section(report: AuditReport) -> Section:
             (c for c in cells if (c.attack, c.loss) == (attack, loss)), key=lambda c: -c.epsilon
         )
         for k, c in enumerate(group):
-            label = f"{attack_label(c.attack)} ε={format_epsilon(c.epsilon)}"
+            label = f"{attack_label(c.attack)} ε={fe(c.epsilon)}"
             panels = [
                 PanelView(
                     file=p.file,
                     columns=list(p.columns),
                     caption=[
                         Cell(attack_label(c.attack), strong=True),
-                        cell(f" ε={format_epsilon(c.epsilon)} · image "),
+                        cell(f" ε={fe(c.epsilon)} · image "),
                         code(p.image),
                         cell(
                             f" · Dice {format_percent(p.dice_clean)} → {format_percent(p.dice_adv)}"
@@ -429,6 +310,7 @@ def sections(report: AuditReport) -> list[Section]:
     return [
         summary_section(report),
         curves_section(report),
+        *per_image_sections(report),
         *per_class_sections(report),
         *losses_sections(report),
         *targeted_sections(report),
