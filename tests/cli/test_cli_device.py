@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from segshield.cli.main import app
-from segshield.cli.progress import StepClock, format_duration
+from segshield.cli.progress import StepClock, format_duration, readable_epsilons
 
 runner = CliRunner()
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -78,7 +78,7 @@ def test_audit_prints_one_line_per_cell_in_order(tmp_path: Path) -> None:
     assert len(cells) == 4
     assert [int(m[1]) for m in lines] == [1, 2, 3, 4]
     assert {int(m[2]) for m in lines} == {4}
-    assert sorted(m[3] for m in lines) == sorted(cells)  # each cell once
+    assert sorted(m[3] for m in lines) == sorted(map(readable_epsilons, cells))  # each once
     assert lines[-1][5] == "0 s"
 
 

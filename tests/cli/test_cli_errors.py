@@ -303,12 +303,12 @@ def test_strict_exits_1_on_failed_cells_and_engines(tmp_path: Path, monkeypatch,
     args = [command, "--out", str(tmp_path / "o")]
     res = runner.invoke(app, [*args, "--strict"])
     assert res.exit_code == 1, res.output
-    assert "strict: cell pgd/bce/0.0313725 failed: RuntimeError: [[boom]]" in res.output
+    assert "strict: cell pgd/bce/8/255 failed: RuntimeError: [[boom]]" in res.output
     assert "strict: engine ort-int8 health is failed: [0] off" in res.output
     assert "ort-cuda" not in res.output.split("strict:", 1)[1]  # unavailable: not a failure
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "warning: cell pgd/bce/0.0313725 failed" in res.output
+    assert "warning: cell pgd/bce/8/255 failed" in res.output
     assert "--strict makes them exit 1" in res.output
 
 
@@ -346,7 +346,7 @@ def test_strict_on_a_real_audit_whose_cells_fail(tmp_path: Path, monkeypatch) ->
     args = ["audit", "--out", str(out), "--model", "gradless:make", *QUICK]
     res = runner.invoke(app, [*args, "--strict"])
     assert res.exit_code == 1, res.output
-    line = "cell fgsm/bce/0.0313725 failed: RuntimeError: this model cannot be differentiated"
+    line = "cell fgsm/bce/8/255 failed: RuntimeError: this model cannot be differentiated"
     assert f"strict: {line}" in res.output
     assert json.loads((out / "report.json").read_text())["cells"][0]["status"] == "error"
     res = runner.invoke(app, args)

@@ -5,6 +5,7 @@ Plain functions with typer annotations; `segshield.cli.main` registers them on t
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +13,17 @@ import typer
 from rich.markup import escape
 
 from segshield.cli.errors import EXIT_OK, error_boundary, setup_logging
+from segshield.cli.help_format import ATTACKS, DATA, ENGINES, MEASUREMENT, MODEL, OUTPUT, RUN
 from segshield.cli.options import (
     CalibrationData,
     CalibrationMethod,
     Engines,
+    Size,
     TrustPickle,
     Verbose,
+    attack_names,
     check_out,
+    complete_list,
     console,
     split_list,
 )
@@ -47,17 +52,25 @@ def list_engines() -> None:
 
 
 def export(
-    out: Annotated[Path, typer.Option(help="Folder for the engines and manifest.json.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for the engines and manifest.json.", rich_help_panel=OUTPUT),
+    ],
     engines: Engines = "{DEFAULT_ENGINES}",
-    model: Annotated[str | None, typer.Option(help="package.module:factory")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights, TorchScript or card.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="package.module:factory", rich_help_panel=MODEL)
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights, TorchScript or card.", rich_help_panel=MODEL)
+    ] = None,
     trust_pickle: TrustPickle = False,
     data: Annotated[
-        Path | None, typer.Option(help="Images for clean parity (default: bundled test).")
+        Path | None,
+        typer.Option(help="Images for clean parity (default: bundled test).", rich_help_panel=DATA),
     ] = None,
     calibration_data: CalibrationData = None,
     calibration_method: CalibrationMethod = "minmax",
-    size: int = 128,
+    size: Size = 128,
     verbose: Verbose = False,
 ) -> None:
     """Build engines into a folder with a manifest (hashes, parity, build time, notes)."""
@@ -87,27 +100,46 @@ BenchDevice = Annotated[
     str,
     typer.Option(
         help="Where the pytorch engine and the attacks run: cpu, cuda, cuda:N or auto (the "
-        "other engines run where their name says)."
+        "other engines run where their name says).",
+        rich_help_panel=RUN,
     ),
 ]
+# `bench`'s measurement settings.
+Measure = functools.partial(typer.Option, rich_help_panel=MEASUREMENT)
 
 
 def bench_command(
-    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path(
-        "segshield-bench"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for bench.json and bench.md.", rich_help_panel=OUTPUT)
+    ] = Path("segshield-bench"),
     engines_dir: Annotated[
-        Path | None, typer.Option(help="Engines from `segshield export` (default: build).")
+        Path | None,
+        typer.Option(
+            help="Engines from `segshield export` (default: build).", rich_help_panel=ENGINES
+        ),
     ] = None,
     engines: Engines = "{DEFAULT_ENGINES}",
-    batch_sizes: Annotated[str, typer.Option(help="Comma list of batch sizes.")] = "1,8",
-    attacks: Annotated[str, typer.Option(help="Attacks whose throughput to measure.")] = (
-        "fgsm,pgd"
-    ),
-    steps: int = 10,
-    warmup_s: float = 1.0,
-    min_iters: int = 50,
-    min_duration_s: float = 2.0,
+    batch_sizes: Annotated[str, Measure(help="Comma list of batch sizes.")] = "1,8",
+    attacks: Annotated[
+        str,
+        typer.Option(
+            help="Attacks whose throughput to measure.",
+            autocompletion=complete_list(attack_names),
+            rich_help_panel=ATTACKS,
+        ),
+    ] = "fgsm,pgd",
+    steps: Annotated[
+        int, typer.Option(help="Steps of the iterative attacks.", rich_help_panel=ATTACKS)
+    ] = 10,
+    warmup_s: Annotated[
+        float, Measure(help="Untimed warm-up seconds per engine and batch size.")
+    ] = 1.0,
+    min_iters: Annotated[
+        int, Measure(help="Timed calls per engine and batch size, at least.")
+    ] = 50,
+    min_duration_s: Annotated[
+        float, Measure(help="Timed seconds per engine and batch size, at least.")
+    ] = 2.0,
     device: BenchDevice = "cpu",
     verbose: Verbose = False,
 ) -> None:

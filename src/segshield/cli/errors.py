@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
 
+from segshield.cli.help_format import HelpGroup
 from segshield.errors import SegShieldError
 
 T = TypeVar("T")
@@ -92,8 +92,8 @@ def error_boundary() -> Iterator[None]:
         raise _fail(f"internal error: {name}{': ' + detail if detail else ''}{hint}", exc) from exc
 
 
-class GuardedGroup(TyperGroup):
-    """The app's group: every command runs inside `error_boundary`."""
+class GuardedGroup(HelpGroup):
+    """The app's group: every command runs inside `error_boundary`; `HelpGroup`'s help."""
 
     def invoke(self, ctx: Any) -> Any:
         with error_boundary():

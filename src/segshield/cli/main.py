@@ -1,8 +1,10 @@
 """`segshield` commands: thin wrappers that parse options, build a frozen config, call one
 library function, render, and set the exit code (0 ok, 1 gate failed, 2 usage/input error).
 
-Shared option types and helpers live in `segshield.cli.options`; the engine commands
-(`engines`, `export`, `bench`) in `segshield.cli.engine_commands`.
+Shared option types and helpers live in `segshield.cli.options`, the audit's option types in
+`segshield.cli.audit_options`, the help layout in `segshield.cli.help_format`; the engine
+commands (`engines`, `export`, `bench`) in `segshield.cli.engine_commands`, `gate` and
+`report` in `segshield.cli.report_commands`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,47 @@ from typing import Annotated, Any
 
 import typer
 
-from segshield.cli import compare_command, engine_commands, harden_command, train_command
+from segshield.cli import (
+    compare_command,
+    engine_commands,
+    harden_command,
+    report_commands,
+    train_command,
+)
+from segshield.cli.audit_options import (
+    AsmaSteps,
+    AttackAlpha,
+    AttackSteps,
+    AttackTarget,
+    AuditData,
+    AuditEngines,
+    AuditLimit,
+    AuditOut,
+    BatchSize,
+    Bench,
+    Certify,
+    CertifyImages,
+    CertifyN,
+    CertifySigma,
+    ChannelsLast,
+    Checks,
+    Device,
+    EngineCache,
+    EngineCacheDir,
+    Losses,
+    Mlflow,
+    MlflowExperiment,
+    MlflowLogEngines,
+    MlflowTrackingUri,
+    NumClasses,
+    PolicyFile,
+    ProbeImages,
+    Resume,
+    SeaMembers,
+    Seed,
+    SettingsFile,
+    Strict,
+)
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -21,53 +63,24 @@ from segshield.cli.errors import (
     set_debug,
     setup_logging,
 )
+from segshield.cli.help_format import ATTACKS, DATA, MODEL, OUTPUT
 from segshield.cli.options import (
-    AsmaSteps,
-    AttackAlpha,
     Attacks,
-    AttackSteps,
-    AttackTarget,
-    AuditData,
-    AuditEngines,
-    AuditLimit,
-    AuditOut,
     AuditWeights,
-    BatchSize,
-    Bench,
     CalibrationData,
     CalibrationMethod,
-    Certify,
-    CertifyImages,
-    CertifyN,
-    CertifySigma,
-    ChannelsLast,
-    Checks,
     Dataset,
     Debug,
     DeferredDefaults,
-    Device,
-    EngineCache,
-    EngineCacheDir,
     EnginesDir,
     Epsilons,
-    Losses,
-    Mlflow,
-    MlflowExperiment,
-    MlflowLogEngines,
-    MlflowTrackingUri,
     Model,
     ModelKwargs,
-    NumClasses,
-    PolicyFile,
-    ProbeImages,
-    Resume,
-    SeaMembers,
-    SettingsFile,
     Size,
     Split,
-    Strict,
     TrustPickle,
     Verbose,
+    Version,
     check_out,
     command_line,
     console,
@@ -81,18 +94,21 @@ from segshield.cli.options import (
 app = typer.Typer(
     cls=GuardedGroup,
     name="segshield",
-    help="Robustness audits of medical segmentation models and their deployed engines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+# Every command's class: ``{NAME}`` defaults and segshield's help (panels, names never cut).
+_COMMAND = DeferredDefaults
+# Panels of `segshield --help`'s command list.
+_AUDITS, _REPORTS, _ENGINES, _TRAINING = "Audit", "Reports and gate", "Engines", "Training"
 # `audit` parameters that are not AuditConfig settings, and those named differently there.
 _NOT_SETTINGS = ("policy", "config", "verbose", "strict")
 _SETTING_NAMES = {"out": "out_dir"}
 
 
 @app.callback()
-def root(debug: Debug = False) -> None:
+def root(debug: Debug = False, version: Version = False) -> None:
     """Robustness audits of medical segmentation models and their deployed engines.
 
     Exit codes: 0 pass, 1 a gate rule crossed (or --strict found failures), 2 no verdict
@@ -101,12 +117,7 @@ def root(debug: Debug = False) -> None:
     set_debug(debug)
 
 
-app.command()(train_command.train)
-app.command()(compare_command.compare)
-app.command()(harden_command.harden)
-
-
-@app.command(cls=DeferredDefaults)
+@app.command(cls=_COMMAND, rich_help_panel=_AUDITS)
 def audit(
     ctx: typer.Context,
     out: AuditOut = Path("{DEFAULT_OUT_DIR}"),
@@ -133,7 +144,7 @@ def audit(
     target: AttackTarget = "empty",
     asma_steps: AsmaSteps = 300,
     batch_size: BatchSize = 8,
-    seed: int = 0,
+    seed: Seed = 0,
     device: Device = "cpu",
     channels_last: ChannelsLast = False,
     engine_cache: EngineCache = True,
@@ -246,19 +257,32 @@ def _print_audit(outcome: Any, strict: bool = False) -> int:
     return EXIT_OK
 
 
-@app.command("audit-classifier", cls=DeferredDefaults)
+def _seed_epsilons() -> str:
+    """``0, 1/255, ... 0.3``: the 'seed' preset as help shows it."""
+    from segshield.epsilon import SEED_CLASSIFIER_EPSILONS, format_epsilon
+
+    return ", ".join(map(format_epsilon, SEED_CLASSIFIER_EPSILONS))
+
+
+@app.command("audit-classifier", cls=_COMMAND, rich_help_panel=_AUDITS)
 def audit_classifier(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("segshield-classifier-out"),
+    out: Annotated[Path, typer.Option(help="Output folder.", rich_help_panel=OUTPUT)] = Path(
+        "segshield-classifier-out"
+    ),
     model: Annotated[
         str | None,
-        typer.Option(help="Your classifier factory package.module:callable (needs --weights)."),
+        typer.Option(
+            help="Your classifier factory package.module:callable (needs --weights).",
+            rich_help_panel=MODEL,
+        ),
     ] = None,
     weights: Annotated[
         Path | None,
         typer.Option(
             help="A classifier model card .json, TorchScript file, or the weights of --model "
-            "(default: the bundled patch CNN)."
+            "(default: the bundled patch CNN).",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     trust_pickle: TrustPickle = False,
@@ -267,20 +291,30 @@ def audit_classifier(
         Path | None,
         typer.Option(
             help="Your segmentation data to cut into labelled patches (needs --model or "
-            "--weights: your classifier)."
+            "--weights: your classifier).",
+            rich_help_panel=DATA,
         ),
     ] = None,
     dataset: Dataset = "nuclei",
     split: Split = "test",
-    patch: Annotated[int, typer.Option(min=8, help="Patch side in pixels.")] = 32,
-    stride: Annotated[int, typer.Option(min=1)] = 32,
-    limit: Annotated[int | None, typer.Option(min=1, help="Audit the first N patches.")] = None,
+    patch: Annotated[
+        int, typer.Option(min=8, help="Patch side in pixels.", rich_help_panel=DATA)
+    ] = 32,
+    stride: Annotated[
+        int, typer.Option(min=1, help="Step between patches in pixels.", rich_help_panel=DATA)
+    ] = 32,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Audit the first N patches.", rich_help_panel=DATA)
+    ] = None,
     attacks: Attacks = "{DEFAULT_ATTACKS}",
     epsilons: Annotated[
-        str, typer.Option(help="Comma list, or 'seed' (0 .. 8/255 and 0.05 .. 0.3).")
+        str,
+        typer.Option(help=f"Comma list, or 'seed' ({_seed_epsilons()}).", rich_help_panel=ATTACKS),
     ] = "seed",
-    steps: Annotated[int, typer.Option(min=1)] = 10,
-    seed: int = 0,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Steps of iterative attacks.", rich_help_panel=ATTACKS)
+    ] = 10,
+    seed: Seed = 0,
     strict: Strict = False,
     verbose: Verbose = False,
 ) -> None:
@@ -328,64 +362,14 @@ def audit_classifier(
     raise typer.Exit(_print_audit(outcome, strict))
 
 
-app.command("engines")(engine_commands.list_engines)
-app.command(cls=DeferredDefaults)(engine_commands.export)
-app.command("bench", cls=DeferredDefaults)(engine_commands.bench_command)
-
-
-@app.command()
-def gate(
-    report: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
-    policy: Annotated[Path, typer.Option(help="Gate policy (TOML).")],
-    baseline: Annotated[
-        Path | None,
-        typer.Option(help="Baseline report.json for the rules on the change (max_drop, ...)."),
-    ] = None,
-) -> None:
-    """Check a report against a policy: exit 0 pass, 1 a rule crossed, 2 bad input."""
-    from segshield.api import gate_report
-    from segshield.gate import policy_from_toml
-    from segshield.gate.verify import gate_against_baseline, require_baseline
-
-    from .render import print_verdict
-
-    with error_boundary():
-        pol = policy_from_toml(policy)
-        require_baseline(pol, baseline is not None)
-        if baseline is None:
-            _, result = gate_report(report, pol)
-        else:
-            _, result = gate_against_baseline(report, pol, baseline)
-    print_verdict(console, result)
-    raise typer.Exit(EXIT_OK if result.passed else EXIT_GATE_FAILED)
-
-
-@app.command()
-def report(
-    report_json: Annotated[Path, typer.Argument(help="report.json written by segshield audit.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="md, html, junit, csv or summary (PR comment).")
-    ] = "md",
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Output file (default: stdout); missing folders are created."),
-    ] = None,
-) -> None:
-    """Re-render a report from report.json without re-running the audit."""
-    from segshield.api import render_report_file
-    from segshield.errors import SegShieldError
-
-    with error_boundary():
-        if out is not None and out.is_dir():
-            raise SegShieldError(f"--out {out} is a folder; name the file to write")
-        text = render_report_file(report_json, fmt)
-        if out is None:
-            typer.echo(text, nl=False)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, newline="" if fmt == "csv" else None)
-            console.print(f"wrote {out}", markup=False, highlight=False)
-    raise typer.Exit(EXIT_OK)
+app.command(cls=_COMMAND, rich_help_panel=_REPORTS)(report_commands.gate)
+app.command(cls=_COMMAND, rich_help_panel=_REPORTS)(report_commands.report)
+app.command(cls=_COMMAND, rich_help_panel=_REPORTS)(compare_command.compare)
+app.command("engines", cls=_COMMAND, rich_help_panel=_ENGINES)(engine_commands.list_engines)
+app.command(cls=_COMMAND, rich_help_panel=_ENGINES)(engine_commands.export)
+app.command("bench", cls=_COMMAND, rich_help_panel=_ENGINES)(engine_commands.bench_command)
+app.command(cls=_COMMAND, rich_help_panel=_TRAINING)(train_command.train)
+app.command(cls=_COMMAND, rich_help_panel=_TRAINING)(harden_command.harden)
 
 
 def main() -> None:

@@ -1,5 +1,8 @@
 """Reusable CLI pieces: option types shared by several commands, defaults looked up from the
-library's constants, and the small parsers the commands use.
+library's constants, the small parsers the commands use, shell completion and ``--version``.
+
+Every option names its help panel (`segshield.cli.help_format`): adding one to a panel is
+``rich_help_panel=ENGINES`` in its ``typer.Option``.
 
 Defaults that live next to torch-importing code (the engine matrix, the default attacks and
 losses) are written as ``{NAME}`` markers and filled in by `DeferredDefaults` when a command
@@ -12,14 +15,21 @@ import functools
 import json
 import re
 import shlex
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from typer.core import TyperCommand
 
+from segshield.cli.help_format import (
+    ATTACKS,
+    DATA,
+    ENGINES,
+    MODEL,
+    RUN,
+    HelpCommand,
+)
 from segshield.epsilon import ADVUNET_EPSILONS, DEFAULT_EPSILONS, format_epsilon, parse_epsilons
 from segshield.errors import SegShieldError
 
@@ -36,6 +46,8 @@ def deferred_values() -> dict[str, Any]:
     from segshield.engines import CPU_ENGINES, DEFAULT_ENGINES, ENGINE_SPECS
 
     return {
+        "ATTACK_NAMES": ", ".join(attack_names()),
+        "LOSS_NAMES": ", ".join(loss_names()),
         "DEFAULT_ATTACKS": ",".join(DEFAULT_ATTACKS),
         "DEFAULT_LOSSES": ",".join(DEFAULT_LOSSES),
         "DEFAULT_SEA_MEMBERS": ",".join(DEFAULT_SEA_MEMBERS),
@@ -50,10 +62,11 @@ def _fill(text: str, values: dict[str, Any]) -> str:
     return _MARKER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text)
 
 
-class DeferredDefaults(TyperCommand):
+class DeferredDefaults(HelpCommand):
     """A command whose option defaults and help may hold ``{NAME}`` markers (see
     `deferred_values`), replaced the first time click asks for the parameters, which it does
-    before parsing and before printing help."""
+    before parsing and before printing help; its help is `HelpCommand`'s (panels). A command
+    without markers (gate, report) never calls `deferred_values`, so it stays torch-free."""
 
     _filled = False
 
@@ -61,6 +74,10 @@ class DeferredDefaults(TyperCommand):
         params = super().get_params(ctx)
         if not self._filled:
             self._filled = True
+            texts = [str(p.default) for p in params if isinstance(p.default, (str, Path))]
+            texts += [p.help for p in params if getattr(p, "help", None)]
+            if not any(_MARKER.search(t) for t in texts):
+                return params
             values = deferred_values()
             for param in params:
                 default = param.default
@@ -69,14 +86,6 @@ class DeferredDefaults(TyperCommand):
                 if getattr(param, "help", None):
                     param.help = _fill(param.help, values)
         return params
-
-
-def literal(text: str) -> str:
-    """`text` as help shows it: rich markup would take "[tool.segshield]" for a style tag and
-    drop it (plain click help, TYPER_USE_RICH=0, shows text as written)."""
-    import typer.core
-
-    return escape(text) if getattr(typer.core, "HAS_RICH", True) else text
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -153,167 +162,162 @@ EPSILONS_HELP = (
     + f") or 'advunet' ({_advunet_range()})."
 )
 
+
+def attack_names() -> tuple[str, ...]:
+    """The attack registry's names (imports torch)."""
+    from segshield.attacks import ATTACKS as REGISTRY
+
+    return tuple(REGISTRY)
+
+
+def loss_names() -> tuple[str, ...]:
+    """The attack-loss registry's names (imports torch)."""
+    from segshield.attacks import LOSSES
+
+    return tuple(LOSSES)
+
+
+def engine_names() -> tuple[str, ...]:
+    """Every engine segshield can build (imports torch)."""
+    from segshield.engines import ENGINE_SPECS
+
+    return tuple(ENGINE_SPECS)
+
+
+def complete_list(names: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
+    """Shell completion of a comma-list option: the last item completes among ``names()``
+    (those not listed yet), the items before it are kept (``fgsm,pg`` -> ``fgsm,pgd``)."""
+
+    def complete(incomplete: str) -> list[str]:
+        done, _, last = incomplete.rpartition(",")
+        typed = set(split_list(done))
+        word = last.lstrip()
+        prefix = incomplete[: len(incomplete) - len(word)]  # shells keep what starts the same
+        return [prefix + n for n in names() if n.startswith(word) and n not in typed]
+
+    return complete
+
+
+def version_text() -> str:
+    """``segshield 0.1.0`` and, on a second line, the torch and onnxruntime versions (read from
+    the installed packages: nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import segshield
+
+    def installed(*dists: str) -> str:
+        for dist in dists:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                continue
+        return "not installed"
+
+    ort = installed("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml")
+    return (
+        f"segshield {segshield.__version__}\n"
+        f"torch {installed('torch')}, onnxruntime {ort}, python {platform.python_version()}"
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
+
+
 # Options shared by several commands.
-Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
-Dataset = Annotated[str, typer.Option(help="Bundled dataset: nuclei or lesions.")]
-Split = Annotated[str, typer.Option(help="Bundled split: test or train.")]
-Size = Annotated[int, typer.Option(help="Images are resized to size x size.")]
-Attacks = Annotated[str, typer.Option(help="Comma list of attacks.")]
-Engines = Annotated[str, typer.Option(help="Comma list of engines.")]
-Epsilons = Annotated[str, typer.Option(help=EPSILONS_HELP)]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show INFO log lines.", rich_help_panel=RUN)
+]
+Dataset = Annotated[
+    str, typer.Option(help="Bundled dataset: nuclei or lesions.", rich_help_panel=DATA)
+]
+Split = Annotated[str, typer.Option(help="Bundled split: test or train.", rich_help_panel=DATA)]
+Size = Annotated[int, typer.Option(help="Images are resized to size x size.", rich_help_panel=DATA)]
+Attacks = Annotated[
+    str,
+    typer.Option(
+        help="Comma list of attacks: {ATTACK_NAMES}.",
+        autocompletion=complete_list(attack_names),
+        rich_help_panel=ATTACKS,
+    ),
+]
+Engines = Annotated[
+    str,
+    typer.Option(
+        help="Comma list of engines (see `segshield engines`).",
+        autocompletion=complete_list(engine_names),
+        rich_help_panel=ENGINES,
+    ),
+]
+Epsilons = Annotated[str, typer.Option(help=EPSILONS_HELP, rich_help_panel=ATTACKS)]
 Model = Annotated[
     str | None,
-    typer.Option(help="Your model factory package.module:callable (default: bundled U-Net)."),
+    typer.Option(
+        help="Your model factory package.module:callable (default: bundled U-Net).",
+        rich_help_panel=MODEL,
+    ),
 ]
 TrustPickle = Annotated[
-    bool, typer.Option(help="Allow unpickling a checkpoint (runs code from the file).")
+    bool,
+    typer.Option(
+        help="Allow unpickling a checkpoint (runs code from the file).", rich_help_panel=MODEL
+    ),
 ]
 CalibrationData = Annotated[
     Path | None,
-    typer.Option(help="INT8 calibration images (default: the bundled training split)."),
+    typer.Option(
+        help="INT8 calibration images (default: the bundled training split).",
+        rich_help_panel=ENGINES,
+    ),
 ]
 CalibrationMethod = Annotated[
-    str, typer.Option(help="Static INT8 calibration: minmax, entropy or percentile.")
+    str,
+    typer.Option(
+        help="Static INT8 calibration: minmax, entropy or percentile.", rich_help_panel=ENGINES
+    ),
 ]
 EnginesDir = Annotated[
-    Path | None, typer.Option(help="Use engines built by `segshield export` (manifest).")
+    Path | None,
+    typer.Option(
+        help="Use engines built by `segshield export` (manifest).", rich_help_panel=ENGINES
+    ),
 ]
 
-# Options of `segshield audit` (kept here so that the command's signature stays readable).
-AuditOut = Annotated[Path, typer.Option(help="Output folder (report.json, report.md, model.onnx).")]
+# Model options shared by audit, harden and the others.
 AuditWeights = Annotated[
     Path | None,
     typer.Option(
-        help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json."
+        help="Weights (.safetensors or state dict), a TorchScript file, or a model card .json.",
+        rich_help_panel=MODEL,
     ),
 ]
 ModelKwargs = Annotated[
     str | None,
-    typer.Option(help="Keyword arguments of the factory as JSON, e.g. '{\"out_channels\": 3}'."),
-]
-AuditData = Annotated[
-    Path | None, typer.Option(help="Your dataset: images/+masks/ folders or BUSI layout.")
-]
-NumClasses = Annotated[
-    int,
     typer.Option(
-        min=1,
-        help="1: binary model (one sigmoid logit); N > 1: softmax model, masks are label "
-        "maps 0..N-1.",
+        help="Keyword arguments of the factory as JSON, e.g. '{\"out_channels\": 3}'.",
+        rich_help_panel=MODEL,
     ),
 ]
-AuditLimit = Annotated[int | None, typer.Option(min=1, help="Audit the first N images.")]
-Losses = Annotated[
-    str,
-    typer.Option(
-        help="Comma list of attack losses: bce, dice, focal, dice_focal, masked_ce, "
-        "balanced_masked_ce, js."
-    ),
-]
-AttackSteps = Annotated[int, typer.Option(min=1, help="Steps of iterative attacks.")]
-AttackAlpha = Annotated[
-    float | None, typer.Option(help="Step size of iterative attacks (default eps/4).")
-]
-AuditEngines = Annotated[
-    str,
-    typer.Option(
-        help="Comma list of engines (CPU: {CPU_ENGINES}; GPU: {GPU_ENGINES}; see "
-        "`segshield engines`)."
-    ),
-]
-Bench = Annotated[bool, typer.Option(help="Measure each engine's latency into the report.")]
-AttackTarget = Annotated[
-    str,
-    typer.Option(
-        help="Target of targeted attacks (asma): empty, other, shift:DY,DX, scale:F, file:PATH."
-    ),
-]
-AsmaSteps = Annotated[int, typer.Option(min=1, help="Step budget of ASMA.")]
-BatchSize = Annotated[int, typer.Option(min=1)]
-PolicyFile = Annotated[
-    Path | None, typer.Option(help="Gate policy (TOML): exit 1 when a rule is crossed.")
-]
-SettingsFile = Annotated[
-    Path | None,
-    typer.Option(
-        help=literal(
-            "Settings file (segshield.toml, or pyproject.toml with [tool.segshield]); "
-            "default: look for either in the current folder. Options given here override it. "
-            "trust_pickle cannot be set there: only --trust-pickle can."
-        )
-    ),
-]
-Device = Annotated[
-    str,
-    typer.Option(help="Where the source model and attacks run: cpu, cuda, cuda:N or auto."),
-]
-ChannelsLast = Annotated[
-    bool, typer.Option(help="Run the source model in channels-last (NHWC) memory format.")
-]
-EngineCache = Annotated[
-    bool,
-    typer.Option(help="Reuse engines built by earlier audits (re-checked for parity here)."),
-]
-EngineCacheDir = Annotated[
-    Path | None,
-    typer.Option(help="Engine cache folder (default $SEGSHIELD_CACHE_DIR or ~/.cache/segshield)."),
-]
-Resume = Annotated[
-    bool,
-    typer.Option(help="Reuse the finished cells of an interrupted audit of the same settings."),
-]
-# Evaluation strength (audits/evaluation.py): the ensemble, the masking checks, certification.
-SeaMembers = Annotated[
-    str,
-    typer.Option(
-        help="Members of the 'sea' ensemble attack: comma list of ATTACK[:LOSS] "
-        "(LOSS '*' = the cell's loss)."
-    ),
-]
-Checks = Annotated[
-    bool,
-    typer.Option(
-        help="Run the gradient-masking / weak-evaluation checks (probes on a few images)."
-    ),
-]
-ProbeImages = Annotated[int, typer.Option(min=1, help="Images the masking checks probe.")]
-Certify = Annotated[
-    bool,
-    typer.Option(help="Certify by randomized smoothing (source and every engine that runs here)."),
-]
-CertifySigma = Annotated[float, typer.Option(help="Gaussian noise σ of the smoothing.")]
-CertifyN = Annotated[int, typer.Option(min=1, help="Noisy samples per image to certify.")]
-CertifyImages = Annotated[
-    int | None, typer.Option(min=1, help="Certify the first N images (default 16).")
-]
-Mlflow = Annotated[
-    bool,
-    typer.Option(help='Log the audit to MLflow (pip install "segshield[mlflow]").'),
-]
-MlflowTrackingUri = Annotated[
-    str | None,
-    typer.Option(
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's own); "
-        "a file: URI or folder uses MLflow's file store."
-    ),
-]
-MlflowExperiment = Annotated[str, typer.Option(help="MLflow experiment of the audit's run.")]
-MlflowLogEngines = Annotated[
-    bool, typer.Option(help="Also log the built engine files (engines/) to MLflow.")
-]
-Strict = Annotated[
-    bool,
-    typer.Option(
-        help="Exit 1 when a cell failed, an engine failed to build or its health is failed "
-        "(engines unavailable on this machine do not count); without it they are warnings."
-    ),
-]
+
 Debug = Annotated[
     bool,
     typer.Option(
         "--debug",
         envvar="SEGSHIELD_DEBUG",
         help="Print the traceback of an error (errors still exit 2 with one message).",
+    ),
+]
+Version = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the versions of segshield, torch and onnxruntime, then exit.",
     ),
 ]
 

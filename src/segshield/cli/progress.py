@@ -3,19 +3,45 @@ CliRunner) one plain line per finished step with the count, what finished, the e
 and an ETA, e.g. ``[3/12] pgd/bce/8/255 done · 42 s elapsed · ETA 1 min 50 s``.
 
 The library reports ``progress(cell_id, done, total)`` (and train ``on_epoch(epoch, loss)``)
-without times; the times are the CLI's.
+without times; the times are the CLI's. A cell id keeps its ε to 6 digits (``pgd/bce/
+0.0313725``, the key in report.json); the terminal shows it as `format_epsilon` writes every ε
+(`readable_epsilons`: ``pgd/bce/8/255``).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 
+from segshield.epsilon import format_epsilon
+
 CellProgress = Callable[[str, int, int], None]
 EpochProgress = Callable[[int, float], None]
+
+
+# A cell id, attack/loss/ε with ε written "%.6g" (segshield.results.AuditCell.make_id), not
+# inside a longer path; a custom loss named by a path (with "/") cannot name a cell.
+_CELL_ID = re.compile(
+    r"(?<![\w./-])([A-Za-z][\w.-]*/[^\s/]+/)(\d+(?:\.\d+)?(?:e-\d+)?)(?![\w/]|\.\d)"
+)
+
+
+def _epsilon_text(token: str) -> str:
+    value = float(token)
+    k = round(value * 255)
+    if f"{k / 255:.6g}" == token:  # "0.0313725" is 8/255 written to 6 digits
+        value = k / 255
+    return format_epsilon(value)
+
+
+def readable_epsilons(text: str) -> str:
+    """`text` with the ε of every cell id in it as `format_epsilon` writes it:
+    ``"cell pgd/bce/0.0313725 failed"`` -> ``"cell pgd/bce/8/255 failed"``."""
+    return _CELL_ID.sub(lambda m: m.group(1) + _epsilon_text(m.group(2)), text)
 
 
 def format_duration(seconds: float) -> str:
@@ -71,7 +97,9 @@ def cell_progress(console: Console, preparing: str) -> Iterator[CellProgress]:
     description ``preparing``) on a terminal, one line per finished cell elsewhere."""
     if not console.is_terminal:
         clock = StepClock()
-        yield lambda cell, done, total: _say(console, clock.line(done, total, cell))
+        yield lambda cell, done, total: _say(
+            console, clock.line(done, total, readable_epsilons(cell))
+        )
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -80,7 +108,8 @@ def cell_progress(console: Console, preparing: str) -> Iterator[CellProgress]:
         task = progress.add_task(preparing, total=None)
 
         def on_cell(cell: str, done: int, total: int) -> None:
-            progress.update(task, description=f"attacking: {cell}", completed=done, total=total)
+            label = readable_epsilons(cell)
+            progress.update(task, description=f"attacking: {label}", completed=done, total=total)
 
         yield on_cell
 
@@ -108,4 +137,4 @@ def epoch_progress(console: Console, epochs: int) -> Iterator[EpochProgress]:
         yield on_epoch
 
 
-__all__ = ["StepClock", "cell_progress", "epoch_progress", "format_duration"]
+__all__ = ["StepClock", "cell_progress", "epoch_progress", "format_duration", "readable_epsilons"]

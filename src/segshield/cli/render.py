@@ -1,4 +1,9 @@
-"""Terminal rendering of results (rich). Reads values from the report; computes nothing."""
+"""Terminal rendering of results (rich). Reads values from the report; computes nothing.
+
+Every ε shows as `segshield.epsilon.format_epsilon` writes it (k/255 when exact, else a
+decimal), in the tables and inside the library's sentences that name a cell id
+(`readable_epsilons`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from segshield.cli.progress import readable_epsilons
+from segshield.epsilon import MISSING, format_epsilon
 from segshield.gate import GateResult
-from segshield.reports import MISSING, format_epsilon
 from segshield.results import SOURCE_ENGINE, AuditReport, certified_rows
 
 
@@ -108,7 +114,10 @@ def _warning_lines(report: AuditReport) -> list[RenderableType]:
     message may hold user-provided names, never read as markup)."""
     warnings = report.evaluation.warnings if report.evaluation is not None else []
     return [
-        Text(f"evaluation warning: {w.get('message') or w.get('check')}", style="yellow")
+        Text(
+            f"evaluation warning: {readable_epsilons(str(w.get('message') or w.get('check')))}",
+            style="yellow",
+        )
         for w in warnings
         if isinstance(w, dict)
     ]
@@ -167,7 +176,7 @@ def print_verdict(console: Console, result: GateResult) -> None:
     )
     for o in failed:
         measured = MISSING if o.worst_value is None else f"{o.worst_value:.4f}"
-        detail = o.reason or f"at {o.worst_where}"
+        detail = readable_epsilons(o.reason or f"at {o.worst_where}")
         console.print(
             f"  [red]✗[/] {escape(str(o.rule))}: {o.metric} {measured} (needs {o.bound} "
             f"{o.threshold:g}); {escape(str(detail))}",
@@ -180,7 +189,8 @@ def print_problems(console: Console, problems: list[str], strict: bool) -> None:
     errors under --strict, else as warnings."""
     label = "[bold red]strict:[/]" if strict else "[yellow]warning:[/]"
     for problem in problems:
-        console.print(f"{label} {escape(problem)}", highlight=False, soft_wrap=True)
+        text = escape(readable_epsilons(problem))
+        console.print(f"{label} {text}", highlight=False, soft_wrap=True)
     if problems and strict:
         console.print(
             f"[bold red]FAIL[/] --strict: {len(problems)} problem(s) in the audit", highlight=False
