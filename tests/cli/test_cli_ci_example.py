@@ -1,56 +1,73 @@
-"""The GitHub Actions example runs the same segshield commands as here, in the same order."""
+"""The GitHub Actions example uses the segshield action (action.yml) with inputs the action
+declares, and its audit step really runs: the action's run steps with the example's `with:`
+values (install skipped: this checkout's .venv), in a workspace laid out like a checkout."""
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from segshield.cli.main import app
+import pytest
+import yaml
+from test_cli_action import load_action, run_action  # tests/cli is on sys.path (rootdir-less)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "examples" / "github-actions" / "segshield-audit.yml"
 
 
-def _segshield_commands() -> list[list[str]]:
-    commands = []
-    for line in WORKFLOW.read_text().splitlines():
-        m = re.match(r"\s*(?:run:\s*)?(segshield\s.+)$", line)
-        if m:
-            commands.append(shlex.split(m.group(1))[1:])
-    return commands
+def _steps() -> list[dict]:
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"]["audit"]["steps"]
 
 
-def test_workflow_commands_run(tmp_path: Path, monkeypatch) -> None:
-    commands = _segshield_commands()
-    assert [c[0] for c in commands] == ["audit", "report", "report", "report", "compare"]
+def _step(name_part: str) -> dict:
+    return next(s for s in _steps() if name_part in s.get("name", ""))
+
+
+def test_workflow_wires_the_action() -> None:
+    steps = _steps()
+    assert steps[0]["uses"].startswith("actions/checkout@")  # `uses: ./` needs the checkout
+    audit = _step("Audit")
+    assert audit["uses"] == "./"
+    declared = load_action()["inputs"]
+    assert set(audit["with"]) <= set(declared), "the example passes only declared inputs"
+    assert (REPO / audit["with"]["policy"]).is_file()
+    # The download lands where the action looks for the baseline, under the uploaded name.
+    download = shlex.split(_step("Download")["run"].split("gh run download", 1)[1])
+    upload = _step("Upload")
+    assert download[download.index("--name") + 1] == upload["with"]["name"]
+    base_dir = download[download.index("--dir") + 1]
+    assert audit["with"]["baseline"] == f"{base_dir}/report.json"
+    assert steps.index(_step("Download")) < steps.index(audit)
+    # What is uploaded is what the action writes into `out`; the base is the uploaded report.json.
+    paths = upload["with"]["path"].split()
+    assert all(p.startswith(audit["with"]["out"] + "/") for p in paths)
+    assert f"{audit['with']['out']}/report.json" in paths
+    junit = _step("Publish")
+    assert junit["with"]["report_paths"] == "${{ steps.segshield.outputs.junit }}"
+    assert audit["id"] == "segshield"
+
+
+@pytest.mark.slow
+def test_workflow_audit_step_runs(tmp_path: Path) -> None:
+    audit = _step("Audit")
     (tmp_path / "examples").mkdir()
     shutil.copy(REPO / "examples" / "policy.toml", tmp_path / "examples" / "policy.toml")
-    # A settings file keeps the audit small; the commands themselves are the workflow's.
+    # A settings file keeps the audit small; the inputs themselves are the workflow's.
     (tmp_path / "segshield.toml").write_text(
-        '[audit]\nlimit = 1\nepsilons = ["2/255", "8/255"]\nsteps = 2\nn_boot = 50\n'
-        'engines = ["pytorch", "ort-fp32"]\nbench = false\n'
+        '[audit]\nlimit = 1\nattacks = ["fgsm"]\nepsilons = ["8/255"]\nn_boot = 50\n'
+        'engines = ["pytorch", "ort-fp32"]\nbench = false\nchecks = false\n'
     )
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    audit = runner.invoke(app, commands[0])
-    assert audit.exit_code in (0, 1), audit.output  # 1 = the gate failed the job, as designed
-    assert ("PASS" in audit.output) == (audit.exit_code == 0)
-    for args in commands[1:-1]:
-        res = runner.invoke(app, args)
-        assert res.exit_code == 0, res.output
-    for name in ("report.json", "report.md", "report.html", "junit.xml", "summary.md"):
-        assert (tmp_path / "audit" / name).is_file(), name
-    # The compare step runs when the main branch's report was downloaded into base/.
-    (tmp_path / "base").mkdir()
-    shutil.copy(tmp_path / "audit" / "report.json", tmp_path / "base" / "report.json")
-    res = runner.invoke(app, commands[-1])
-    assert res.exit_code == 0, res.output
-    assert (
-        (tmp_path / "compare" / "comparison.md")
-        .read_text()
-        .startswith("**segshield compare: 0 significant Dice drops")
-    )
+    run = run_action({**audit["with"], "install": "false"}, tmp_path)
+    # 1 = the gate failed the job, as designed: the example policy's PGD rules match nothing in
+    # this one-attack audit, and an unverifiable rule never passes.
+    assert run.exit_code in (0, 1), run.log
+    assert run.outputs["verdict"] == {0: "pass", 1: "fail"}[run.exit_code]
+    assert "--policy examples/policy.toml --strict" in run.log
+    # No base/ on a push to main: the comparison is skipped, the reports are all there.
+    assert run.outputs["comparison-md"] == ""
+    for path in _step("Upload")["with"]["path"].split():
+        if "compare/" not in path:
+            assert (tmp_path / path).is_file(), path
+    assert run.outputs["junit"] == "audit/junit.xml"
+    assert run.summary == (tmp_path / "audit" / "summary.md").read_text()
