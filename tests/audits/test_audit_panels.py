@@ -202,3 +202,21 @@ def test_a_250_character_image_name_keeps_the_cell(tmp_path: Path) -> None:
 def test_no_panels_asked_no_warning(tmp_path: Path) -> None:
     cell, out = _panels(tmp_path, ("a", "b", "c"), count=0)
     assert out == [] and cell.warnings == []
+
+
+def test_a_volume_panel_shows_the_slice_with_the_most_ground_truth() -> None:
+    """(C, D, H, W) volumes: one slice per tile, the truth's largest, named in the title."""
+    rng = np.random.default_rng(0)
+    clean = rng.random((1, 5, H, H), dtype=np.float32)
+    truth = np.zeros((1, 5, H, H), dtype=np.uint8)
+    truth[0, 1, 2:4, 2:4] = 1
+    truth[0, 3, 1:6, 1:6] = 1  # the largest slice
+    assert panels_mod.panel_slice(truth) == 3
+    assert panels_mod.panel_slice(np.zeros_like(truth)) == 2  # empty truth: the middle
+    assert panels_mod.panel_slice(truth[:, 0]) is None  # a 2-D image
+    tile, titles = panels_mod.compose_panel(clean, clean, truth, {SOURCE_ENGINE: truth}, 8 / 255)
+    assert tile.shape == (H, 5 * H + 4 * panels_mod.GAP, 3)
+    assert titles[0] == "clean image (slice 3)"
+    # the ground-truth tile is slice 3's mask: 25 white pixels
+    truth_tile = tile[:, 3 * (H + panels_mod.GAP) : 3 * (H + panels_mod.GAP) + H, 0]
+    assert int((truth_tile == 255).sum()) == 25

@@ -339,9 +339,10 @@ class Attack(ABC):
     def _check_images(self, images: Tensor) -> None:
         if not isinstance(images, Tensor):
             raise TypeError(f"{self.name}: images must be a tensor, got {type(images).__name__}")
-        if images.ndim != 4:
+        if images.ndim not in (4, 5):
             raise ValueError(
-                f"{self.name}: images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}"
+                f"{self.name}: images must be 4-D (N, C, H, W) or 5-D volumes (N, C, D, H, W), "
+                f"got shape {tuple(images.shape)}"
             )
         if not images.is_floating_point():
             raise ValueError(

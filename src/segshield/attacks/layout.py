@@ -6,6 +6,9 @@ The layout is decided by the shapes of ``logits`` and ``target``:
 layout          logits                   target
 =============== ======================== ============================================
 binary          ``(N, 1, H, W)``         ``(N, 1, H, W)``, values in {0, 1}
+volumes         ``(N, C, D, H, W)``      as above with ``D`` before ``H`` (folded into
+                                         ``(N, C, D*H, W)``: every loss is per voxel or
+                                         a sum over voxels)
 multi-label     ``(N, C, H, W)``, C >= 2 ``(N, C, H, W)``, {0, 1} per channel
 multi-class     ``(N, C, H, W)``, C >= 2 ``(N, H, W)`` integer class indices in [0, C)
 classification  ``(N, K)``               ``(N,)`` class indices (K >= 2), or ``(N, K)``
@@ -102,16 +105,17 @@ def prepare(logits: Tensor, target: Tensor) -> Prepared:
             f"logits and target must be tensors, got {type(logits).__name__} and "
             f"{type(target).__name__}"
         )
-    if logits.ndim not in (2, 4):
+    if logits.ndim not in (2, 4, 5):
         raise ValueError(
-            f"logits must be 4-D (N, C, H, W) (or 2-D (N, K) for a classifier), got shape "
-            f"{tuple(logits.shape)} (target shape {tuple(target.shape)})"
+            f"logits must be 4-D (N, C, H, W), 5-D (N, C, D, H, W) or 2-D (N, K) for a "
+            f"classifier, got shape {tuple(logits.shape)} (target shape {tuple(target.shape)})"
         )
     if not logits.is_floating_point():
         raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     target_shape, given = target.shape, target
+    logits, target = _fold_volume(logits, target)
     n, c = logits.shape[:2]
     spatial = tuple(logits.shape[2:])
     if c == 1 or tuple(target.shape) == tuple(logits.shape):
@@ -154,6 +158,19 @@ def prepare(logits: Tensor, target: Tensor) -> Prepared:
     if logits.ndim == 2:
         logits, target = logits[:, :, None, None], target[:, None, None]
     return Prepared(logits, target, False, target_shape)
+
+
+def _fold_volume(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Volumes (N, C, D, H, W) as (N, C, D*H, W) views: every loss and prediction is per voxel
+    or a sum over all voxels, so folding depth into height changes no value. A target whose
+    shape does not fit is left as it is, for the checks to name both shapes."""
+    if logits.ndim != 5:
+        return logits, target
+    if tuple(target.shape) == tuple(logits.shape):
+        return logits.flatten(2, 3), target.flatten(2, 3)
+    if tuple(target.shape) == (logits.shape[0], *logits.shape[2:]) and logits.shape[1] > 1:
+        return logits.flatten(2, 3), target.flatten(1, 2)
+    return logits, target
 
 
 def prepare_weight(weight: Tensor, prepared: Prepared) -> Tensor:

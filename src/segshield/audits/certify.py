@@ -79,9 +79,12 @@ def _settings(
         problems.append(f"batch_size must be an int >= 1, got {batch_size!r}")
     if kind not in _ACTIVATION:
         problems.append(f"certification needs a segmentation task, got {kind}")
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or len(images) == 0:
-        problems.append(f"images must be a non-empty (N, C, H, W) array, got {np.shape(images)}")
-    elif np.ndim(labels) != 4 or np.shape(labels)[:1] + np.shape(labels)[2:] != (
+    if not isinstance(images, np.ndarray) or images.ndim not in (4, 5) or len(images) == 0:
+        problems.append(
+            f"images must be a non-empty (N, C, H, W) or (N, C, D, H, W) array, got "
+            f"{np.shape(images)}"
+        )
+    elif np.ndim(labels) != images.ndim or np.shape(labels)[:1] + np.shape(labels)[2:] != (
         images.shape[:1] + images.shape[2:]
     ):
         problems.append(f"labels {np.shape(labels)} do not match images {images.shape}")
@@ -127,7 +130,8 @@ def _noisy_counts(
         noise = rng.standard_normal((size, *image.shape), dtype=np.float32)
         batch = np.clip(image[None] + sigma * noise, 0.0, 1.0)
         logits = runner.infer(batch)
-        if logits.ndim != 4 or logits.shape[0] != size or logits.shape[2:] != image.shape[1:]:
+        shape_ok = logits.shape[0] == size and logits.shape[2:] == image.shape[1:]
+        if logits.ndim != batch.ndim or not shape_ok:
             raise ValueError(f"engine returned logits {logits.shape} for a batch {batch.shape}")
         decisions = decisions_from_logits(logits, activation, settings["threshold"])
         k = logits.shape[1] if activation == Activation.SOFTMAX else 2

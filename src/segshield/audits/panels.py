@@ -44,6 +44,15 @@ def _perturbation(delta: np.ndarray, eps: float) -> np.ndarray:
     return _gray(0.5 + delta / (2.0 * scale))
 
 
+def panel_slice(truth: np.ndarray) -> int | None:
+    """The depth index a volume's panel shows: the slice with the most ground-truth
+    foreground (the middle one when the truth is empty); None for a 2-D image (C, H, W)."""
+    if truth.ndim != 4:  # (C, D, H, W) volumes only
+        return None
+    per_slice = (truth != 0).sum(axis=(0, 2, 3))
+    return int(per_slice.argmax()) if per_slice.any() else truth.shape[1] // 2
+
+
 def compose_panel(
     clean: np.ndarray,
     adv: np.ndarray,
@@ -52,9 +61,18 @@ def compose_panel(
     eps: float,
     num_classes: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
-    """One row of tiles (H, W * k + gaps, 3) uint8 and the tile titles, left to right."""
+    """One row of tiles (H, W * k + gaps, 3) uint8 and the tile titles, left to right.
+
+    Images (C, H, W); volumes (C, D, H, W) show one slice, :func:`panel_slice`, named in the
+    titles."""
+    z = panel_slice(truth)
+    if z is not None:
+        clean, adv, truth = clean[:, z], adv[:, z], truth[:, z]
+        predictions = {k: v[:, z] for k, v in predictions.items()}
     tiles = [_gray(clean), _perturbation(adv - clean, eps), _gray(adv), _mask(truth, num_classes)]
     titles = ["clean image", "perturbation (amplified)", "adversarial image", "ground truth"]
+    if z is not None:
+        titles[0] = f"clean image (slice {z})"
     for engine, pred in predictions.items():
         tiles.append(_mask(pred, num_classes))
         titles.append(f"prediction: {engine}")

@@ -151,8 +151,8 @@ def bench_engines(
     others. `kwargs` go to `measure_latency`.
     """
     images = np.ascontiguousarray(images, dtype=np.float32)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be (N,C,H,W) with N >= 1, got {images.shape}")
+    if images.ndim not in (4, 5) or len(images) == 0:
+        raise ValueError(f"images must be (N,C,H,W) or (N,C,D,H,W), N >= 1, got {images.shape}")
     rows: list[dict[str, Any]] = []
     for runner in runners:
         for size in batch_sizes:

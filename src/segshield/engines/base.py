@@ -46,9 +46,10 @@ def infer_batched(runner: Runner, images: np.ndarray, batch_size: int) -> np.nda
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(images, np.ndarray) or images.ndim != 4:
+    if not isinstance(images, np.ndarray) or images.ndim not in (4, 5):
         raise EngineInputError(
-            f"engine '{runner.name}' expects images of shape (N,C,H,W), got {_shape_of(images)}"
+            f"engine '{runner.name}' expects images of shape (N,C,H,W) or (N,C,D,H,W), got "
+            f"{_shape_of(images)}"
         )
     n = images.shape[0]
     if n == 0:
@@ -76,9 +77,10 @@ def as_float32_batch(batch: object, engine: str) -> np.ndarray:
         raise EngineInputError(
             f"engine '{engine}' expects a numpy array (N,C,H,W), got {type(batch).__name__}"
         )
-    if batch.ndim != 4:
+    if batch.ndim not in (4, 5):
         raise EngineInputError(
-            f"engine '{engine}' expects a rank-4 batch (N,C,H,W), got shape {batch.shape}"
+            f"engine '{engine}' expects a rank-4 batch (N,C,H,W) or a rank-5 batch (N,C,D,H,W), "
+            f"got shape {batch.shape}"
         )
     if batch.shape[0] == 0:
         raise EngineInputError(f"engine '{engine}' got an empty batch of shape {batch.shape}")

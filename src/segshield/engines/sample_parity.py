@@ -27,9 +27,11 @@ __all__ = ["PARITY_BATCH", "check_sample", "remeasure_parity", "source_logits"]
 
 
 def check_sample(sample: object) -> np.ndarray:
-    if not isinstance(sample, np.ndarray) or sample.ndim != 4 or sample.shape[0] == 0:
+    if not isinstance(sample, np.ndarray) or sample.ndim not in (4, 5) or sample.shape[0] == 0:
         shape = getattr(sample, "shape", type(sample).__name__)
-        raise DataError(f"sample must be a non-empty image array (N,C,H,W), got {shape}")
+        raise DataError(
+            f"sample must be a non-empty image array (N,C,H,W) or (N,C,D,H,W), got {shape}"
+        )
     if not np.issubdtype(sample.dtype, np.floating):
         raise DataError(f"sample must be float images in [0,1], got dtype {sample.dtype}")
     arr = np.ascontiguousarray(sample, dtype=np.float32)

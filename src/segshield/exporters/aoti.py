@@ -125,12 +125,14 @@ def aoti_from_torch(
     reason = aoti_unavailable_reason(dev.type, precision)
     if reason:
         raise EngineUnavailableError(reason)
-    if sample.ndim != 4 or sample.shape[0] < 1:
-        raise ExportError(f"sample must be images (N,C,H,W), got {tuple(sample.shape)}")
+    if sample.ndim not in (4, 5) or sample.shape[0] < 1:
+        raise ExportError(
+            f"sample must be images (N,C,H,W) or volumes (N,C,D,H,W), got {tuple(sample.shape)}"
+        )
     sample = sample[:max_batch]
     if sample.shape[0] == 1 and max_batch > 1:
         # torch.export specialises a dimension that is 1 in the example: use a batch of two.
-        sample = sample.repeat(2, 1, 1, 1)
+        sample = sample.repeat(2, *([1] * (sample.ndim - 1)))
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = AOTI_DTYPES[precision]

@@ -27,9 +27,11 @@ def check_calibration_images(
     Raises DataError for anything that is not a non-empty, finite, [0,1] float batch of the
     model's (C,H,W) — integer 0..255 images and unscaled data are refused, not guessed at.
     """
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[0] == 0:
+    if not isinstance(images, np.ndarray) or images.ndim not in (4, 5) or images.shape[0] == 0:
         shape = getattr(images, "shape", type(images).__name__)
-        raise DataError(f"calibration images must be a non-empty array (N,C,H,W), got {shape}")
+        raise DataError(
+            f"calibration images must be a non-empty array (N,C,H,W) or (N,C,D,H,W), got {shape}"
+        )
     if not np.issubdtype(images.dtype, np.floating):
         raise DataError(
             f"calibration images must be float images in [0,1], got dtype {images.dtype}"
@@ -45,7 +47,7 @@ def check_calibration_images(
         )
     if expected_chw is not None and tuple(out.shape[1:]) != tuple(expected_chw):
         raise DataError(
-            f"calibration images have shape (N,C,H,W)={out.shape}; the model expects "
+            f"calibration images have shape {out.shape}; the model expects "
             f"(N,{','.join(str(d) for d in expected_chw)})"
         )
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,13 +49,28 @@ def preprocessed_copy(src: Path, tmp: Path) -> Path:
     return _preprocessed(src, tmp)
 
 
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    """chdir into ``path`` for the block (contextlib.chdir is Python 3.11+)."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def _preprocessed(src: Path, tmp: Path) -> Path:
     """onnxruntime's quant_pre_process into `tmp`; falls back to `src` with a warning."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = tmp / "preprocessed.onnx"
     try:
-        quant_pre_process(str(src), str(out))
+        # ORT's symbolic shape inference saves "sym_shape_infer_temp.onnx" and a <uuid>.data
+        # into the working folder when it cannot infer every shape (dynamic H/W, 3-D graphs):
+        # run it from the temp folder so nothing lands in the user's folder.
+        with _working_dir(tmp):
+            quant_pre_process(str(src.resolve()), str(out.resolve()))
     except Exception as exc:
         logger.warning("quant_pre_process failed on %s (%s); quantizing it as is", src.name, exc)
         return src

@@ -125,13 +125,13 @@ def decisions_from_logits(
     """Per-site class decisions of a batch of logits.
 
     Args:
-        logits: float (S, K, H, W).
+        logits: float (S, K, H, W), or (S, K, D, H, W) for volumes.
         activation: softmax -> arg-max, int16 (S, H, W) in [0, K); sigmoid -> every channel
             ``sigmoid > threshold`` (logit > 0 at 0.5), int16 (S, K, H, W) in {0, 1}.
     """
     logits = np.asarray(logits)
-    if logits.ndim != 4:
-        raise ValueError(f"logits must be (S, K, H, W), got shape {logits.shape}")
+    if logits.ndim not in (4, 5):
+        raise ValueError(f"logits must be (S, K, H, W) or (S, K, D, H, W), got {logits.shape}")
     if Activation(activation) == Activation.SOFTMAX:
         return np.argmax(logits, axis=1).astype(np.int16)
     return binarize_logits(logits, threshold).astype(np.int16)

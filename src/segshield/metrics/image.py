@@ -17,9 +17,10 @@ def _check_pair(clean: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.ndar
     c, a = np.asarray(clean), np.asarray(adv)
     if c.shape != a.shape:
         raise ValueError(f"clean and adv shapes differ: clean {c.shape} vs adv {a.shape}")
-    if c.ndim != 4:
+    if c.ndim not in (4, 5):
         raise ValueError(
-            f"clean and adv must be (N,C,H,W) images, got clean {c.shape} and adv {a.shape}"
+            "clean and adv must be (N,C,H,W) images or (N,C,D,H,W) volumes, got clean "
+            f"{c.shape} and adv {a.shape}"
         )
     return c.astype(np.float64, copy=False), a.astype(np.float64, copy=False)
 
@@ -28,7 +29,7 @@ def perturbation_norms(clean: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, 
     """Per-image L2 and L-infinity norms of ``adv - clean`` over all non-batch axes.
 
     Args:
-        clean, adv: float arrays of identical shape (N,C,H,W).
+        clean, adv: float arrays of identical shape (N,C,H,W) or (N,C,D,H,W).
 
     Returns:
         (l2, linf): float64 arrays of shape (N,), both >= 0, in the units of the pixel values.
@@ -49,7 +50,8 @@ def ssim(clean: np.ndarray, adv: np.ndarray, data_range: float = 1.0) -> np.ndar
     use the largest odd window that fits.
 
     Args:
-        clean, adv: float arrays of identical shape (N,C,H,W), values within ``data_range``.
+        clean, adv: float arrays of identical shape (N,C,H,W), or (N,C,D,H,W) for volumes
+            (3-D SSIM, the window a cube), values within ``data_range``.
         data_range: max - min of the pixel scale, e.g. 1.0 for [0, 1] images, 255 for uint8.
 
     Returns:
@@ -61,8 +63,8 @@ def ssim(clean: np.ndarray, adv: np.ndarray, data_range: float = 1.0) -> np.ndar
     c, a = _check_pair(clean, adv)
     if not (np.isfinite(data_range) and data_range > 0):
         raise ValueError(f"data_range must be a positive finite number, got {data_range}")
-    n, ch, h, w = c.shape
-    side = min(h, w)
+    n, ch = c.shape[:2]
+    side = min(c.shape[2:])
     if side < SSIM_MIN_SIZE:
         raise ValueError(
             f"SSIM needs images of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} px, got shape {c.shape}"
@@ -74,7 +76,7 @@ def ssim(clean: np.ndarray, adv: np.ndarray, data_range: float = 1.0) -> np.ndar
         if ch == 1:
             im_c, im_a, channel_axis = c[i, 0], a[i, 0], None
         else:
-            im_c, im_a, channel_axis = c[i].transpose(1, 2, 0), a[i].transpose(1, 2, 0), -1
+            im_c, im_a, channel_axis = np.moveaxis(c[i], 0, -1), np.moveaxis(a[i], 0, -1), -1
         out[i] = structural_similarity(
             im_c,
             im_a,
