@@ -19,7 +19,8 @@ def unet_onnx(tmp_path_factory: pytest.TempPathFactory, unet_factory) -> OnnxExp
     gen = torch.Generator().manual_seed(1)
     sample = torch.rand(2, 3, 32, 32, generator=gen)
     path: Path = tmp_path_factory.mktemp("onnx") / "tiny_unet.onnx"
-    return onnx_from_torch(unet_factory(), sample, path)
+    # fixed height/width: the runner tests check the refusal of other sizes
+    return onnx_from_torch(unet_factory(), sample, path, dynamic_hw=False)
 
 
 @pytest.fixture

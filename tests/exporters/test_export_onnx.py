@@ -217,3 +217,83 @@ def test_export_tolerance_scales_with_the_logits(unet, images, tmp_path):
     assert result.max_abs_diff <= result.tolerance
     with pytest.raises(ExportError, match="logit scale"):
         onnx_from_torch(model, images, tmp_path / "strict.onnx", atol=0.0, rtol=0.0)
+
+
+# ------------------------------------------------------------------- dynamic height/width
+
+
+def _hw_dims(path) -> list[int | str]:
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_param or d.dim_value for d in dims]
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_export_has_dynamic_height_and_width(unet, images, tmp_path, dynamo):
+    """Height/width are symbolic, checked at the export size and twice it, and the file runs
+    (and agrees with PyTorch) at a size it never saw: 48x80 (the U-Net needs even sizes)."""
+    path = tmp_path / "dyn.onnx"
+    result = onnx_from_torch(unet, images, path, dynamo=dynamo)
+    assert result.exporter == ("dynamo" if dynamo else "torchscript")
+    assert result.dynamic_hw is True
+    assert result.checked_hw == ((32, 32), (64, 64))
+    assert result.notes == ()
+    assert result.to_dict()["checked_hw"] == [[32, 32], [64, 64]]
+    dims = _hw_dims(path)
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+    batch = torch.rand(2, 3, 48, 80, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = unet(batch).numpy()
+    got = _ort_logits(path, batch.numpy())
+    assert got.shape == (2, 2, 48, 80)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+class _FixedSize(nn.Module):
+    """A head with a Linear over the flattened 32x32 map: it takes exactly one image size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 3, padding=1)
+        self.mix = nn.Linear(32 * 32, 32 * 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.mix(y.flatten(1)).view(-1, 1, 32, 32)
+
+
+def test_a_fixed_size_model_is_exported_with_fixed_hw_and_a_note(images, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "fixed.onnx"
+    result = onnx_from_torch(_FixedSize().eval(), images, path)
+    assert result.dynamic_hw is False
+    assert result.checked_hw == ((32, 32),)
+    assert (
+        len(result.notes) == 1
+        and "fixed height/width: the model fails at (64, 64)" in (result.notes[0])
+    )
+    dims = _hw_dims(path)
+    assert isinstance(dims[0], str) and dims[1:] == [3, 32, 32]
+    assert _ort_logits(path, images.numpy()).shape == (4, 1, 32, 32)
+
+
+def test_a_failed_dynamic_export_falls_back_to_fixed_hw(unet, images, tmp_path, monkeypatch):
+    real = onnx_exporter._export_dynamo
+
+    def no_dynamic_hw(*args, dynamic_hw=False, **kwargs):
+        if dynamic_hw:
+            raise RuntimeError("Constraints violated (height)")
+        return real(*args, dynamic_hw=dynamic_hw, **kwargs)
+
+    monkeypatch.setattr(onnx_exporter, "_export_dynamo", no_dynamic_hw)
+    result = onnx_from_torch(unet, images, tmp_path / "m.onnx")
+    # Still the dynamo exporter (the fixed export is retried with it first), fixed H/W, why.
+    assert (result.exporter, result.dynamic_hw) == ("dynamo", False)
+    assert "export with dynamic height/width failed" in result.notes[0]
+    assert "Constraints violated (height)" in result.notes[0]
+    assert _hw_dims(tmp_path / "m.onnx")[1:] == [3, 32, 32]
+
+
+def test_dynamic_hw_can_be_switched_off(unet, images, tmp_path):
+    result = onnx_from_torch(unet, images, tmp_path / "m.onnx", dynamic_hw=False)
+    assert (result.dynamic_hw, result.checked_hw, result.notes) == (False, ((32, 32),), ())
+    assert _hw_dims(tmp_path / "m.onnx")[1:] == [3, 32, 32]

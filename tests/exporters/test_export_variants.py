@@ -94,11 +94,37 @@ def test_bad_calibration_images_are_refused(images, match):
         check_calibration_images(images)
 
 
-def test_calibration_images_must_match_the_model(fp32_onnx, tmp_path):
+def test_calibration_images_must_match_the_model(nuclei, tmp_path):
+    from segshield.models import bundled_model
+
+    # A graph with fixed height/width (the default export's are dynamic: any size fits it).
+    train, _ = nuclei
+    fixed = onnx_from_torch(
+        bundled_model().module, torch.from_numpy(train[:2]), tmp_path / "fixed.onnx",
+        dynamic_hw=False,
+    ).path  # fmt: skip
     wrong = np.zeros((2, 1, 64, 64), np.float32)
     with pytest.raises(DataError, match="model expects"):
-        onnx_int8_from_onnx(fp32_onnx, tmp_path / "q.onnx", wrong)
+        onnx_int8_from_onnx(fixed, tmp_path / "q.onnx", wrong)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_fp16_and_int8_variants_keep_dynamic_height_and_width(fp32_onnx, nuclei, tmp_path):
+    """The FP32 export's height/width are symbolic; its FP16 and INT8 variants run at the
+    export size and at twice it, and agree with the FP32 graph there."""
+    train, test = nuclei
+    dims = onnx.load(str(fp32_onnx)).graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
+    big = np.kron(test[:2], np.ones((1, 1, 2, 2), np.float32))  # (2,1,256,256), real content
+    ref = _run(fp32_onnx, big)
+    assert ref.shape == (2, 1, 256, 256)
+    fp16 = onnx_fp16_from_onnx(fp32_onnx, tmp_path / "h.onnx")
+    int8 = onnx_int8_from_onnx(fp32_onnx, tmp_path / "q.onnx", train)
+    for variant, max_flips in ((fp16, 1e-3), (int8, 1e-2)):
+        assert _run(variant.path, test).shape == (4, 1, 128, 128)
+        out = _run(variant.path, big)
+        assert out.shape == (2, 1, 256, 256)
+        assert np.mean((out > 0) != (ref > 0)) < max_flips
 
 
 # -------------------------------------------------------------------------------- INT8

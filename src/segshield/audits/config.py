@@ -9,6 +9,7 @@ from typing import Literal
 
 # The default engine matrix and epsilon presets are defined once, where they belong.
 from segshield.engines import DEFAULT_ENGINES, ENGINE_SPECS, resolve_engine_names
+from segshield.engines.external import ENGINE_FILE_SUFFIXES
 from segshield.enums import TaskKind
 from segshield.epsilon import ADVUNET_EPSILONS as ADVUNET_EPSILONS  # re-exported
 from segshield.epsilon import DEFAULT_EPSILONS
@@ -75,6 +76,9 @@ class AuditConfig:
     alpha: float | None = None
     engines: tuple[str, ...] = DEFAULT_ENGINES
     engines_dir: Path | None = None  # engines built earlier by `segshield export`
+    # engines built outside segshield, audited as they are (engines/external.py): .onnx
+    # (ONNX Runtime) or .engine/.plan (TensorRT); reported as "file:<stem>"
+    engine_files: tuple[Path, ...] = ()
     calibration_method: str = "minmax"  # static INT8: minmax | entropy | percentile
     calibration_data: Path | None = None  # INT8 calibration images (default: bundled train)
     int8_search: str = "auto"  # auto: search INT8 recipes when the first one is not healthy
@@ -123,8 +127,25 @@ class AuditConfig:
     mlflow_tracking_uri: str | None = None  # None: MLflow's default ($MLFLOW_TRACKING_URI)
     mlflow_experiment: str = "segshield"
     mlflow_log_engines: bool = False  # also log the built engine files as artifacts
+    # Medical data (segshield.data): how raw values become [0, 1] ("auto": 8-bit by dtype,
+    # CT by a soft-tissue window, else percentiles), and how volumes reach the model
+    intensity: str = "auto"  # auto | dtype | window | percentile | minmax | none
+    window: str | None = None  # CT window "CENTER,WIDTH" in HU, or a preset (ct-lung, ...)
+    percentiles: str | None = None  # "LOW,HIGH" for percentile scaling (default 0.5,99.5)
+    channels: int | None = None  # image channels; None: the model's first layer decides
+    volume_mode: str = "slices"  # volumes: slices (2-D model) | volumes | patches (3-D model)
+    slice_axis: str = "axial"  # slices: axial | coronal | sagittal | 0 | 1 | 2
+    keep_empty_slices: bool = False  # slices: also audit slices without foreground
+    volume_size: tuple[int, ...] = (32, 64, 64)  # volumes/patches: D, H, W
+    # multi-label from a label map: "name=1,2,3" per label (a voxel belongs to every label
+    # whose values contain it, e.g. BraTS's nested tumour regions)
+    label_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Engine files given as strings, or one path alone (Python callers), become Paths.
+        files = self.engine_files
+        files = (files,) if isinstance(files, (str, Path)) else files
+        object.__setattr__(self, "engine_files", tuple(Path(p) for p in files))
         problems = []
         if not self.attacks:
             problems.append("at least one attack is needed")
@@ -170,6 +191,8 @@ class AuditConfig:
             problems.append(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.patch < 8 or self.stride < 1:
             problems.append("patch must be >= 8 and stride >= 1")
+        problems += _engine_file_problems(self)
+        problems += _data_problems(self)
         problems += _evaluation_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -179,6 +202,8 @@ class AuditConfig:
         """The task, with "auto" resolved from num_classes."""
         if self.task != "auto":
             return TaskKind(self.task)
+        if self.label_groups:
+            return TaskKind.MULTILABEL
         return TaskKind.BINARY if self.num_classes == 1 else TaskKind.MULTICLASS
 
     def to_dict(self) -> dict:
@@ -187,11 +212,53 @@ class AuditConfig:
         raw["out_dir"] = str(self.out_dir)
         for key in ("data", "engines_dir", "calibration_data", "engine_cache_dir"):
             raw[key] = None if getattr(self, key) is None else str(getattr(self, key))
+        raw["engine_files"] = [str(p) for p in self.engine_files]
         raw["model"] = {
             **asdict(self.model),
             "weights": None if self.model.weights is None else str(self.model.weights),
         }
         return raw
+
+
+def _data_problems(config: AuditConfig) -> list[str]:
+    """The medical-data settings (their values are parsed by segshield.data when loading)."""
+    from segshield.data import VOLUME_MODES, IntensityMode
+
+    problems = []
+    if config.intensity not in tuple(IntensityMode):
+        modes = ", ".join(IntensityMode)
+        problems.append(f"intensity must be one of {modes}, got {config.intensity!r}")
+    if config.volume_mode not in VOLUME_MODES:
+        modes = ", ".join(VOLUME_MODES)
+        problems.append(f"volume_mode must be one of {modes}, got {config.volume_mode!r}")
+    if len(config.volume_size) != 3 or min(config.volume_size) < 4:
+        problems.append(f"volume_size must be D,H,W each >= 4, got {list(config.volume_size)}")
+    if config.channels is not None and config.channels < 1:
+        problems.append(f"channels must be >= 1, got {config.channels}")
+    for group in config.label_groups:
+        name, _, values = str(group).partition("=")
+        if not name.strip() or not all(v.strip().isdigit() for v in values.split(",")):
+            problems.append(f"label group {group!r} must look like name=1,2,3")
+    if config.label_groups and config.task not in ("auto", "multilabel"):
+        problems.append(f"label_groups make a multi-label task, not {config.task!r}")
+    return problems
+
+
+def _engine_file_problems(config: AuditConfig) -> list[str]:
+    """Engine files need a known suffix and may be listed once (existence is checked when
+    they are loaded, with the rest of the file)."""
+    problems = []
+    for path in config.engine_files:
+        if path.suffix.lower() not in ENGINE_FILE_SUFFIXES:
+            problems.append(
+                f"engine_files: {path} is not an engine file; expected a .onnx (ONNX Runtime) "
+                "or .engine/.plan (TensorRT) file"
+            )
+    seen = [p.resolve() for p in config.engine_files]
+    twice = sorted({str(p) for p in seen if seen.count(p) > 1})
+    if twice:
+        problems.append(f"engine_files lists {', '.join(twice)} more than once")
+    return problems
 
 
 def _evaluation_problems(config: AuditConfig) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from segshield.engines import (
     ENGINE_SPECS,
+    Artifact,
     BuildOptions,
     BuiltEngine,
     EngineRecord,
@@ -34,8 +35,14 @@ from segshield.engines.cache import (
     placed_onnx_export,
     refresh_calibration_overlap,
 )
-from segshield.enums import Status
-from segshield.errors import SegShieldError
+from segshield.engines.external import (
+    ENGINE_FILE_SUFFIXES,
+    ExpectedIO,
+    engine_file_name,
+    engine_from_file,
+)
+from segshield.enums import Status, TaskKind
+from segshield.errors import EngineUnavailableError, SegShieldError
 from segshield.exporters.calibration import images_digest
 from segshield.models import LoadedModel, module_fingerprint
 from segshield.results import SOURCE_ENGINE
@@ -119,11 +126,57 @@ def audit_engines(
     config: AuditConfig, loaded: LoadedModel, data: AuditData, task: Task
 ) -> tuple[list[AuditEngine], dict]:
     """Build (or load from config.engines_dir, or reuse from the engine cache) every requested
-    engine, in the requested order; returns the engines and the build facts for the report
-    (with ``engine_cache``: the cache folder, hits and misses)."""
+    engine, in the requested order, then the engine files (config.engine_files); returns the
+    engines and the build facts for the report (with ``engine_cache``: the cache folder, hits
+    and misses)."""
     names = resolve_engine_names(config.engines)
+    # Engine files are read and checked first: a file that does not fit fails before builds.
+    files = _file_engines(config, data, task, names)
     if config.engines_dir is not None:
-        return _from_dir(config, loaded, names, data, task)
+        engines, info = _from_dir(config, loaded, names, data, task)
+    else:
+        engines, info = _built_engines(config, loaded, data, task, names)
+    if files:
+        # Parity as for engines loaded from a folder: measured on this audit's images.
+        remeasure_parity(
+            files, loaded.module, parity_sample(config, data),
+            threshold=config.threshold, activation=str(task.activation),
+        )  # fmt: skip
+        for engine in files:
+            if engine.record.parity is not None:
+                engine.record.parity.pop("manifest", None)  # there is no stored parity
+        engines += [_engine(f, config) for f in files]
+    return engines, info
+
+
+def _file_engines(
+    config: AuditConfig, data: AuditData, task: Task, taken: list[str]
+) -> list[BuiltEngine]:
+    """The engines of config.engine_files, checked against the audited images and the task.
+    One that cannot run here (TensorRT missing) is kept as unavailable with the reason; a
+    file that is missing, unreadable or does not fit the data raises (SegShieldError)."""
+    expected = ExpectedIO(
+        data.image_shape, task.num_classes, segmentation=task.kind != TaskKind.CLASSIFICATION
+    )
+    names, out = list(taken), []
+    for path in config.engine_files:
+        name = engine_file_name(path, names)
+        names.append(name)
+        try:
+            runner, record = engine_from_file(path, expected, name=name)
+        except EngineUnavailableError as exc:
+            kind = ENGINE_FILE_SUFFIXES[path.suffix.lower()]
+            record = EngineRecord(name, kind, "unknown", details={"external": True})
+            record.status, record.reason, runner = Status.UNAVAILABLE, str(exc), None
+            record.artifacts = [Artifact.of("onnx" if kind == "onnxruntime" else "plan", path)]
+        out.append(BuiltEngine(record, runner))
+    return out
+
+
+def _built_engines(
+    config: AuditConfig, loaded: LoadedModel, data: AuditData, task: Task, names: list[str]
+) -> tuple[list[AuditEngine], dict]:
+    """The requested engines built here (or reused from the engine cache)."""
     calib, calib_source = calibration_images(config, names)
     needs_calib = {n for n in names if ENGINE_SPECS[n].precision == "int8"}
     skipped = needs_calib if calib is None else set()

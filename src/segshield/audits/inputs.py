@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from segshield.data import (
+    BUNDLED_VOLUMES_TEST,
     ClassificationDataset,
     SegDataset,
     bundled_dataset,
+    bundled_volumes_path,
+    check_model_input,
     dataset_from_path,
+    detect_channels,
+    intensity_from_options,
     patch_classification_from_segmentation,
+    split_by_volume,
 )
 from segshield.engines import ENGINE_SPECS
 from segshield.enums import TaskKind
@@ -24,6 +30,9 @@ from segshield.models import LoadedModel, load_model
 from segshield.tasks import Task, make_task
 
 from .config import AuditConfig
+
+# --dataset volumes: the bundled lesion volumes (NIfTI), split by patient
+BUNDLED_VOLUMES = "volumes"
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,51 @@ class AuditData:
         return sp
 
 
-def _segmentation_data(config: AuditConfig, size: tuple[int, int]) -> SegDataset:
+def model_input_layout(model: torch.nn.Module) -> tuple[int, int] | None:
+    """(input channels, spatial dims) of the model's first convolution; None without one
+    (the data then decide, and the first forward pass checks the fit)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            return int(module.in_channels), len(module.kernel_size)
+    return None
+
+
+def label_groups(config: AuditConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """``config.label_groups`` ("name=1,2,3") as (name, label values) pairs."""
+    groups = []
+    for text in config.label_groups:
+        name, _, values = str(text).partition("=")
+        groups.append((name.strip(), tuple(int(v) for v in values.split(","))))
+    return groups
+
+
+def multi_hot(masks: np.ndarray, groups: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+    """Label maps (N, 1, *spatial) -> multi-label masks (N, K, *spatial) in {0, 1}: channel k
+    is 1 where the label is one of group k's values (groups may overlap)."""
+    return np.concatenate([np.isin(masks, values) for _, values in groups], axis=1).astype(
+        np.uint8
+    )
+
+
+def _segmentation_data(config: AuditConfig, channels: int) -> SegDataset:
+    size = (config.size, config.size)
+    groups = label_groups(config)
+    # label groups are read from a label map holding every value they name
+    classes = max(v for _, vals in groups for v in vals) + 1 if groups else config.num_classes
+    options = {
+        "intensity": intensity_from_options(config.intensity, config.window, config.percentiles),
+        "volume_mode": config.volume_mode,
+        "slice_axis": config.slice_axis,
+        "skip_empty": not config.keep_empty_slices,
+        "volume_size": tuple(config.volume_size),
+    }
     if config.data is not None:
-        return dataset_from_path(config.data, size=size, num_classes=config.num_classes)
-    if config.num_classes > 1:
+        return dataset_from_path(config.data, size, channels, classes, **options)
+    if config.dataset == BUNDLED_VOLUMES:
+        ds = dataset_from_path(bundled_volumes_path(), size, channels, classes, **options)
+        train, test = split_by_volume(ds, test_volumes=BUNDLED_VOLUMES_TEST)
+        return test if config.split == "test" else train
+    if classes > 1:
         raise SegShieldError(
             "the bundled datasets are binary; a multi-class audit needs --data with "
             "images/ and masks/ label maps"
@@ -76,14 +126,36 @@ def _segmentation_data(config: AuditConfig, size: tuple[int, int]) -> SegDataset
     return bundled_dataset(config.dataset, config.split, size=size)
 
 
-def load_audit_data(config: AuditConfig) -> AuditData:
-    """The audited images: segmentation tiles, or labelled patches cut from them for a
-    classifier (seed mammography's setting), the first ``config.limit`` of them."""
-    ds = _segmentation_data(config, (config.size, config.size))
+def _data_channels(config: AuditConfig) -> int:
+    """--channels, else the files' own count (1 grey, 3 colour; a volume's modalities)."""
+    if config.channels is not None:
+        return config.channels
+    if config.data is not None:
+        return detect_channels(config.data)
+    return 1
+
+
+def load_audit_data(config: AuditConfig, model: torch.nn.Module | None = None) -> AuditData:
+    """The audited images: segmentation tiles, slices or volumes, or labelled patches cut
+    from tiles for a classifier (seed mammography's setting), the first ``config.limit``.
+
+    With the model given, the data must fit its first convolution (2-D vs 3-D, channels):
+    a DataError names both and the option that fixes it."""
+    layout = None if model is None else model_input_layout(model)
+    ds = _segmentation_data(config, _data_channels(config))
+    if layout is not None and config.task_kind != TaskKind.CLASSIFICATION:
+        check_model_input(ds, *layout)
     if config.task_kind == TaskKind.CLASSIFICATION:
         cls = patch_classification_from_segmentation(ds, patch=config.patch, stride=config.stride)
         return classification_audit_data(cls.subset(config.limit))
-    return segmentation_audit_data(ds.subset(config.limit))
+    data = segmentation_audit_data(ds.subset(config.limit))
+    groups = label_groups(config)
+    if groups:
+        names = tuple(name for name, _ in groups)
+        description = {**data.description, "label_groups": dict(groups)}
+        labels = multi_hot(data.labels, groups)
+        return replace(data, labels=labels, description=description, class_names=names)
+    return data
 
 
 def segmentation_audit_data(ds: SegDataset) -> AuditData:
@@ -138,6 +210,9 @@ def audit_task(config: AuditConfig, data: AuditData) -> Task:
     if kind == TaskKind.CLASSIFICATION:
         names = data.class_names or ()
         return make_task(kind, num_classes=len(names), class_names=names)
+    if kind == TaskKind.MULTILABEL:  # one channel per label, as the masks hold them
+        k = int(data.labels.shape[1])
+        return make_task(kind, k, config.threshold, class_names=data.class_names)
     return make_task(kind, config.num_classes, config.threshold)
 
 
@@ -161,13 +236,14 @@ def calibration_images(config: AuditConfig, engines: list[str]) -> tuple[np.ndar
     audited images themselves (that would calibrate on the test set)."""
     if not any(ENGINE_SPECS[e].precision == "int8" for e in engines):
         return None, ""
-    size = (config.size, config.size)
+    # read as the audited data are (intensity, channels, slices or volumes, size)
     if config.calibration_data is not None:
-        ds = dataset_from_path(config.calibration_data, size=size)
+        source = replace(config, data=config.calibration_data)
     elif config.data is None:
-        ds = bundled_dataset(config.dataset, "train", size=size)
+        source = replace(config, split="train")
     else:
         return None, ""
+    ds = _segmentation_data(source, _data_channels(source))
     images = ds.images
     if config.task_kind == TaskKind.CLASSIFICATION:
         images = patch_classification_from_segmentation(

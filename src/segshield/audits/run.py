@@ -121,8 +121,9 @@ def _load_and_audit(
     model: LoadedModel | None,
     data: AuditData | None,
 ) -> tuple[LoadedModel, AuditData, _Done]:
-    data = load_audit_data(config) if data is None else data
     loaded = load_audit_model(config) if model is None else model
+    # the data are read for the model: its first layer decides 2-D vs 3-D and the channels
+    data = load_audit_data(config, loaded.module) if data is None else data
     with frozen(loaded.module):
         done = _audit(config, loaded, data, comparisons, progress, ranks, device)
     return loaded, data, done

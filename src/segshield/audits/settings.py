@@ -192,7 +192,10 @@ SETTINGS: dict[str, Coercer] = {
 AUDIT_KEYS = sorted(SETTINGS)
 # Relative paths in a settings file are relative to the file's folder.
 PATH_SETTINGS = tuple(
-    name for name in SETTINGS if Path in (SETTING_HINTS[name], _optional_inner(SETTING_HINTS[name]))
+    name
+    for name in SETTINGS
+    if Path in (SETTING_HINTS[name], _optional_inner(SETTING_HINTS[name]))
+    or SETTING_HINTS[name] == tuple[Path, ...]
 )
 
 
@@ -363,8 +366,11 @@ def config_from_settings(
     """
     merged = {**settings, **overrides}
     for key in PATH_SETTINGS:
-        if merged.get(key) is not None:
-            merged[key] = _path(merged[key], None if key in overrides else base_dir)
+        value, base = merged.get(key), None if key in overrides else base_dir
+        if isinstance(value, tuple):  # a list of paths (engine_files)
+            merged[key] = tuple(_path(v, base) for v in value)
+        elif value is not None:
+            merged[key] = _path(value, base)
     model = ModelSpec(
         factory=merged.pop("model", None),
         weights=merged.pop("weights", None),

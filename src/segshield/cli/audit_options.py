@@ -201,3 +201,88 @@ Strict = Annotated[
         rich_help_panel=GATE,
     ),
 ]
+AuditDataset = Annotated[
+    str,
+    typer.Option(
+        help="Bundled data when --data is not given: nuclei or lesions (2-D tiles and MRI/CT "
+        "slices), or volumes (the lesion volumes as NIfTI, split by patient).",
+        rich_help_panel=DATA,
+    ),
+]
+Task = Annotated[
+    str,
+    typer.Option(
+        help="What the model predicts: auto (binary for 1 class, else multiclass; multilabel "
+        "with --label-groups), binary, multiclass, multilabel.",
+        rich_help_panel=MODEL,
+    ),
+]
+LabelGroups = Annotated[
+    str | None,
+    typer.Option(
+        help="Multi-label masks from a label map: name=values per label, separated by ';', "
+        "e.g. 'core=1,3;whole=1,2,3;enhancing=3' (labels may overlap).",
+        rich_help_panel=MODEL,
+    ),
+]
+Intensity = Annotated[
+    str,
+    typer.Option(
+        help="How raw values become [0, 1]: auto (8-bit by its range, CT by a soft-tissue "
+        "window, else percentiles), dtype, window, percentile, minmax or none.",
+        rich_help_panel=DATA,
+    ),
+]
+Window = Annotated[
+    str | None,
+    typer.Option(
+        help="CT window CENTER,WIDTH in HU (e.g. 40,400) or a preset: ct-soft-tissue, "
+        "ct-lung, ct-liver, ct-bone, ct-brain.",
+        rich_help_panel=DATA,
+    ),
+]
+Percentiles = Annotated[
+    str | None,
+    typer.Option(help="LOW,HIGH for percentile scaling (default 0.5,99.5).", rich_help_panel=DATA),
+]
+Channels = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Image channels (1 converts colour to grey, 3 keeps RGB or repeats grey); "
+        "default: the model's first layer.",
+        rich_help_panel=DATA,
+    ),
+]
+VolumeMode = Annotated[
+    str,
+    typer.Option(
+        help="Volumes: slices (a 2-D model on slices), volumes (a 3-D model on whole volumes "
+        "resized to --volume-size) or patches (3-D, cut around the lesion).",
+        rich_help_panel=DATA,
+    ),
+]
+SliceAxis = Annotated[
+    str,
+    typer.Option(help="Slices: axial, coronal, sagittal or 0, 1, 2.", rich_help_panel=DATA),
+]
+KeepEmptySlices = Annotated[
+    bool,
+    typer.Option(help="Slices: also audit slices without foreground.", rich_help_panel=DATA),
+]
+VolumeSize = Annotated[
+    str,
+    typer.Option(help="Volumes and patches: D,H,W (e.g. 32,64,64).", rich_help_panel=DATA),
+]
+EngineFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--engine-file",
+        help="An engine built outside segshield, audited as it is: an ONNX file (any ONNX "
+        "Runtime provider; its input name and shape are read from the file and checked "
+        "against the data) or a TensorRT plan (.engine/.plan, where TensorRT is installed). "
+        "Repeat for several; reported as file:<name>, with parity and health measured "
+        "against the source model.",
+        rich_help_panel=ENGINES,
+    ),
+]

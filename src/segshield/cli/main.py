@@ -27,6 +27,7 @@ from segshield.cli.audit_options import (
     AttackSteps,
     AttackTarget,
     AuditData,
+    AuditDataset,
     AuditEngines,
     AuditLimit,
     AuditOut,
@@ -36,24 +37,35 @@ from segshield.cli.audit_options import (
     CertifyImages,
     CertifyN,
     CertifySigma,
+    Channels,
     ChannelsLast,
     Checks,
     Device,
     EngineCache,
     EngineCacheDir,
+    EngineFiles,
+    Intensity,
+    KeepEmptySlices,
+    LabelGroups,
     Losses,
     Mlflow,
     MlflowExperiment,
     MlflowLogEngines,
     MlflowTrackingUri,
     NumClasses,
+    Percentiles,
     PolicyFile,
     ProbeImages,
     Resume,
     SeaMembers,
     Seed,
     SettingsFile,
+    SliceAxis,
     Strict,
+    Task,
+    VolumeMode,
+    VolumeSize,
+    Window,
 )
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
@@ -104,7 +116,7 @@ _COMMAND = DeferredDefaults
 _AUDITS, _REPORTS, _ENGINES, _TRAINING = "Audit", "Reports and gate", "Engines", "Training"
 # `audit` parameters that are not AuditConfig settings, and those named differently there.
 _NOT_SETTINGS = ("policy", "config", "verbose", "strict")
-_SETTING_NAMES = {"out": "out_dir"}
+_SETTING_NAMES = {"out": "out_dir", "engine_file": "engine_files"}
 
 
 @app.callback()
@@ -127,10 +139,20 @@ def audit(
     model_kwargs: ModelKwargs = None,
     data: AuditData = None,
     num_classes: NumClasses = 1,
-    dataset: Dataset = "nuclei",
+    task: Task = "auto",
+    label_groups: LabelGroups = None,
+    dataset: AuditDataset = "nuclei",
     split: Split = "test",
     size: Size = 128,
     limit: AuditLimit = None,
+    intensity: Intensity = "auto",
+    window: Window = None,
+    percentiles: Percentiles = None,
+    channels: Channels = None,
+    volume_mode: VolumeMode = "slices",
+    slice_axis: SliceAxis = "axial",
+    keep_empty_slices: KeepEmptySlices = False,
+    volume_size: VolumeSize = "32,64,64",
     attacks: Attacks = "{DEFAULT_ATTACKS}",
     losses: Losses = "{DEFAULT_LOSSES}",
     epsilons: Epsilons = "default",
@@ -138,6 +160,7 @@ def audit(
     alpha: AttackAlpha = None,
     engines: AuditEngines = "{DEFAULT_ENGINES}",
     engines_dir: EnginesDir = None,
+    engine_file: EngineFiles = None,
     calibration_method: CalibrationMethod = "minmax",
     calibration_data: CalibrationData = None,
     bench: Bench = True,
@@ -213,6 +236,8 @@ def _audit_overrides(ctx: typer.Context) -> tuple[dict[str, Any], dict[str, str]
         value = ctx.params[name]
         if name == "model_kwargs":
             value = json_object(value, flag_of(ctx, name))
+        elif name == "label_groups":
+            value = [g.strip() for g in str(value).split(";") if g.strip()]
         overrides[_SETTING_NAMES.get(name, name)] = value
     labels = {_SETTING_NAMES.get(n, n): flag_of(ctx, n) for n in ctx.params}
     return overrides, labels

@@ -19,8 +19,8 @@ class SegDataset:
     """Images and masks, already preprocessed.
 
     images: float32 (N, C, H, W) in [0, 1], or (N, C, D, H, W) for volumes; masks: uint8
-    (N, 1, *spatial), {0, 1} or class labels; names: N identifiers (file stems,
-    ``volume:slice`` for slices of volumes); source: where it came from (for the report);
+    (N, 1, *spatial), {0, 1} or class labels, or (N, K, *spatial) multi-label {0, 1};
+    names: N identifiers (file stems, ``volume:slice`` for slices of volumes); source: where it came from (for the report);
     meta: JSON-serialisable extras; the keys in ``PER_ITEM_META`` (``volume`` ids,
     ``slice_index``, ``spacing`` in mm) hold one entry per image.
     """
@@ -43,10 +43,10 @@ class SegDataset:
             raise DataError(
                 f"{n} images, {self.masks.shape[0]} masks and {len(self.names)} names differ"
             )
-        if self.images.shape[2:] != self.masks.shape[2:] or self.masks.shape[1] != 1:
+        if self.images.shape[2:] != self.masks.shape[2:] or self.masks.shape[1] < 1:
             raise DataError(
-                f"images {self.images.shape} and masks {self.masks.shape} differ in H, W "
-                "(or masks have more than one channel)"
+                f"images {self.images.shape} and masks {self.masks.shape} differ in their "
+                "spatial size"
             )
         if n == 0:
             raise DataError(f"dataset {self.source!r} has no images")

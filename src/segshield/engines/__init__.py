@@ -10,7 +10,9 @@ Artifact), `backends` (one Backend per `EngineSpec.backend`: check, build, load)
 
 `build_engines(names, model, calibration_images, out_dir, sample=...)` builds the engines
 named in `ENGINE_SPECS` (with clean parity against the PyTorch source), `write_manifest`
-records them and `runners_from_manifest` loads them again.
+records them and `runners_from_manifest` loads them again. `engine_from_file` (`external`)
+loads an engine built outside segshield (an ONNX file, a TensorRT plan), checked against the
+audited images.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _LAZY = {
     "EngineBuildRecord": "segshield.engines.records",
     "EngineRecord": "segshield.engines.records",
     "EngineSpec": "segshield.engines.registry",
+    "ExpectedIO": "segshield.engines.external",
     "OrtRunner": "segshield.engines.ort_runner",
     "Runner": "segshield.engines.base",
     "TensorRTRunner": "segshield.engines.tensorrt_runner",
@@ -40,15 +43,18 @@ _LAZY = {
     "available_ort_providers": "segshield.engines.ort_runner",
     "build_engine": "segshield.engines.build",
     "build_engines": "segshield.engines.build",
+    "engine_from_file": "segshield.engines.external",
     "engine_unavailable_reason": "segshield.engines.registry",
     "infer_batched": "segshield.engines.base",
     "load_engine": "segshield.engines.build",
     "model_fingerprint": "segshield.engines.build",
+    "onnx_engine_from_file": "segshield.engines.external",
     "parity_stats": "segshield.engines.parity",
     "read_manifest": "segshield.engines.manifest",
     "remeasure_parity": "segshield.engines.sample_parity",
     "resolve_engine_names": "segshield.engines.registry",
     "runners_from_manifest": "segshield.engines.manifest",
+    "trt_engine_from_file": "segshield.engines.external",
     "write_manifest": "segshield.engines.manifest",
 }
 
@@ -74,6 +80,7 @@ __all__ = [
     "EngineBuildRecord",
     "EngineRecord",
     "EngineSpec",
+    "ExpectedIO",
     "OrtRunner",
     "Runner",
     "TensorRTRunner",
@@ -81,14 +88,17 @@ __all__ = [
     "available_ort_providers",
     "build_engine",
     "build_engines",
+    "engine_from_file",
     "engine_unavailable_reason",
     "infer_batched",
     "load_engine",
     "model_fingerprint",
+    "onnx_engine_from_file",
     "parity_stats",
     "read_manifest",
     "remeasure_parity",
     "resolve_engine_names",
     "runners_from_manifest",
+    "trt_engine_from_file",
     "write_manifest",
 ]

@@ -32,6 +32,7 @@ from typing import Any
 from segshield.engines.build import BuildOptions, BuiltEngine
 from segshield.engines.records import EngineRecord, relative_path
 from segshield.engines.registry import ENGINE_SPECS
+from segshield.exporters.onnx import EXPORT_FORMAT
 from segshield.hashing import canonical_json, sha256_bytes, sha256_file
 from segshield.lazy import installed_version
 
@@ -129,6 +130,7 @@ def engine_key(
         },
         "model": model_fingerprint,
         "input_chw": [int(d) for d in input_chw],
+        "onnx_export_format": EXPORT_FORMAT,  # dynamic height/width since format 2
         "options": opts,
         "calibration": calibration_sha256 if spec.needs_calibration else None,
         "versions": cache_versions(),

@@ -126,7 +126,8 @@ class OrtRunner:
         self._read_io(precision)
 
     def _read_io(self, precision: str | None) -> None:
-        """Check the session has one rank-4 float image input; pick the logits output."""
+        """Check the session has one rank-4 (or rank-5 volume) float image input; pick the
+        logits output."""
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             listed = ", ".join(f"{i.name}{list(i.shape or [])}" for i in inputs)
@@ -143,10 +144,10 @@ class OrtRunner:
         self._feed_dtype, input_precision = _INPUT_TYPES[model_input.type]
         self.precision: str = precision or input_precision
         shape = list(model_input.shape) if model_input.shape is not None else None
-        if shape is not None and len(shape) != 4:
+        if shape is not None and len(shape) not in (4, 5):
             raise ModelLoadError(
                 f"{self.path} input {model_input.name!r} has shape {shape}; expected rank 4 "
-                "(N,C,H,W)"
+                "(N,C,H,W) or rank 5 (N,C,D,H,W)"
             )
         self.input_name: str = model_input.name
         # Dims are ints when fixed, strings (or None) when symbolic; only ints are enforced.

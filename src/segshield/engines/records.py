@@ -24,9 +24,10 @@ _PRIMARY_ROLE = "artifact"
 class Artifact:
     """A file an engine consists of.
 
-    role: "onnx", "ort-optimized", "pt2", "plan", "calibration-cache" or "engine-cache"
-    (a folder: sha256 and bytes None). path: as written (absolute after a build, relative
-    to the manifest/report folder once stored).
+    role: "onnx", "onnx-data" (an ONNX file's external weights), "ort-optimized", "pt2",
+    "plan", "calibration-cache" or "engine-cache" (a folder: sha256 and bytes None).
+    path: as written (absolute after a build, relative to the manifest/report folder once
+    stored).
     """
 
     role: str

@@ -2,8 +2,11 @@
 
 `onnx_from_torch` follows Polygraphy's loader naming (`XFromY`). An export is only returned
 after three checks: `onnx.checker`, a structural check (one self-contained file, names,
-dynamic batch axis) and numerical parity against PyTorch on ONNX Runtime (CPU) at two batch
-sizes. A failed export never leaves a file at the requested path.
+dynamic batch axis, dynamic height/width where asked) and numerical parity against PyTorch on
+ONNX Runtime (CPU) at two batch sizes and, for dynamic height/width, at a second image size.
+A model whose export with dynamic height/width fails (a fixed-size layer, an exporter limit)
+is exported with fixed height/width and a note. A failed export never leaves a file at the
+requested path.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +26,23 @@ import torch
 from torch import nn
 
 from segshield.errors import ExportError, ModelOutputError
+from segshield.exporters.onnx_verify import (
+    HW_AXIS_NAMES,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_onnx_file,
+    check_sample,
+    name_hw_axes,
+    ort_parity,
+)
 from segshield.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
 BATCH_AXIS_NAME = "batch"
+# Bump when the exported graph changes (dynamic height/width came with 2): engine caches key
+# on it, so engines built from an older export are rebuilt.
+EXPORT_FORMAT = 2
 
 Exporter = Literal["dynamo", "torchscript"]
 
@@ -42,7 +55,8 @@ class OnnxExport:
     batches, `logit_scale` the largest |PyTorch logit| there and `tolerance` the bound that was
     applied, ``atol + rtol * logit_scale``; `parity_batch` is the size of the main parity
     batch (the `sample`); a second batch of another size is also compared. `seconds` is the
-    wall time of the export call.
+    wall time of the export call. `dynamic_hw`: height and width are symbolic (verified at
+    every size in `checked_hw`); False with a note in `notes` when that export failed.
     """
 
     path: Path
@@ -58,11 +72,17 @@ class OnnxExport:
     logit_scale: float = 0.0
     atol: float = 1e-4
     rtol: float = 1e-5
+    dynamic_hw: bool = False
+    checked_hw: tuple[tuple[int, int], ...] = ()
+    notes: tuple[str, ...] = ()
+    format: int = EXPORT_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable view (path as a string)."""
+        """JSON-serialisable view (path as a string, tuples as lists)."""
         data = asdict(self)
         data["path"] = str(self.path)
+        data["checked_hw"] = [list(hw) for hw in self.checked_hw]
+        data["notes"] = list(self.notes)
         return data
 
 
@@ -75,13 +95,17 @@ def onnx_from_torch(
     dynamo: bool = True,
     atol: float = 1e-4,
     rtol: float = 1e-5,
+    dynamic_hw: bool = True,
 ) -> OnnxExport:
-    """Export `model` to one self-contained ONNX file at `path` with a dynamic batch axis.
+    """Export `model` to one self-contained ONNX file at `path` with a dynamic batch axis
+    (and dynamic height/width where the model allows).
 
     Args:
         model: segmentation model mapping float32 (N,C,H,W) images in [0,1] to (N,K,H,W)
-            logits. It is exported in eval mode; its train/eval flags are restored afterwards.
-        sample: real input images, float32 (N,C,H,W), N >= 1. Used for tracing and parity.
+            logits (or volumes (N,C,D,H,W) to (N,K,D,H,W)). It is exported in eval mode; its
+            train/eval flags are restored afterwards.
+        sample: real input images, float32 (N,C,H,W) or (N,C,D,H,W), N >= 1. Used for
+            tracing and parity. Volumes export with fixed D/H/W (``dynamic_hw`` ignored).
         path: destination `.onnx` file (parent folders are created; overwritten on success).
         opset: ONNX default-domain opset to target.
         dynamo: try the `torch.export`-based exporter first; on failure fall back to the
@@ -90,6 +114,10 @@ def onnx_from_torch(
             ``atol + rtol * max|PyTorch logit|``: FP32 kernels differ by a relative ~1e-7, so
             a fixed absolute bound would reject a correct export of a model whose logits span
             ±1000 while accepting a broken one whose logits span ±0.01.
+        dynamic_hw: also make height and width symbolic, verified at the sample's size and at
+            twice it (valid for any U-Net whose sizes must be divisible by 2^depth). When
+            that export or check fails, the export falls back to fixed height/width and says
+            why in `OnnxExport.notes`.
 
     Raises:
         ExportError: bad sample/model output, export or checker failure, or parity above the
@@ -98,31 +126,35 @@ def onnx_from_torch(
         EngineUnavailableError: onnxruntime is not installed, so parity cannot be verified.
     """
     path = Path(path)
-    _check_sample(sample)
+    check_sample(sample)
     for name, value in (("atol", atol), ("rtol", rtol)):
         if not (value >= 0 and math.isfinite(value)):
             raise ExportError(f"{name} must be a finite number >= 0, got {value!r}")
 
     # A second batch of another size proves the exported batch axis is really dynamic.
-    alt = sample[:1] if sample.shape[0] > 1 else sample.repeat(2, 1, 1, 1)
+    alt = sample[:1] if sample.shape[0] > 1 else sample.repeat(2, *([1] * (sample.ndim - 1)))
+    # Volumes (N,C,D,H,W) export with a fixed D/H/W: an audit feeds them at one size.
+    dynamic_hw = dynamic_hw and sample.ndim == 4
 
     # Remember every submodule's flag: model.train(flag) would flatten mixed modes.
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         result = _export_and_verify(
-            model, sample, alt, path, opset=opset, dynamo=dynamo, tol=(float(atol), float(rtol))
-        )
+            model, sample, alt, path, opset=opset, dynamo=dynamo,
+            tol=(float(atol), float(rtol)), dynamic_hw=dynamic_hw,
+        )  # fmt: skip
     finally:
         for module, training in modes.items():
             module.training = training
 
     logger.info(
-        "exported %s to %s (%s, opset %d, max_abs_diff %.3g)",
+        "exported %s to %s (%s, opset %d, %s height/width, max_abs_diff %.3g)",
         type(model).__name__,
         path,
         result.exporter,
         result.opset,
+        "dynamic" if result.dynamic_hw else "fixed",
         result.max_abs_diff,
     )
     return result
@@ -137,34 +169,76 @@ def _export_and_verify(
     opset: int,
     dynamo: bool,
     tol: tuple[float, float],
+    dynamic_hw: bool,
 ) -> OnnxExport:
-    """Export the eval-mode `model` next to `path`, check the file and its parity with PyTorch
-    on `sample` and `alt` (another batch size), then move it to `path`."""
+    """Export with dynamic height/width if asked (falling back to fixed with a note), check
+    the file and its parity with PyTorch, then move it to `path`."""
     device = _model_device(model)
     example = sample.detach().to(device)
     with torch.no_grad():
-        ref = _torch_logits(model, example)
-        ref_alt = _torch_logits(model, alt.detach().to(device))
+        cases = [
+            (sample, _torch_logits(model, example)),
+            (alt, _torch_logits(model, alt.to(device))),
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    if dynamic_hw:
+        # Twice the size keeps every divisibility a U-Net needs (H, W divisible by 2^depth).
+        other = _resized(sample[:1], 2)
+        try:
+            with torch.no_grad():
+                cases.append((other, _torch_logits(model, other.to(device))))
+        except Exception as exc:  # the model itself only takes one size
+            notes.append(
+                f"fixed height/width: the model fails at {_hw(other)} ({_first_line(exc)})"
+            )
+    if dynamic_hw and not notes:
+        try:
+            # Only the chosen exporter: a dynamo failure here is retried with dynamo, fixed.
+            return _verified(model, example, cases, path, opset=opset, exporters=(dynamo,),
+                             tol=tol, dynamic_hw=True)  # fmt: skip
+        except ExportError as exc:
+            notes.append(f"fixed height/width: export with dynamic height/width failed ({exc})")
+    if notes:
+        logger.warning("%s: %s", type(model).__name__, notes[0])
+    exporters = (True, False) if dynamo else (False,)
+    result = _verified(model, example, cases[:2], path, opset=opset, exporters=exporters, tol=tol,
+                       dynamic_hw=False)  # fmt: skip
+    return replace(result, notes=tuple(notes))
+
+
+def _verified(
+    model: nn.Module,
+    example: torch.Tensor,
+    cases: list[tuple[torch.Tensor, np.ndarray]],
+    path: Path,
+    *,
+    opset: int,
+    exporters: tuple[bool, ...],
+    tol: tuple[float, float],
+    dynamic_hw: bool,
+) -> OnnxExport:
+    """Export (trying `exporters` in order: True dynamo, False TorchScript) next to `path`,
+    check the file and its parity on every (images, PyTorch logits) case, move it to `path`."""
     # Export into a private temp folder next to `path`: stray side files (external data)
     # are detectable there, and a failed export never replaces a good file at `path`.
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".segshield-export-") as tmp:
         tmp_path = Path(tmp) / path.name
         start = time.perf_counter()
-        exporter = _export(model, example, tmp_path, opset=opset, dynamo=dynamo)
+        exporter = _export(model, example, tmp_path, opset=opset, exporters=exporters,
+                           dynamic_hw=dynamic_hw)  # fmt: skip
         seconds = time.perf_counter() - start
-        actual_opset = _check_onnx_file(tmp_path)
-        max_abs_diff = _parity(
-            tmp_path,
-            [(sample.detach().cpu().numpy(), ref), (alt.detach().cpu().numpy(), ref_alt)],
-        )
+        if dynamic_hw:
+            name_hw_axes(tmp_path)
+        actual_opset = check_onnx_file(tmp_path, dynamic_hw)
+        max_abs_diff = ort_parity(tmp_path, [(x.detach().cpu().numpy(), ref) for x, ref in cases])
         if math.isnan(max_abs_diff):
             raise ExportError(
                 f"ONNX export of {type(model).__name__} produces non-finite logits in "
                 f"ONNX Runtime where PyTorch's are finite (exporter={exporter})"
             )
         atol, rtol = tol
-        scale = max(float(np.abs(ref).max(initial=0.0)), float(np.abs(ref_alt).max(initial=0.0)))
+        scale = max(float(np.abs(ref).max(initial=0.0)) for _, ref in cases)
         tolerance = atol + rtol * scale
         if max_abs_diff > tolerance:
             raise ExportError(
@@ -185,25 +259,26 @@ def _export_and_verify(
         output_name=OUTPUT_NAME,
         max_abs_diff=max_abs_diff,
         tolerance=tolerance,
-        parity_batch=int(sample.shape[0]),
+        parity_batch=int(example.shape[0]),
         seconds=seconds,
         logit_scale=scale,
         atol=atol,
         rtol=rtol,
+        dynamic_hw=dynamic_hw,
+        checked_hw=tuple(sorted({_hw(x) for x, _ in cases})),
     )
 
 
-def _check_sample(sample: torch.Tensor) -> None:
-    if not isinstance(sample, torch.Tensor):
-        raise ExportError(f"sample must be a torch.Tensor, got {type(sample).__name__}")
-    if sample.ndim != 4 or sample.shape[0] < 1:
-        raise ExportError(
-            f"sample must have shape (N,C,H,W) with N >= 1, got {tuple(sample.shape)}"
-        )
-    if sample.dtype != torch.float32:
-        raise ExportError(f"sample must be float32 images in [0,1], got dtype {sample.dtype}")
-    if not bool(torch.isfinite(sample).all()):
-        raise ExportError("sample contains NaN or Inf values")
+def _resized(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """`images` (N,C,H,W) in [0,1] resampled to (N,C,factor*H,factor*W): real content at a
+    size the export never saw."""
+    size = (images.shape[2] * factor, images.shape[3] * factor)
+    out = torch.nn.functional.interpolate(images.detach().float(), size=size, mode="bilinear")
+    return out.clamp_(0.0, 1.0)
+
+
+def _hw(images: torch.Tensor) -> tuple[int, int]:
+    return int(images.shape[2]), int(images.shape[3])
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -220,7 +295,7 @@ def _torch_logits(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
             f"{type(model).__name__} must return one logits tensor (N,K,H,W) to be exported, "
             f"got {type(out).__name__}"
         )
-    if out.ndim != 4 or out.shape[0] != batch.shape[0]:
+    if out.ndim != batch.ndim or out.shape[0] != batch.shape[0]:
         raise ExportError(
             f"{type(model).__name__} must return logits (N,K,H,W) with N={batch.shape[0]}, "
             f"got shape {tuple(out.shape)}"
@@ -236,53 +311,65 @@ def _torch_logits(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
 
 
 def _export(
-    model: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamo: bool
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    opset: int,
+    exporters: tuple[bool, ...],
+    dynamic_hw: bool,
 ) -> Exporter:
-    """Export to `path` (alone in its folder); return the exporter that succeeded."""
-    if dynamo:
+    """Export to `path` (alone in its folder) with the first of `exporters` (True: dynamo,
+    False: TorchScript) that succeeds; return its name."""
+    errors: list[str] = []
+    last: Exception | None = None
+    for use_dynamo in exporters:
+        name: Exporter = "dynamo" if use_dynamo else "torchscript"
         try:
-            _export_dynamo(model, example, path, opset)
-            return "dynamo"
-        except Exception as exc:  # any exporter failure is worth one TorchScript retry
-            logger.warning(
-                "dynamo ONNX export of %s failed (%s: %s); falling back to the TorchScript "
-                "exporter",
-                type(model).__name__,
-                type(exc).__name__,
-                _first_line(exc),
-            )
+            if use_dynamo:
+                _export_dynamo(model, example, path, opset, dynamic_hw=dynamic_hw)
+            else:
+                _export_torchscript(model, example, path, opset, dynamic_hw=dynamic_hw)
+            return name
+        except Exception as exc:  # any exporter failure is worth trying the next one
+            errors.append(f"{name}: {type(exc).__name__}: {_first_line(exc)}")
+            last = exc
             _clear_folder(path.parent)
-            dynamo_error: Exception | None = exc
-    else:
-        dynamo_error = None
-    try:
-        _export_torchscript(model, example, path, opset)
-    except Exception as exc:
-        tried = "dynamo and TorchScript exporters" if dynamo_error else "TorchScript exporter"
-        detail = f"; dynamo error: {_first_line(dynamo_error)}" if dynamo_error else ""
-        raise ExportError(
-            f"ONNX export of {type(model).__name__} failed with the {tried}: "
-            f"{type(exc).__name__}: {_first_line(exc)}{detail}"
-        ) from exc
-    return "torchscript"
+            if use_dynamo and len(exporters) > 1:
+                logger.warning(
+                    "dynamo ONNX export of %s failed (%s); falling back to the TorchScript "
+                    "exporter",
+                    type(model).__name__,
+                    errors[-1],
+                )
+    tried = " and ".join(("dynamo" if d else "TorchScript") for d in exporters)
+    raise ExportError(
+        f"ONNX export of {type(model).__name__} failed with the {tried} exporter"
+        f"{'s' if len(exporters) > 1 else ''}: " + "; ".join(errors)
+    ) from last
 
 
-def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def _export_dynamo(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, *, dynamic_hw: bool = False
+) -> None:
     # Positional (tuple) dynamic_shapes: independent of the forward() argument's name.
-    batch = torch.export.Dim(BATCH_AXIS_NAME)
+    dims: dict[int, Any] = {0: torch.export.Dim(BATCH_AXIS_NAME)}
+    if dynamic_hw:
+        # DYNAMIC, not a named Dim: torch.export derives the divisibility a U-Net needs.
+        dims |= {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     # torch logs one warning per torchvision op it cannot register ("torchvision is not
     # installed"): irrelevant to segmentation models, so quiet that logger during export.
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)
     try:
-        _export_dynamo_quiet(model, example, path, opset, batch)
+        _export_dynamo_quiet(model, example, path, opset, dims)
     finally:
         registration.setLevel(level)
 
 
 def _export_dynamo_quiet(
-    model: nn.Module, example: torch.Tensor, path: Path, opset: int, batch: object
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, dims: dict[int, Any]
 ) -> None:
     with warnings.catch_warnings():
         # torch's own pytree internals emit this deprecation during export; not actionable.
@@ -296,12 +383,17 @@ def _export_dynamo_quiet(
             opset_version=opset,
             dynamo=True,
             external_data=False,  # one file: the .onnx is the artifact that gets hashed
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=(dims,),
             verbose=False,  # otherwise the exporter prints progress lines to stdout
         )
 
 
-def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def _export_torchscript(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int, *, dynamic_hw: bool = False
+) -> None:
+    axes = {0: BATCH_AXIS_NAME}
+    if dynamic_hw:
+        axes |= {2: HW_AXIS_NAMES[0], 3: HW_AXIS_NAMES[1]}
     with warnings.catch_warnings():
         # The legacy exporter is used on purpose here; its deprecation notice is noise.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -313,77 +405,8 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, ops
             output_names=[OUTPUT_NAME],
             opset_version=opset,
             dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: BATCH_AXIS_NAME}, OUTPUT_NAME: {0: BATCH_AXIS_NAME}},
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
         )
-
-
-def _check_onnx_file(path: Path) -> int:
-    """Checker + structure: single file, one input/output named as promised, dynamic batch.
-
-    Returns the default-domain opset actually recorded in the file.
-    """
-    import onnx  # deferred: only exporting needs it
-
-    if not path.is_file():
-        raise ExportError(f"exporter reported success but wrote no file at {path}")
-    extra = sorted(p.name for p in path.parent.iterdir() if p != path)
-    if extra:
-        raise ExportError(f"export of {path.name} wrote side files {extra}; expected one file")
-    try:
-        onnx.checker.check_model(str(path))
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ExportError(f"exported file {path.name} fails onnx.checker: {exc}") from exc
-
-    external = [
-        t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
-    ]
-    if external:
-        raise ExportError(f"exported file references external data for {external[:3]}")
-    inputs = [i.name for i in proto.graph.input]
-    outputs = [o.name for o in proto.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise ExportError(
-            f"exported graph has inputs {inputs} and outputs {outputs}; "
-            f"expected [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]"
-        )
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    if not dims or not dims[0].dim_param:
-        raise ExportError("exported input 'images' has a fixed batch axis; expected a dynamic one")
-    for op in proto.opset_import:
-        if op.domain in ("", "ai.onnx"):
-            return int(op.version)
-    raise ExportError("exported file declares no default-domain (ai.onnx) opset")
-
-
-def _parity(path: Path, cases: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Largest |ORT − reference| over all (input, reference logits) cases, on CPU."""
-    from segshield.lazy import import_onnxruntime
-
-    ort = import_onnxruntime()
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot load the exported file: {exc}") from exc
-    worst = 0.0
-    for images, ref in cases:
-        try:
-            (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: images})
-        except Exception as exc:
-            raise ExportError(
-                f"ONNX Runtime failed on the exported file with a batch of shape "
-                f"{images.shape}: {exc}"
-            ) from exc
-        if got.shape != ref.shape:
-            raise ExportError(
-                f"exported model returns shape {got.shape} for input {images.shape}; "
-                f"PyTorch returns {ref.shape}"
-            )
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        if not np.isfinite(diff).all():
-            return math.nan
-        worst = max(worst, float(diff.max(initial=0.0)))
-    return worst
 
 
 def _clear_folder(folder: Path) -> None:
@@ -397,4 +420,4 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0] if text else ""
 
 
-__all__ = ["OnnxExport", "onnx_from_torch"]
+__all__ = ["EXPORT_FORMAT", "INPUT_NAME", "OUTPUT_NAME", "OnnxExport", "onnx_from_torch"]

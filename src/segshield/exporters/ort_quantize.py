@@ -70,7 +70,9 @@ def _preprocessed(src: Path, tmp: Path) -> Path:
         # into the working folder when it cannot infer every shape (dynamic H/W, 3-D graphs):
         # run it from the temp folder so nothing lands in the user's folder.
         with _working_dir(tmp):
-            quant_pre_process(str(src.resolve()), str(out.resolve()))
+            # auto_merge: with symbolic height/width, inference otherwise stops at a U-Net's
+            # skip Concat (the two inputs' dims are different symbols of the same size)
+            quant_pre_process(str(src.resolve()), str(out.resolve()), auto_merge=True)
     except Exception as exc:
         logger.warning("quant_pre_process failed on %s (%s); quantizing it as is", src.name, exc)
         return src

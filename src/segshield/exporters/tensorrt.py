@@ -60,6 +60,7 @@ def tensorrt_engine_from_onnx(
     max_batch: int = 32,
     workspace_mib: int = 1024,
     calibration_cache: str | os.PathLike[str] | None = None,
+    input_chw: tuple[int, ...] | None = None,
 ) -> TensorRTBuild:
     """Parse `onnx_path` with TensorRT's ONNX parser and build a serialized engine.
 
@@ -90,7 +91,10 @@ def tensorrt_engine_from_onnx(
     builder = trt.Builder(log)
     network, _parser = _parse_onnx(trt, builder, log, onnx_path)  # _parser: alive until built
     tensor = network.get_input(0)
-    chw = tuple(int(d) for d in tensor.shape[1:])
+    # a dynamic-H/W export reads -1 here: the profile takes the audited images' shape
+    chw = tuple(int(d) for d in input_chw) if input_chw else tuple(int(d) for d in tensor.shape[1:])
+    if any(d < 1 for d in chw):
+        raise ExportError(f"TensorRT profile needs a fixed image shape; the ONNX input is {chw}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile = builder.create_optimization_profile()

@@ -53,6 +53,7 @@ class TensorRTBackend:
                 opt_batch=ctx.options.trt_opt_batch,
                 max_batch=ctx.options.trt_max_batch,
                 workspace_mib=ctx.options.trt_workspace_mib,
+                input_chw=tuple(int(d) for d in ctx.sample.shape[1:]),
             )
         result = BuildResult(
             [Artifact.of("plan", built.path)], details={"tensorrt": built.to_dict()}
