@@ -139,3 +139,21 @@ def test_label_groups_make_a_multi_label_audit_data(tmp_path: Path) -> None:
 def test_a_bad_label_group_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="name=1,2,3"):
         AuditConfig(out_dir=tmp_path, label_groups=("core:1,3",))
+
+
+@pytest.mark.slow
+def test_slices_are_also_scored_per_volume_from_summed_counts(tmp_path: Path) -> None:
+    """A volume's Dice is the Dice of its slices' summed counts (not a mean of slice Dice)."""
+    config = AuditConfig(out_dir=tmp_path, dataset="volumes", size=64, panels=0, **FAST)
+    report = run_audit(config, model=LoadedModel(make_tiny_unet(), {"source": "test"}))
+    assert report is not None
+    volumes = report.dataset["volume"]
+    for ev in (report.clean["pytorch"], report.cells[0].engines["pytorch"]):
+        per_volume, per_image = ev.per_volume, ev.per_image
+        assert per_volume.names == ["brain2", "lung1"]
+        assert sum(per_volume.n_slices) == len(volumes)
+        for name, dice in zip(per_volume.names, per_volume.dice, strict=True):
+            rows = [i for i, v in enumerate(volumes) if v == name]
+            tp, fp, fn = (sum(getattr(per_image, k)[i] for i in rows) for k in ("tp", "fp", "fn"))
+            assert dice == pytest.approx(2 * tp / (2 * tp + fp + fn))
+        assert ev.metrics.dice_per_volume_mean == pytest.approx(np.mean(per_volume.dice))

@@ -12,7 +12,7 @@ import numpy as np
 
 from segshield.metrics import attack_success, bootstrap_attack_success_ci, fooled_shares
 from segshield.metrics import label_disagreement as _label_disagreement
-from segshield.results import SOURCE_ENGINE, EngineEval, Interval
+from segshield.results import SOURCE_ENGINE, EngineEval, Interval, PerVolume
 from segshield.tasks import Task
 
 from .evaluate import Outputs
@@ -114,6 +114,31 @@ def transfer_from_source(ctx: Context) -> None:
         *(ctx.task.image_scores(p) for p in parts),  # type: ignore[arg-type]
         ctx.fooled_threshold,
     )
+
+
+def per_volume_scores(volume_ids: Sequence[str]) -> Comparison:
+    """A comparison that scores each volume (patient) of an audit of slices: the Dice of the
+    summed counts of its slices (``volume_ids``: each image's volume, in dataset order),
+    into ``ev.per_volume`` and their mean into ``metrics.dice_per_volume_mean``."""
+    groups: dict[str, list[int]] = {}
+    for i, vol in enumerate(volume_ids):
+        groups.setdefault(str(vol), []).append(i)
+
+    def per_volume_scores(ctx: Context) -> None:
+        counts = ctx.outputs.counts.get(ctx.name)
+        stat = ctx.task.statistics().get("dice")
+        if counts is None or stat is None or ctx.ev.metrics is None:
+            return
+        values: list[float | None] = []
+        for rows in groups.values():
+            value = float(np.asarray(stat(counts.resample(np.asarray([rows])))).reshape(-1)[0])
+            values.append(value if np.isfinite(value) else None)
+        names, sizes = list(groups), [len(rows) for rows in groups.values()]
+        ctx.ev.per_volume = PerVolume(names, sizes, values)
+        defined = [v for v in values if v is not None]
+        ctx.ev.metrics.dice_per_volume_mean = float(np.mean(defined)) if defined else None
+
+    return per_volume_scores
 
 
 DEFAULT_COMPARISONS: tuple[Comparison, ...] = (

@@ -22,13 +22,13 @@ import torch
 from segshield.attacks import ATTACKS
 from segshield.devices import placed, resolve_device
 from segshield.engines.health import HealthThresholds
-from segshield.enums import Status
+from segshield.enums import Status, TaskKind
 from segshield.errors import ModelOutputError, SegShieldError
 from segshield.models import LoadedModel, module_fingerprint
 from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, Evaluation
 
 from .checkpoint import CellStore, audit_key, output_lock
-from .compare import DEFAULT_COMPARISONS, Comparison
+from .compare import DEFAULT_COMPARISONS, Comparison, per_volume_scores
 from .config import AuditConfig
 from .distributed import Ranks, join, rank_device
 from .engines import AuditEngine, audit_engines
@@ -201,6 +201,9 @@ def _audit(
 ) -> _Done:
     task = audit_task(config, data)
     check_source(loaded.module, data, task)
+    volumes = data.description.get("volume")
+    if task.kind != TaskKind.CLASSIFICATION and volumes is not None and len(set(volumes)) < len(volumes):
+        comparisons = (*comparisons, per_volume_scores(volumes))  # slices of volumes
     engines, build_info = _engines(config, loaded, data, task, ranks)
     with placed(loaded.module, device, config.channels_last):
         for e in engines:

@@ -20,7 +20,8 @@ class SegDataset:
 
     images: float32 (N, C, H, W) in [0, 1], or (N, C, D, H, W) for volumes; masks: uint8
     (N, 1, *spatial), {0, 1} or class labels, or (N, K, *spatial) multi-label {0, 1};
-    names: N identifiers (file stems, ``volume:slice`` for slices of volumes); source: where it came from (for the report);
+    names: N identifiers (file stems, ``volume:slice`` for slices of volumes); source: where
+    it came from (for the report);
     meta: JSON-serialisable extras; the keys in ``PER_ITEM_META`` (``volume`` ids,
     ``slice_index``, ``spacing`` in mm) hold one entry per image.
     """

@@ -63,6 +63,7 @@ HIGHER_IS_BETTER: tuple[str, ...] = (
     "precision",
     "recall",
     "dice_per_image_mean",
+    "dice_per_volume_mean",
     "dice_gap",
     "certified_dice",
     "certified_share",

@@ -71,6 +71,7 @@ _RATIOS = (
     "recall",
     "pixel_error_rms",
     "dice_per_image_mean",
+    "dice_per_volume_mean",
 )
 _NON_NEGATIVE = ("loss", "pixel_error_l2", "hd95", "asd")  # hd95/asd: distances
 _SURFACE = ("hd95", "asd")

@@ -99,6 +99,7 @@ class Metrics:
     pixel_error_l2: float | None = None
     pixel_error_rms: float | None = None
     dice_per_image_mean: float | None = None
+    dice_per_volume_mean: float | None = None  # slices of volumes: mean of volume Dice
     hd95: float | None = None
     asd: float | None = None
     n_images: int = 0
@@ -122,6 +123,17 @@ class Metrics:
             per_class = [{"index": int(k), **v} for k, v in per_class.items()]
         m.per_class = [from_fields(ClassScores, c) for c in per_class]
         return m
+
+
+@dataclass
+class PerVolume:
+    """Scores per volume (patient) when the images are slices of volumes: each volume's
+    slices' confusion counts summed, then scored (a volume Dice, not a mean of slice Dice);
+    None where undefined (a volume without foreground in truth and prediction)."""
+
+    names: list[str] = field(default_factory=list)
+    n_slices: list[int] = field(default_factory=list)
+    dice: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -205,6 +217,7 @@ class EngineEval:
     error: str | None = None
     metrics: Metrics | None = None
     per_image: PerImage | None = None
+    per_volume: PerVolume | None = None
     ci: dict[str, Interval] | None = None
     attack_success: float | None = None
     disagreement: float | None = None
@@ -245,6 +258,8 @@ class EngineEval:
         ev.per_image = (
             None if raw.get("per_image") is None else from_fields(PerImage, raw["per_image"])
         )
+        volumes = raw.get("per_volume")
+        ev.per_volume = None if volumes is None else from_fields(PerVolume, volumes)
         ci = raw.get("ci")
         ev.ci = None if ci is None else {k: from_fields(Interval, v) for k, v in ci.items() if v}
         return ev
