@@ -248,3 +248,27 @@ def test_screenshots_at_both_widths(
     if target:  # for a person to look at
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(target) / shot.name)
+
+
+@pytest.mark.parametrize("name", ["slices", "volumes"])
+def test_medical_reports_do_not_overflow(
+    request: pytest.FixtureRequest, tmp_path: Path, name: str
+) -> None:
+    """The real audits of tests/reports/conftest.py (slices of the bundled lesion volumes:
+    HD95 columns and curve, the per-volume table; whole 3-D volumes) at 800 px, every folded
+    block open: nothing wider than the window."""
+    report, _ = request.getfixturevalue(f"{name}_audit")
+    _, probe = write_pages(report, tmp_path / "page")
+    result = run_chromium(
+        tmp_path / "profile", "--window-size=800,2000", "--virtual-time-budget=5000",
+        "--dump-dom", probe.as_uri(),
+    )  # fmt: skip
+    found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stderr[-2000:]
+    out = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<"))
+    expected = ["Per image", "Per volume"] if name == "slices" else ["Per image"]
+    assert [t for t in out["order"] if t.startswith("Per ")] == expected
+    assert 'id="curve-hd95"' in result.stdout
+    assert out["innerWidth"] == 800
+    assert out["scrollWidth"] <= out["innerWidth"], out["wide"]
+    assert out["wide"] == []

@@ -6,7 +6,8 @@ panel descriptors. ``markdown.py`` and ``html.py`` only lay these out (and escap
 renderer reads the report or formats a number itself. The first screen is the verdict, the
 engine health line and the engine x attack x ε matrix (engines that agree on one row). Other
 sections depend on the task: a classifier shows accuracy and SSIM against ε, a segmentation
-model Table I, ε curves, a per-image table, per-class scores, panels and engine transfer.
+model Table I (with HD95 / ASD when measured), ε curves, a per-image table, a per-volume
+table (slices of volumes), per-class scores, panels and engine transfer.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SECTION_IDS: tuple[str, ...] = (
     "curves",
     "ssim",
     "per-image",
+    "per-volume",
     "per-class",
     "losses",
     "targeted",

@@ -17,6 +17,7 @@ from segshield.reports.format import (
     magnitude_formatter,
 )
 from segshield.reports.view import Bullets, Cell, Para, Section, Table, cell, code
+from segshield.reports.view_dataset import dataset_summary
 from segshield.results import AuditCell, AuditReport, EngineEval, Status
 
 _MAX_LISTED = 8  # provenance lists longer than this show their length and first items
@@ -164,6 +165,13 @@ def has_ci(report: AuditReport) -> bool:
 
 def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Nested mappings -> dotted keys with plain-text values."""
+    if (
+        isinstance(data, dict)
+        and len(data) > _MAX_LISTED
+        and all(isinstance(v, dict) for v in data.values())
+    ):  # e.g. one record per volume: the count and a few names say enough
+        names = ", ".join(map(str, list(data)[:_MAX_LISTED]))
+        return [(prefix, f"{len(data)} entries: {names}, … (all in report.json)")]
     if isinstance(data, dict):
         out: list[tuple[str, str]] = []
         for key in data:
@@ -175,7 +183,9 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
             return [(prefix, f"{len(items)} items: {', '.join(items[:_MAX_LISTED])}, …")]
         return [(prefix, ", ".join(items) if items else MISSING)]
     if isinstance(data, list):
-        return [(prefix, json.dumps(data, sort_keys=True, separators=(",", ":")))]
+        shown = data[:2] if len(data) > _MAX_LISTED else data  # e.g. a spacing row per image
+        text = json.dumps(shown, sort_keys=True, separators=(",", ":"))
+        return [(prefix, f"{len(data)} items: {text[1:-1]}, …" if shown is not data else text)]
     return [(prefix, plain(data))]
 
 
@@ -220,8 +230,16 @@ def facts(report: AuditReport) -> list[str]:
     version = prov.get("segshield") or (prov.get("versions") or {}).get("segshield")
     if version:
         out.append(f"segshield {version}")
-    if report.dataset.get("n_images") is not None:
-        out.append(f"{report.dataset['n_images']} images")
+    n = report.dataset.get("n_images")
+    shape = report.dataset.get("image_shape")
+    volumes = report.dataset.get("volume")
+    n_volumes = len(set(map(str, volumes))) if isinstance(volumes, list) else 0
+    if n is not None and isinstance(shape, (list, tuple)) and len(shape) == 4:
+        out.append(f"{n} volumes (3-D)")
+    elif n is not None and n_volumes:
+        out.append(f"{n} slices of {n_volumes} volumes")
+    elif n is not None:
+        out.append(f"{n} images")
     if report.engines:
         out.append("engines: " + ", ".join(e.name for e in report.engines))
     return out
@@ -346,6 +364,8 @@ def provenance_section(report: AuditReport) -> Section:
     config = dict(report.config or {})
     if isinstance(config.get("epsilons"), list):  # the report's ε style, not raw floats
         config["epsilons"] = [eps_format(report)(e) for e in config["epsilons"]]
+    summary = dataset_summary(report.dataset or {})
+    blocks += [summary] if summary is not None else []
     for name, data in (
         ("Run", report.provenance),
         ("Model", report.model),

@@ -1,5 +1,5 @@
-"""The ε curves of a segmentation report: Dice, IoU, attack success, SSIM and pixel error
-against ε, and one folded table of the plotted values per attack and loss.
+"""The ε curves of a segmentation report: Dice, HD95 (when measured), IoU, attack success,
+SSIM and pixel error against ε, and one folded table of the plotted values per attack and loss.
 
 Lines are bounded: one colour per attack (x loss), one line style and marker per engine
 group (:func:`segshield.reports.view_overview.engine_groups`; engines that agree are drawn
@@ -24,8 +24,10 @@ from segshield.reports.view_common import (
     value,
     with_ci,
 )
+from segshield.reports.view_medical import surface_cell, surface_unit
 from segshield.reports.view_overview import EngineGroup, engine_groups
 from segshield.results import AuditCell, AuditReport, EngineEval, Status
+from segshield.results.types import SURFACE_METRICS
 
 __all__ = ["cells_of", "curves_section", "eval_at", "legend", "pairs", "style"]
 
@@ -93,7 +95,7 @@ def _points(
         x = 0.0 if c is None else c.epsilon
         if engine is not None:
             ev = read(c, engine)
-            y = None if ev is None else ev.value(name)
+            y = None if ev is None else _stored(ev, name)
             interval = None if ev is None or not ci else (ev.ci or {}).get(name)
         else:
             pert = c.perturbation if c is not None and c.status == Status.OK else None
@@ -104,6 +106,14 @@ def _points(
         if interval is not None and interval.low is not None and interval.high is not None:
             intervals.append((x, interval.low, interval.high))
     return points, intervals
+
+
+def _stored(ev: EngineEval, name: str) -> float | None:
+    """The value drawn for `name`: a surface distance's stored mean over the images where it
+    is defined (the gate reads it as undefined when some image has none), else ev.value."""
+    if name in SURFACE_METRICS:
+        return None if ev.metrics is None else getattr(ev.metrics, name, None)
+    return ev.value(name)
 
 
 def _series(
@@ -156,16 +166,35 @@ def _charts(report: AuditReport) -> list[Chart]:
         format_x=fe,
         legend=legend(attacks, None),
     )
-    return [*charts[:3], ssim, charts[3]]
+    hd95 = _hd95_chart(report, x_ticks, keys)
+    return [charts[0], *([hd95] if hd95 is not None else []), *charts[1:3], ssim, charts[3]]
 
 
-def _value_rows(report: AuditReport, attack: str, loss: str, groups: list[EngineGroup]) -> list:
+def _hd95_chart(report: AuditReport, x_ticks: list[float], keys: list[Series]) -> Chart | None:
+    """HD95 against ε (the Dice chart's colours, line styles and legend), or None when no
+    evaluation has an HD95 to draw."""
+    unit = surface_unit(report)
+    series = _series(report, "hd95", True, False) if unit is not None else []
+    if not any(s.points for s in series):
+        return None
+    note = (
+        f"95th-percentile Hausdorff distance ({unit}), mean over the images where defined "
+        "(Table I counts the others); ε = 0 is clean; lower is better."
+    )
+    return Chart("hd95", "HD95", note, series, "ε (L∞ budget)", f"HD95 ({unit})", x_ticks,
+                 False, format_x=eps_format(report), legend=keys)  # fmt: skip
+
+
+def _value_rows(
+    report: AuditReport, attack: str, loss: str, groups: list[EngineGroup], hd95: bool
+) -> list:
     read, fe, fl = eval_at(report), eps_format(report), linf_format(report)
     rows = [[cell("0 (clean)")]]
     for g in groups:
         ev = read(None, g.lead)
         rows[0] += [with_ci(format_percent(value(ev, "dice")), ev, "dice", num=True),
                     Cell(MISSING, num=True)]  # fmt: skip
+        rows[0] += [surface_cell(ev, "hd95")] if hd95 else []
     rows[0] += [Cell(MISSING, num=True), Cell(MISSING, num=True)]
     for c in cells_of(report, attack, loss):
         ok = c.status == Status.OK
@@ -176,6 +205,7 @@ def _value_rows(report: AuditReport, attack: str, loss: str, groups: list[Engine
                 with_ci(format_percent(value(ev, "dice")), ev, "dice", num=True),
                 Cell(format_percent(value(ev, "attack_success")), num=True),
             ]
+            row += [surface_cell(ev, "hd95")] if hd95 else []
         pert = c.perturbation if ok else None
         row += [
             Cell(format_percent(getattr(pert, "ssim_mean", None)), num=True),
@@ -197,13 +227,16 @@ def curves_section(report: AuditReport) -> Section:
               "their line.")],
         note=True,
     )  # fmt: skip
+    charts = _charts(report)
+    hd95 = any(c.slug == "hd95" for c in charts)
     header = ["ε"]
     for g in groups:
         header += [f"Dice {g.lead}", f"Attack success {g.lead}"]
+        header += [f"HD95 ({surface_unit(report)}) {g.lead}"] if hd95 else []
     header += ["SSIM mean", "L∞ max"]
-    blocks: list[Any] = [intro, *_charts(report)]
+    blocks: list[Any] = [intro, *charts]
     for attack, loss in pairs(report):
-        rows = _value_rows(report, attack, loss, groups)
+        rows = _value_rows(report, attack, loss, groups, hd95)
         title = [cell(f"{attack_label(attack)}, loss "), code(loss)]
         blocks.append(Table(header, rows, title=title, cls="curve-table", folded=True))
     return Section("curves", "ε curves", blocks)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from segshield.reports.format import MISSING, format_percent, format_points
+from segshield.reports.format import MISSING, format_float, format_percent, format_points
 from segshield.reports.view import Cell, Para, Section, Table, cell
 from segshield.reports.view_common import attack_label, eps_format
+from segshield.reports.view_medical import surface_unit
 from segshield.results import SOURCE_ENGINE, AuditCell, AuditReport, PerImage, Status
 
 __all__ = ["MAX_IMAGES_SHOWN", "PER_IMAGE_METRICS", "per_image_sections"]
@@ -25,14 +26,17 @@ _DEFAULT_FOOLED = 0.2  # the audit's default fooled_threshold, for reports that 
 
 
 def signed(value: float) -> str:
-    """A change of an unbounded value (a distance in pixels): ``+1.25``."""
+    """A change of an unbounded value (a distance in pixels or mm): ``+1.25``."""
     return f"{value:+.4g}"
 
 
 # One line per per-image metric: (label, PerImage field, value format, change format); a
-# distance would read ("HD95 (px)", "hd95", format_float, signed).
-PER_IMAGE_METRICS: tuple[tuple[str, str, Callable[[Any], str], Callable[[Any], str]], ...] = (
+# "{unit}" in the label is the report's surface-distance unit. A metric whose clean list is
+# not stored (older reports, classifiers) has no columns.
+ImageMetric = tuple[str, str, Callable[[Any], str], Callable[[Any], str]]
+PER_IMAGE_METRICS: tuple[ImageMetric, ...] = (
     ("Dice", "dice", format_percent, format_points),
+    ("HD95 ({unit})", "hd95", format_float, signed),
 )
 _SORT_BY = 3  # the rows start worst first: by the first metric's attacked value
 
@@ -87,7 +91,12 @@ def _fooled(clean: float | None, adv: float | None, threshold: float) -> Cell:
 
 
 def _row(
-    clean_per: PerImage, i: int, name: str, worst: AuditCell | None, fooled_at: float
+    clean_per: PerImage,
+    i: int,
+    name: str,
+    worst: AuditCell | None,
+    fooled_at: float,
+    metrics: list[ImageMetric],
 ) -> list[Cell]:
     adv_per = _source(worst)
     # no foreground in the truth: no true positive and no false negative (so no Dice)
@@ -95,7 +104,7 @@ def _row(
     empty = empty and _at(clean_per, "fn", i) == 0
     row = [Cell(str(i + 1), num=True, sort=str(i)),
            Cell(name, code=True, sub="empty truth" if empty else None, sort=name)]  # fmt: skip
-    for _, field, fmt, change in PER_IMAGE_METRICS:
+    for _, field, fmt, change in metrics:
         before, after = _at(clean_per, field, i), _at(adv_per, field, i)
         diff = after - before if before is not None and after is not None else None
         row += [
@@ -126,12 +135,21 @@ def per_image_sections(report: AuditReport) -> list[Section]:
         names = [f"image {i + 1}" for i in range(n)]
     threshold = (report.config or {}).get("fooled_threshold")
     threshold = threshold if isinstance(threshold, (int, float)) else _DEFAULT_FOOLED
-    rows = [_row(per, i, str(names[i]), _strongest(cells, chosen, i), threshold) for i in range(n)]
+    unit = surface_unit(report) or "px"
+    metrics: list[ImageMetric] = [
+        (label.format(unit=unit), field, fmt, change)
+        for label, field, fmt, change in PER_IMAGE_METRICS
+        if field == "dice" or getattr(per, field, None) is not None
+    ]
+    rows = [
+        _row(per, i, str(names[i]), _strongest(cells, chosen, i), threshold, metrics)
+        for i in range(n)
+    ]
     # the worst first; images without a value (empty truth) last
     rows.sort(key=lambda r: (r[_SORT_BY].sort == "", float(r[_SORT_BY].sort or 0.0)))
     fe = eps_format(report)
     header = ["#", "Image"]
-    for label, *_ in PER_IMAGE_METRICS:
+    for label, *_ in metrics:
         header += [f"{label} clean", f"{label} attacked", f"Δ {label}"]
     header += ["Strongest attack", "Fooled"]
     note = (
@@ -140,6 +158,12 @@ def per_image_sections(report: AuditReport) -> list[Section]:
         + (" (the stored worst case)" if chosen is not None else "")
         + f"; fooled: Dice dropped by at least {format_percent(threshold)} of its clean value. "
         "Empty truth: no foreground in the ground truth, so no Dice."
+        + (
+            f" HD95 in {unit}; {MISSING} where undefined (empty truth, or a prediction that "
+            "misses a class)."
+            if len(metrics) > 1
+            else ""
+        )
     )
     sort = Para([cell("Click a column header to sort by it.")], note=True, markdown=False)
     blocks: list[Any] = [Para([cell(note)], note=True), sort]

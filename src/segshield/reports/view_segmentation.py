@@ -1,6 +1,7 @@
 """View sections of a segmentation audit (binary, multi-class, multi-label): Table I per
 engine group, per-class scores, attack losses, targeted attacks and image panels (the ε
-curves are in :mod:`view_curves`, the per-image table in :mod:`view_images`)."""
+curves are in :mod:`view_curves`, the per-image table in :mod:`view_images`, surface
+distances and the per-volume table in :mod:`view_medical`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ from segshield.reports.view_common import (
 )
 from segshield.reports.view_curves import curves_section, eval_at
 from segshield.reports.view_images import per_image_sections
+from segshield.reports.view_medical import (
+    SURFACE_ROWS,
+    per_volume_sections,
+    surface_cell,
+    surface_note,
+    surface_unit,
+)
 from segshield.reports.view_overview import EngineGroup, engine_groups
 from segshield.results import SOURCE_ENGINE, AuditReport, EngineEval, Status
 
@@ -71,10 +79,12 @@ def empty_truth_note(report: AuditReport) -> Para | None:
         return None
     k, n = m.n_empty_truth, m.n_images
     have = "image has" if k == 1 else "images have"
+    surface = " HD95 and ASD," if surface_unit(report) is not None else ""
     return Para(
         [cell(f"{k} of {n} {have} an empty ground truth (no foreground): per-image Dice is "
-              "undefined there, so per-image means, fooled shares, success rates and panel "
-              "choice leave them out; the pooled scores below count their false positives.")],
+              f"undefined there, so per-image means,{surface} fooled shares, success rates and "
+              "panel choice leave them out; the pooled scores below count their false "
+              "positives.")],
         note=True,
     )  # fmt: skip
 
@@ -109,6 +119,7 @@ def summary_section(report: AuditReport) -> Section:
         note=True,
     )
     empty = empty_truth_note(report)
+    surface = surface_note(report)
     groups = engine_groups(report)
     if not groups:
         return Section(
@@ -117,7 +128,7 @@ def summary_section(report: AuditReport) -> Section:
             [intro, Para([cell("No engine was evaluated.")])],
         )
     header = ["Metric", "Clean", *(cell_header(report, c) for c in cells)]
-    blocks: list[Any] = [intro, *([empty] if empty else [])]
+    blocks: list[Any] = [intro, *(p for p in (empty, surface) if p is not None)]
     for engine, same in collapse(groups, lambda e: _table_i_rows(report, cells, e)):
         rows = _table_i_rows(report, cells, engine)
         heading = [code(engine), cell(" (source)" if engine == SOURCE_ENGINE else "")]
@@ -130,10 +141,17 @@ def summary_section(report: AuditReport) -> Section:
 def _table_i_rows(report: AuditReport, cells: list, engine: str) -> list[list[Cell]]:
     columns = [report.clean.get(engine)]
     columns += [c.engines.get(engine) if c.status == Status.OK else None for c in cells]
-    return [
+    rows = [
         [cell(label), *(_summary_cell(ev, key, fmt) for ev in columns)]
         for label, key, fmt in TABLE_I_ROWS
     ]
+    unit = surface_unit(report)
+    if unit is not None:  # HD95 / ASD: the stored mean, its undefined count under it
+        rows += [
+            [cell(f"{label} ({unit})"), *(surface_cell(ev, key) for ev in columns)]
+            for label, key in SURFACE_ROWS
+        ]
+    return rows
 
 
 def collapse(
@@ -281,6 +299,10 @@ def panels_section(report: AuditReport) -> Section:
                    "(source engine), clean → adversarial. Each attack's largest ε is shown; "
                    "smaller ε are folded.")], note=True)
     ]  # fmt: skip
+    shape = report.dataset.get("image_shape")
+    if isinstance(shape, (list, tuple)) and len(shape) == 4:  # (C, D, H, W): a panel is one slice
+        blocks.append(Para([cell("3-D volumes: each panel shows one slice, named in its first "
+                                 "column title.")], note=True))  # fmt: skip
     for attack, loss in ordered((c.attack, c.loss) for c in cells):
         group = sorted(
             (c for c in cells if (c.attack, c.loss) == (attack, loss)), key=lambda c: -c.epsilon
@@ -311,6 +333,7 @@ def sections(report: AuditReport) -> list[Section]:
         summary_section(report),
         curves_section(report),
         *per_image_sections(report),
+        *per_volume_sections(report),
         *per_class_sections(report),
         *losses_sections(report),
         *targeted_sections(report),
