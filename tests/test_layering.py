@@ -13,10 +13,10 @@ import segshield
 ROOT = Path(segshield.__file__).parent
 # Shared below every stage, in order; then the pipeline; then the front doors.
 ORDER = (
-    "errors", "enums", "hashing", "epsilon", "lazy", "devices",
+    "errors", "enums", "hashing", "epsilon", "lazy", "imports", "devices",
     "data", "models", "attacks", "exporters", "engines", "bench", "metrics", "results",
     "tasks", "training", "audits", "reports", "gate", "tracking",
-    "api", "cli", "__main__",
+    "api", "notebook", "cli", "__main__",
 )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,8 @@ from segshield.results.comparison import ReleaseComparison, compare_reports
 
 if TYPE_CHECKING:  # the audit runner imports torch: loaded only when an audit runs
     from segshield.audits import AuditConfig
-    from segshield.models import ModelSpec
+    from segshield.audits.inputs import AuditData
+    from segshield.models import LoadedModel, ModelSpec
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -90,38 +91,63 @@ def render_report_file(report_path: Path, fmt: str) -> str:
     return render(read_report(report_path), fmt, base_dir=Path(report_path).parent)
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What an audit may be handed instead of reading what its config names: a notebook's
+    model and data, and attack losses by the name the config lists them under."""
+
+    model: LoadedModel | None = None
+    data: AuditData | None = None
+    losses: Mapping[str, Callable] = field(default_factory=dict)
+
+
 def audit(
     config: AuditConfig,
     policy: Policy | None = None,
     progress: ProgressFn | None = None,
     command: str = "",
+    inputs: Inputs | None = None,
 ) -> AuditOutcome:
     """Run the audit, gate it when a policy is given, write the reports into config.out_dir.
 
     The folder is locked from start to the last report written, and the previous run's
     reports are moved to ``previous/`` first, so a failed run never leaves an older report
     looking current. Under torchrun only rank 0 writes; the other ranks get an outcome
-    without a report."""
-    from segshield.audits import run_audit
+    without a report. ``inputs``: in-memory model, data and losses (segshield.notebook)."""
     from segshield.audits.checkpoint import output_lock, retire
 
     if config.mlflow:  # MLflow missing, or a store it cannot open: said before the audit
         from segshield.tracking import check_tracking
 
         check_tracking(config.mlflow_tracking_uri)
+    inputs = inputs or Inputs()
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 holds the folder and writes
-        return AuditOutcome(run_audit(config, progress=progress, command=command), None)
+        return AuditOutcome(_run(config, progress, command, inputs), None)
     with output_lock(config.out_dir):
         retire(config.out_dir, ["report.json", *FORMATS.values()])
-        return _audit_and_write(config, policy, progress, command)
+        return _audit_and_write(config, policy, progress, command, inputs)
+
+
+def _run(
+    config: AuditConfig, progress: ProgressFn | None, command: str, inputs: Inputs
+) -> AuditReport | None:
+    from segshield.attacks import registered_losses
+    from segshield.audits import run_audit
+
+    with registered_losses(inputs.losses):
+        return run_audit(
+            config, progress=progress, command=command, model=inputs.model, data=inputs.data
+        )
 
 
 def _audit_and_write(
-    config: AuditConfig, policy: Policy | None, progress: ProgressFn | None, command: str
+    config: AuditConfig,
+    policy: Policy | None,
+    progress: ProgressFn | None,
+    command: str,
+    inputs: Inputs,
 ) -> AuditOutcome:
-    from segshield.audits import run_audit
-
-    report = run_audit(config, progress=progress, command=command)
+    report = _run(config, progress, command, inputs)
     assert report is not None  # rank 0
     verdict = None
     if policy is not None:

@@ -167,3 +167,20 @@ def test_rerun_moves_the_old_report_aside_and_a_changed_setting_recomputes(
     no = runner.invoke(app, [*args, "--seed", "1", "--no-resume"])
     assert no.exit_code == 0, no.output
     assert json.loads((tmp_path / "report.json").read_text())["provenance"]["resumed_cells"] == []
+
+
+def test_an_edited_loss_is_not_the_same_function_in_the_resume_key() -> None:
+    """A user's loss is named and hashed by its code: editing its body changes the key."""
+    from segshield.audits.checkpoint import _function_id
+
+    def loss(logits, target):
+        return logits.mean((1, 2, 3))
+
+    first = _function_id(loss)
+
+    def loss(logits, target):
+        return -logits.mean((1, 2, 3))
+
+    assert _function_id(loss) != first
+    assert first.split("@")[0].endswith("loss")
+    assert _function_id(loss) == _function_id(loss)

@@ -170,7 +170,7 @@ def test_audit_with_a_policy_refuses_an_impossible_report(
     impossible value (here injected) is refused with exit 2, not passed."""
     import segshield.audits
 
-    def bad_audit(config, progress=None, command=""):
+    def bad_audit(config, progress=None, command="", **inputs):
         report = AuditReport.from_dict(json.loads((DATA / "report_pass.json").read_text()))
         report.clean["pytorch"].metrics.dice = 1.7
         report.verdict = None

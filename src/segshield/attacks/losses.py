@@ -43,6 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segshield.attacks.custom_losses import (
+    custom_loss,
+    is_custom_loss,
+    registered_losses,
+    validate_loss,
+)
 from segshield.attacks.layout import Prepared, prepare, prepare_weight
 
 __all__ = [
@@ -51,16 +57,21 @@ __all__ = [
     "accepts_weight",
     "balanced_masked_ce_loss",
     "bce_loss",
+    "custom_loss",
     "dice_focal_loss",
     "dice_loss",
     "focal_loss",
     "get_loss",
+    "is_custom_loss",
     "js_loss",
     "masked_ce_loss",
+    "registered_losses",
+    "validate_loss",
 ]
 
 LossFn = Callable[..., Tensor]
-"""``loss(logits, target) -> (N,)`` per-sample loss (the built-in ones also take ``weight=``)."""
+"""``loss(logits, target) -> (N,)`` per-sample loss (the built-in ones also take ``weight=``).
+A user's own losses (``mod:fn``, ``file.py:fn``, registered): :mod:`.custom_losses`."""
 
 
 def _weights(weight: Tensor | None, p: Prepared) -> Tensor | None:
@@ -314,11 +325,16 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
 
 
 def get_loss(name: str, **kwargs: object) -> LossFn:
-    """Look up a loss by name and bind its keyword options (e.g. ``gamma`` for "focal").
+    """Look up a loss by name and bind its keyword options (e.g. ``gamma`` for "focal"); a
+    ``package.module:fn`` or ``file.py:fn`` name is a user's loss (:func:`custom_loss`),
+    its options bound unchecked.
 
     Raises ``ValueError`` for an unknown name or an option the loss does not take; option values
     are checked here too, so a bad configuration fails before any attack runs.
     """
+    if is_custom_loss(name):
+        fn = custom_loss(name)
+        return functools.partial(fn, **kwargs) if kwargs else fn
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(sorted(LOSSES))}")

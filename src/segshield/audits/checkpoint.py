@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".segshield.lock"
 CELLS_DIR = "cells"
 PREVIOUS_DIR = "previous"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the functions' code is part of the key
 # A lock file still empty after this long was left by a process killed while writing it.
 _EMPTY_LOCK_GRACE_S = 60.0
 _held: set[Path] = set()  # output folders this process holds (the lock is re-entrant)
@@ -54,8 +54,9 @@ def audit_key(
     functions: Sequence[Callable] = (),
 ) -> str:
     """What a finished cell depends on: every setting but the run-control ones, the model's
-    weights, the data, the library versions and the functions passed in (the comparisons,
-    by qualified name); SHA-256 hex."""
+    weights, the data, the library versions and the functions passed in (the comparisons and
+    users' attack losses, by qualified name and code: an edited loss is not the same loss);
+    SHA-256 hex."""
     import onnxruntime
     import torch
 
@@ -69,11 +70,22 @@ def audit_key(
                 "settings": clean_json(settings),
                 "model": model_fingerprint,
                 "data": data_sha256,
-                "functions": [f"{f.__module__}.{f.__qualname__}" for f in functions],
+                "functions": [_function_id(f) for f in functions],
                 "libraries": [segshield.__version__, torch.__version__, onnxruntime.__version__],
             }
         )
     )
+
+
+def _function_id(fn: Callable) -> str:
+    """``module.qualname@<hash of its bytecode and constants>`` (a callable object without
+    code, e.g. a functools.partial or an nn.Module loss, by its name and type only)."""
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return name
+    consts = repr([c for c in code.co_consts if not hasattr(c, "co_code")])
+    return f"{name}@{sha256_bytes(code.co_code + consts.encode())[:16]}"
 
 
 def _alive(pid: int) -> bool:

@@ -95,9 +95,7 @@ def label_groups(config: AuditConfig) -> list[tuple[str, tuple[int, ...]]]:
 def multi_hot(masks: np.ndarray, groups: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
     """Label maps (N, 1, *spatial) -> multi-label masks (N, K, *spatial) in {0, 1}: channel k
     is 1 where the label is one of group k's values (groups may overlap)."""
-    return np.concatenate([np.isin(masks, values) for _, values in groups], axis=1).astype(
-        np.uint8
-    )
+    return np.concatenate([np.isin(masks, values) for _, values in groups], axis=1).astype(np.uint8)
 
 
 def _segmentation_data(config: AuditConfig, channels: int) -> SegDataset:

@@ -15,15 +15,18 @@ from segshield.attacks import (
     empty_target,
     get_attack,
     get_loss,
+    is_custom_loss,
     other_image_target,
     scaled_target,
     shifted_target,
+    validate_loss,
 )
 from segshield.data import target_mask_from_file
 from segshield.enums import TaskKind
 from segshield.errors import SegShieldError
 from segshield.hashing import stable_seed
 from segshield.results import AuditCell, clean_json
+from segshield.tasks import Task
 
 from .config import AuditConfig
 
@@ -54,6 +57,11 @@ def check_names(config: AuditConfig) -> None:
     if unknown:
         raise SegShieldError(f"unknown attack(s) {unknown}; choose from {sorted(ATTACKS)}")
     for loss in config.losses:
+        if is_custom_loss(loss) and "/" in loss:  # cell ids are "attack/loss/eps"
+            raise SegShieldError(
+                f"--losses {loss!r}: a loss named by a path with '/' cannot name a cell; run "
+                "from the file's folder (file.py:fn) or use package.module:fn"
+            )
         try:
             get_loss(loss)
         except ValueError as exc:
@@ -63,6 +71,36 @@ def check_names(config: AuditConfig) -> None:
             get_attack(attack, torch.nn.Identity(), "bce", 0.0, members=config.sea_members)
         except ValueError as exc:
             raise SegShieldError(f"--sea-members: {exc}") from exc
+
+
+def validate_losses(
+    config: AuditConfig,
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: Task,
+) -> None:
+    """Each user's loss (``mod:fn``) checked on the first batch before any attack runs
+    (:func:`segshield.attacks.validate_loss`): a per-image ``(N,)`` finite loss,
+    differentiable w.r.t. the logits. images/labels: the audited data; task: its Task."""
+    custom = [loss for loss in config.losses if is_custom_loss(loss)]
+    if not custom:
+        return
+    n = min(config.batch_size, len(images))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images[:n]).to(device))
+    target = task.loss_targets(labels[:n]).to(logits.device)
+    for loss in custom:
+        try:
+            validate_loss(get_loss(loss), logits, target, loss)
+        except ValueError as exc:
+            raise SegShieldError(f"--losses {loss}: {exc}") from exc
+
+
+def custom_losses(config: AuditConfig) -> list:
+    """The users' loss callables the config names (their code is part of the resume key)."""
+    return [get_loss(loss) for loss in config.losses if is_custom_loss(loss)]
 
 
 def skip_reason(attack: str, task: TaskKind) -> str | None:

@@ -36,7 +36,15 @@ from .evaluation import certified_section, evaluation_section
 from .health import assess_engines
 from .inputs import AuditData, audit_task, check_source, frozen, load_audit_data, load_audit_model
 from .loop import AuditLoop
-from .plan import CellGroup, build_targets, check_names, plan_groups, skip_reason
+from .plan import (
+    CellGroup,
+    build_targets,
+    check_names,
+    custom_losses,
+    plan_groups,
+    skip_reason,
+    validate_losses,
+)
 from .provenance import model_description, now, provenance
 
 log = logging.getLogger(__name__)
@@ -201,9 +209,11 @@ def _audit(
 ) -> _Done:
     task = audit_task(config, data)
     check_source(loaded.module, data, task)
+    validate_losses(config, loaded.module, data.images, data.labels, task)
     volumes = data.description.get("volume")
-    if task.kind != TaskKind.CLASSIFICATION and volumes is not None and len(set(volumes)) < len(volumes):
-        comparisons = (*comparisons, per_volume_scores(volumes))  # slices of volumes
+    slices = volumes is not None and len(set(volumes)) < len(volumes)
+    if slices and task.kind != TaskKind.CLASSIFICATION:
+        comparisons = (*comparisons, per_volume_scores(volumes))
     engines, build_info = _engines(config, loaded, data, task, ranks)
     with placed(loaded.module, device, config.channels_last):
         for e in engines:
@@ -252,7 +262,7 @@ def _cells(
             config,
             model_fingerprint=module_fingerprint(loaded.module),
             data_sha256=data.sha256,
-            functions=loop.comparisons,
+            functions=[*loop.comparisons, *custom_losses(config)],
         )
         store = CellStore(config.out_dir, key)
         finished = store.load(config.resume)

@@ -42,7 +42,8 @@ AuditLimit = Annotated[
 Losses = Annotated[
     str,
     typer.Option(
-        help="Comma list of attack losses: {LOSS_NAMES}, or package.module:fn of your own.",
+        help="Comma list of attack losses: {LOSS_NAMES}, or your own package.module:fn or "
+        "file.py:fn (a per-image loss (N,), checked on the first batch).",
         autocompletion=complete_list(loss_names),
         rich_help_panel=ATTACKS,
     ),

@@ -26,6 +26,7 @@ from segshield.cli.options import (
     json_object,
 )
 from segshield.cli.train_command import _dataset
+from segshield.epsilon import format_epsilon
 
 Method = Annotated[
     str, typer.Option(help="pgd (Madry 2018), fgsm-rs (Wong 2020) or trades (Zhang 2019).")
@@ -79,7 +80,7 @@ def harden(
     beta: Annotated[float, typer.Option(min=0.0, help="TRADES KL weight.")] = 6.0,
     seed: int = 0,
     audit: Annotated[
-        bool, typer.Option(help="Audit the model before and after (pgd, 2,4,8/255).")
+        bool, typer.Option(help="Audit the model before and after (PGD at 2/255, 4/255, 8/255).")
     ] = True,
     verbose: Verbose = False,
 ) -> None:
@@ -164,7 +165,7 @@ def _save(result: Any, out: Path, name: str, loaded: Any, train_ds: Any, command
     console.print(
         f"wrote {w_path} and {card_path} in {result.seconds:.0f} s (kept epoch "
         f"{result.best_epoch}); validation Dice {last.val_dice:.4f}, PGD-10 "
-        f"{eps * 255:.3g}/255 Dice {last.val_robust_dice:.4f}",
+        f"{format_epsilon(eps)} Dice {last.val_robust_dice:.4f}",
         markup=False,
     )
     return w_path, card_path

@@ -38,10 +38,13 @@ EVALUATION = "Evaluation"
 MEASUREMENT = "Measurement"
 OUTPUT = "Output & tracking"
 GATE = "Gate"
+TRAINING = "Training"
 RUN = "Run control"
 OPTIONS = "Options"  # options without a panel
 COMMANDS = "Commands"
-PANELS = (ARGUMENTS, MODEL, DATA, ATTACKS, ENGINES, EVALUATION, MEASUREMENT, OUTPUT, GATE, RUN)
+PANELS = (
+    ARGUMENTS, MODEL, DATA, ATTACKS, ENGINES, EVALUATION, MEASUREMENT, TRAINING, OUTPUT, GATE, RUN
+)  # fmt: skip
 
 # typer's own width override of help output (rich reads COLUMNS itself).
 _WIDTH_ENV = "TERMINAL_WIDTH"

@@ -20,7 +20,6 @@ from rich.console import Console
 from segshield.epsilon import format_epsilon
 
 CellProgress = Callable[[str, int, int], None]
-EpochProgress = Callable[[int, float], None]
 
 
 # A cell id, attack/loss/ε with ε written "%.6g" (segshield.results.AuditCell.make_id), not
@@ -114,27 +113,4 @@ def cell_progress(console: Console, preparing: str) -> Iterator[CellProgress]:
         yield on_cell
 
 
-@contextmanager
-def epoch_progress(console: Console, epochs: int) -> Iterator[EpochProgress]:
-    """An ``on_epoch(epoch, loss)`` callback for training: the rich bar on a terminal, one
-    line per finished epoch elsewhere."""
-    if not console.is_terminal:
-        clock = StepClock()
-
-        def say_epoch(epoch: int, loss: float) -> None:
-            _say(console, clock.line(epoch, epochs, f"epoch {epoch} (bce {loss:.4f})"))
-
-        yield say_epoch
-        return
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("training", total=epochs)
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            progress.update(task, completed=epoch, description=f"training (bce {loss:.4f})")
-
-        yield on_epoch
-
-
-__all__ = ["StepClock", "cell_progress", "epoch_progress", "format_duration", "readable_epsilons"]
+__all__ = ["StepClock", "cell_progress", "format_duration", "readable_epsilons"]

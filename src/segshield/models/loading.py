@@ -8,7 +8,6 @@ Security: a pickled checkpoint can run arbitrary code when loaded. State dicts a
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import zipfile
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from segshield.errors import ModelLoadError
+from segshield.imports import import_object
 from segshield.models.card import ModelCard
 from segshield.models.classifier import SmallCNN
 from segshield.models.unet import UNet, UNetConfig
@@ -40,7 +40,8 @@ _PICKLE_HELP = (
 class ModelSpec:
     """How to obtain the source model.
 
-    factory: "package.module:callable" returning an nn.Module, or None.
+    factory: "package.module:callable" (the current folder is on the import path) or
+    "path/to/file.py:callable", returning an nn.Module; or None.
     weights: safetensors / state-dict file for the factory's model, or a TorchScript file
     (with no factory), or None for the bundled model when factory is also None.
     """
@@ -60,25 +61,11 @@ class LoadedModel:
 
 
 def _import_factory(spec: str) -> Any:
-    if ":" not in spec:
-        raise ModelLoadError(f"--model must look like package.module:factory, got {spec!r}")
-    mod_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"cannot import {mod_name!r} for model factory {spec!r}: {exc}"
-        ) from exc
-    except Exception as exc:  # the user's module raised while being imported
-        raise ModelLoadError(
-            f"importing {mod_name!r} for model factory {spec!r} raised "
-            f"{type(exc).__name__}: {_first_line(exc)}"
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelLoadError(f"{mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    """The callable ``package.module:factory`` or ``path/to/file.py:factory`` names (the
+    current folder is on the import path; see :mod:`segshield.imports`)."""
+    obj = import_object(
+        spec, what="model factory", example="package.module:factory", error=ModelLoadError
+    )
     if not callable(obj):
         raise ModelLoadError(f"model factory {spec!r} is not callable")
     return obj
@@ -175,21 +162,29 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], origin: Path)
     del result
 
 
-def model_from_factory(
-    factory: str, weights: Path | None = None, allow_pickle: bool = False, **kwargs: Any
-) -> LoadedModel:
-    """Build `package.module:callable(**kwargs)` and load `weights` into it (strict)."""
+def build_from_factory(factory: str, **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)``: the user's freshly built (untrained) nn.Module, in the mode the
+    factory left it. Raises ModelLoadError naming the call when it fails or returns no module."""
     fn = _import_factory(factory)
     try:
         module = fn(**kwargs)
     except Exception as exc:  # the user's code: any error it raises is a model error
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ModelLoadError(
-            f"model factory {factory!r} failed when called as {factory.partition(':')[2]}"
+            f"model factory {factory!r} failed when called as {factory.rpartition(':')[2]}"
             f"({shown}): {type(exc).__name__}: {_first_line(exc)}"
         ) from exc
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"model factory {factory!r} returned {type(module).__name__}")
+    return module
+
+
+def model_from_factory(
+    factory: str, weights: Path | None = None, allow_pickle: bool = False, **kwargs: Any
+) -> LoadedModel:
+    """Build `package.module:callable(**kwargs)` (or `path/to/file.py:callable`) and load
+    `weights` into it (strict)."""
+    module = build_from_factory(factory, **kwargs)
     desc: dict[str, Any] = {"source": "factory", "factory": factory, "factory_kwargs": kwargs}
     if weights is not None:
         _load_state(module, state_dict_from_file(Path(weights), allow_pickle), Path(weights))
@@ -249,6 +244,8 @@ def model_from_card(card_path: Path) -> LoadedModel:
         )
     kind = card.architecture.get("architecture", "unet")
     arch = {k: v for k, v in card.architecture.items() if k != "architecture"}
+    if kind == "factory":
+        return _model_from_factory_card(card, Path(card_path), arch)
     try:
         if kind == "unet":
             module: nn.Module = UNet(UNetConfig(**arch))
@@ -264,6 +261,24 @@ def model_from_card(card_path: Path) -> LoadedModel:
         module.eval(),
         {"source": "card", "name": card.name, "weights": str(weights), "card": card.to_dict()},
     )
+
+
+def _model_from_factory_card(card: ModelCard, card_path: Path, arch: dict) -> LoadedModel:
+    """A card ``segshield train --model SPEC`` wrote: the factory rebuilt with its recorded
+    keyword arguments, the card's weights loaded. A relative ``file.py:fn`` factory is found
+    from the current folder or, failing that, from the card's folder."""
+    spec, kwargs = arch.get("factory"), arch.get("factory_kwargs") or {}
+    if not isinstance(spec, str) or not isinstance(kwargs, dict):
+        raise ModelLoadError(f"{card_path}: a factory card needs 'factory' (a string)")
+    module, _, attr = spec.rpartition(":")
+    if module.endswith(".py") and not Path(module).is_absolute() and not Path(module).is_file():
+        beside = card_path.parent / module
+        if beside.is_file():
+            spec = f"{beside}:{attr}"
+    assert isinstance(card.weights_file, str)
+    loaded = model_from_factory(spec, card_path.parent / card.weights_file, **kwargs)
+    loaded.description.update(source="card", name=card.name, card=card.to_dict())
+    return loaded
 
 
 def bundled_model() -> LoadedModel:

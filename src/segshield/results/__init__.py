@@ -36,8 +36,8 @@ from segshield.results.types import (
     Metrics,
     Panel,
     PerImage,
-    PerVolume,
     Perturbation,
+    PerVolume,
     clean_json,
     from_fields,
 )

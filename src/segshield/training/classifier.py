@@ -11,6 +11,7 @@ import logging
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -27,6 +28,7 @@ from segshield.hashing import sha256_file
 from segshield.models.card import ModelCard
 from segshield.models.classifier import SmallCNN
 from segshield.models.loading import LoadedModel, state_dict_from_file
+from segshield.training.fit import BatchProgress, EpochSummary
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ __all__ = [
     "ClassifierTrainResult",
     "augment_images",
     "bundled_patch_classifier",
+    "classifier_degenerate",
     "classifier_from_card",
     "evaluate_classifier",
     "train_nuclei_patch_classifier",
@@ -65,6 +68,7 @@ class ClassifierTrainResult:
     card: Path
     test_metrics: dict
     seconds: float
+    degenerate: str | None = None
 
 
 def augment_images(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -139,24 +143,45 @@ def _fit(
     config: ClassifierTrainConfig,
     weight: torch.Tensor | None,
     gen: torch.Generator,
+    on_batch: Callable[[BatchProgress], None] | None = None,
+    on_epoch: Callable[[EpochSummary], None] | None = None,
 ) -> None:
-    """Adam on (weighted) cross-entropy over augmented, shuffled batches, in place."""
+    """Adam on (weighted) cross-entropy over augmented, shuffled batches, in place; the
+    callbacks hear of every batch and epoch (no validation here: the val fields are None)."""
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
     n = len(train)
-    for epoch in range(config.epochs):
+    batches = -(-n // config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
         total = 0.0
-        for s in range(0, n, config.batch_size):
+        for k, s in enumerate(range(0, n, config.batch_size)):
             b = order[s : s + config.batch_size]
             loss = F.cross_entropy(model(augment_images(images[b], gen)), labels[b], weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(b)
-        log.info("epoch %d/%d ce %.4f", epoch + 1, config.epochs, total / n)
+            if on_batch is not None:
+                on_batch(BatchProgress(epoch, config.epochs, k + 1, batches, total / (s + len(b))))
+        log.info("epoch %d/%d ce %.4f", epoch, config.epochs, total / n)
+        if on_epoch is not None:
+            seconds = time.perf_counter() - t0
+            on_epoch(EpochSummary(epoch, config.epochs, total / n, None, None, False, seconds))
+
+
+def classifier_degenerate(metrics: dict, classes: tuple[str, ...]) -> str | None:
+    """Why a classifier is degenerate: one class predicted for every test image while the
+    test images hold several (from ``metrics["confusion"]``, ``[true][pred]``); or None."""
+    confusion = np.asarray(metrics["confusion"])
+    predicted = np.flatnonzero(confusion.sum(axis=0))
+    present = np.flatnonzero(confusion.sum(axis=1))
+    if len(predicted) == 1 and len(present) > 1:
+        return f"it predicts {classes[predicted[0]]!r} for every image of the test data"
+    return None
 
 
 def train_patch_classifier(
@@ -165,12 +190,16 @@ def train_patch_classifier(
     test: ClassificationDataset,
     out_dir: Path,
     command: str = "",
+    on_batch: Callable[[BatchProgress], None] | None = None,
+    on_epoch: Callable[[EpochSummary], None] | None = None,
 ) -> ClassifierTrainResult:
     """Fit a :class:`SmallCNN` on `train`, evaluate on `test` (never used for selection);
     write ``<out_dir>/<name>.safetensors`` and ``<name>.json`` (a :class:`ModelCard`).
 
     train/test: images ``(N, C, h, w)`` with ``h == w`` (rotation augmentation), same classes.
-    command: the exact call that produced the weights, recorded in the card.
+    command: the exact call that produced the weights, recorded in the card. A degenerate
+    classifier (:func:`classifier_degenerate`) is recorded in the result and card, not
+    refused: the caller decides (the CLI exits 1 unless --allow-degenerate).
     """
     if train.classes != test.classes:
         raise SegShieldError(f"train classes {train.classes} differ from test {test.classes}")
@@ -183,8 +212,9 @@ def train_patch_classifier(
     gen = torch.Generator().manual_seed(config.seed)
     model = SmallCNN(train.image_shape[0], len(train.classes), config.width, config.hidden)
     weight = _class_weights(train) if config.class_weighted else None
-    _fit(model, train, config, weight, gen)
+    _fit(model, train, config, weight, gen, on_batch, on_epoch)
     metrics = evaluate_classifier(model, test)
+    degenerate = classifier_degenerate(metrics, test.classes)
     train_metrics = evaluate_classifier(model, train)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +241,7 @@ def train_patch_classifier(
             "class_weights": None if weight is None else [float(w) for w in weight],
             "augmentation": ["hflip", "vflip", "rot90"],
             "train_accuracy": train_metrics["accuracy"],
+            "degenerate": degenerate,
             "seconds": round(seconds, 1),
             "torch_threads": torch.get_num_threads(),
         },
@@ -222,7 +253,7 @@ def train_patch_classifier(
     card_path = out_dir / f"{config.name}.json"
     card.write(card_path)
     log.info("wrote %s and %s: test accuracy %.4f", weights, card_path, metrics["accuracy"])
-    return ClassifierTrainResult(weights, card_path, metrics, seconds)
+    return ClassifierTrainResult(weights, card_path, metrics, seconds, degenerate)
 
 
 def train_nuclei_patch_classifier(
