@@ -11,17 +11,15 @@ import numpy as np
 import torch
 
 from segshield.data import (
-    BUNDLED_VOLUMES_TEST,
     ClassificationDataset,
     SegDataset,
     bundled_dataset,
-    bundled_volumes_path,
+    bundled_volumes_dataset,
     check_model_input,
     dataset_from_path,
     detect_channels,
     intensity_from_options,
     patch_classification_from_segmentation,
-    split_by_volume,
 )
 from segshield.engines import ENGINE_SPECS
 from segshield.enums import TaskKind
@@ -113,9 +111,9 @@ def _segmentation_data(config: AuditConfig, channels: int) -> SegDataset:
     if config.data is not None:
         return dataset_from_path(config.data, size, channels, classes, **options)
     if config.dataset == BUNDLED_VOLUMES:
-        ds = dataset_from_path(bundled_volumes_path(), size, channels, classes, **options)
-        train, test = split_by_volume(ds, test_volumes=BUNDLED_VOLUMES_TEST)
-        return test if config.split == "test" else train
+        return bundled_volumes_dataset(
+            config.split, size, channels=channels, num_classes=classes, **options
+        )
     if classes > 1:
         raise SegShieldError(
             "the bundled datasets are binary; a multi-class audit needs --data with "

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from segshield.cli.audit_options import AuditDataset, VolumeMode, VolumeSize
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -29,7 +30,6 @@ from segshield.cli.errors import (
     setup_logging,
 )
 from segshield.cli.options import (
-    Dataset,
     ModelKwargs,
     Size,
     Verbose,
@@ -44,11 +44,29 @@ from segshield.cli.options import (
 BATCH_LINE_EVERY_S = 10.0
 
 
-def _dataset(data: Path | None, bundled: str, split: str, size: int, num_classes: int = 1):
-    from segshield.data import bundled_dataset, dataset_from_path
+def parse_volume_size(text: str) -> tuple[int, int, int]:
+    """``D,H,W`` -> (D, H, W), each >= 4."""
+    try:
+        d, h, w = (int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"--volume-size must be D,H,W (e.g. 32,64,64), got {text!r}"
+        ) from exc
+    if min(d, h, w) < 4:
+        raise typer.BadParameter(f"--volume-size sides must be >= 4, got {text!r}")
+    return d, h, w
+
+
+def _dataset(
+    data: Path | None, bundled: str, split: str, size: int, num_classes: int, volumes: dict
+):
+    """Training or test data; ``volumes``: volume_mode and volume_size for volume data."""
+    from segshield.data import bundled_dataset, bundled_volumes_dataset, dataset_from_path
 
     if data is not None:
-        return dataset_from_path(data, size=(size, size), num_classes=num_classes)
+        return dataset_from_path(data, size=(size, size), num_classes=num_classes, **volumes)
+    if bundled == "volumes":
+        return bundled_volumes_dataset(split, (size, size), num_classes=num_classes, **volumes)
     return bundled_dataset(bundled, split, size=(size, size))
 
 
@@ -188,7 +206,9 @@ def train(
     ] = 1,
     base_width: Annotated[int, _opt(MODEL, "Seed U-Net / CNN width.", min=1)] = 16,
     depth: Annotated[int, _opt(MODEL, "Seed U-Net depth.", min=1, max=6)] = 3,
-    dataset: Dataset = "nuclei",
+    dataset: AuditDataset = "nuclei",
+    volume_mode: VolumeMode = "slices",
+    volume_size: VolumeSize = "32,64,64",
     data: Annotated[
         Path | None, _opt(DATA, "Your training data (images/+masks/ or BUSI layout).")
     ] = None,
@@ -248,9 +268,10 @@ def train(
         resolve_device(device)  # refused before any work
         check_out(out)
         kwargs = json_object(model_kwargs)
-        train_ds = _dataset(data, dataset, "train", size, num_classes)
+        volumes = {"volume_mode": volume_mode, "volume_size": parse_volume_size(volume_size)}
+        train_ds = _dataset(data, dataset, "train", size, num_classes, volumes)
         test_ds = (
-            _dataset(test_data, dataset, "test", size, num_classes)
+            _dataset(test_data, dataset, "test", size, num_classes, volumes)
             if data is None or test_data
             else None
         )

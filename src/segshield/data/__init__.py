@@ -20,6 +20,7 @@ from segshield.data.intensity import (
 from segshield.data.layout import (
     LAYOUTS,
     VOLUME_MODES,
+    bundled_volumes_dataset,
     check_model_input,
     dataset_from_path,
     detect_channels,
@@ -67,6 +68,7 @@ __all__ = [
     "VolumePair",
     "bundled_dataset",
     "bundled_dataset_path",
+    "bundled_volumes_dataset",
     "bundled_volumes_path",
     "check_channels",
     "check_intensities",

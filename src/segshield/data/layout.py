@@ -24,11 +24,17 @@ from segshield.data.loaders import (
     dataset_from_folder,
 )
 from segshield.data.medical import volume_channels
-from segshield.data.volume_layouts import has_volumes, volume_pairs
+from segshield.data.volume_layouts import (
+    BUNDLED_VOLUMES_TEST,
+    bundled_volumes_path,
+    has_volumes,
+    volume_pairs,
+)
 from segshield.data.volumes import (
     DEFAULT_VOLUME_SIZE,
     check_channels,
     slices_from_volumes,
+    split_by_volume,
     volumes_dataset,
 )
 from segshield.errors import DataError
@@ -166,3 +172,16 @@ def dataset_from_path(
     else:
         ds = volumes_dataset(pairs, patch=volume_size, source=str(root), **common)
     return SegDataset(ds.images, ds.masks, ds.names, ds.source, {"layout": layout, **ds.meta})
+
+
+def bundled_volumes_dataset(
+    split: str = "test", size: tuple[int, int] = DEFAULT_SIZE, **options: object
+) -> SegDataset:
+    """The bundled lesion volumes (NIfTI), split by patient as the bundled 2D lesion slices
+    are (test: ``BUNDLED_VOLUMES_TEST``); ``options`` as :func:`dataset_from_path` takes them
+    (``volume_mode``, ``volume_size``, ``channels``, ``intensity`` ...)."""
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; choose train or test")
+    ds = dataset_from_path(bundled_volumes_path(), size, **options)  # type: ignore[arg-type]
+    train, test = split_by_volume(ds, test_volumes=BUNDLED_VOLUMES_TEST)
+    return test if split == "test" else train

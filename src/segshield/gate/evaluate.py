@@ -159,16 +159,39 @@ def _measure(report: AuditReport, rule: Rule) -> Measurements:
             elif ev.status != Status.OK:
                 unverifiable.append((where, f"{label} failed on engine {engine}: {ev.error}"))
             else:
-                value = _number(ev.value(rule.metric))
+                value = _number(_value(ev, rule))
                 if value is None:
-                    unverifiable.append((where, _unmeasured(rule.metric, where, ev)))
+                    unverifiable.append((where, _unmeasured(rule, where, ev)))
                 else:
                     found.measured.append((where, value))
     return found
 
 
-def _unmeasured(metric: str, where: str, ev: EngineEval) -> str:
-    """Why a rule cannot read ``metric`` on ``ev``: undefined surface distances are named."""
+def _class_scores(ev: EngineEval, label: str) -> Any:
+    """The per-class scores of class ``label`` (name, case-insensitive, or index), or None."""
+    for scores in ev.metrics.per_class if ev.metrics is not None else []:
+        if label.lower() in (str(scores.index), (scores.name or "").lower()):
+            return scores
+    return None
+
+
+def _value(ev: EngineEval, rule: Rule) -> Any:
+    """The rule's metric on ``ev``: the whole set's, or one class's with ``label``."""
+    if rule.label is None:
+        return ev.value(rule.metric)
+    scores = _class_scores(ev, rule.label)
+    return None if scores is None else getattr(scores, rule.metric, None)
+
+
+def _unmeasured(rule: Rule, where: str, ev: EngineEval) -> str:
+    """Why a rule cannot read its metric on ``ev``: a missing class and undefined surface
+    distances are named."""
+    metric = rule.metric
+    if rule.label is not None and _class_scores(ev, rule.label) is None:
+        known = [s.name or str(s.index) for s in (ev.metrics.per_class if ev.metrics else [])]
+        return f"{where} has no class {rule.label!r} (classes: {', '.join(known) or 'none'})"
+    if rule.label is not None:
+        return f"{metric} of class {rule.label!r} is undefined for {where}"
     undefined = ev.metrics.n_surface_undefined if ev.metrics is not None else 0
     if metric in SURFACE_METRICS and undefined:
         return (

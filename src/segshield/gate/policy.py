@@ -17,6 +17,7 @@ Format::
     epsilon_max = "4/255"     # optional: cells with epsilon <= this
     epsilon_min = 0.0         # optional: cells with epsilon >= this
     # epsilon = "2/255"       # optional: exactly this epsilon (not with epsilon_min/_max)
+    # label = "core"        # optional: one class's / label's score (dice, iou, ..., hd95)
     min = 0.5                 # exactly one bound: min / max (inclusive), or one below
 
     [[rules]]                 # a bound on the change from a baseline report (--baseline)

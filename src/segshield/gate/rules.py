@@ -95,8 +95,11 @@ _RULE_KEYS = (
     "epsilon",
     "epsilon_min",
     "epsilon_max",
+    "label",
     *BOUNDS,
 )
+# The per-class scores a rule can select with ``label`` (a class or label name, or index).
+LABEL_METRICS = ("dice", "iou", "precision", "recall", "hd95", "asd")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class Rule:
     epsilon: float | None = None
     epsilon_min: float | None = None
     epsilon_max: float | None = None
+    label: str | None = None  # one class's score (multi-class / multi-label), by name or index
 
     @property
     def per_engine(self) -> bool:
@@ -351,12 +355,15 @@ def parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
     selectors = _parse_selectors(raw, label, problems)
     eps = _parse_epsilon_range(raw, label, problems)
     _check_measurable(metric, selectors, eps, label, problems)
+    class_label = _parse_label(raw, metric, label, problems)
 
     if len(problems) > start or metric is None or bound is None or threshold is None:
         return None
     name = raw.get("name")
     if not isinstance(name, str):
         name = _describe(metric, bound, threshold, selectors, eps)
+        if class_label is not None:
+            name = f"{name} [label={class_label}]"
     return Rule(
         name=name.strip(),
         metric=metric,
@@ -368,4 +375,23 @@ def parse_rule(raw: Any, index: int, problems: list[str]) -> Rule | None:
         epsilon=eps["epsilon"],
         epsilon_min=eps["epsilon_min"],
         epsilon_max=eps["epsilon_max"],
+        label=class_label,
     )
+
+
+def _parse_label(
+    raw: dict[str, Any], metric: str | None, label: str, problems: list[str]
+) -> str | None:
+    """The optional class selector: a non-empty name or an index, for a per-class metric."""
+    if "label" not in raw:
+        return None
+    value = raw["label"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        problems.append(f"{label}: 'label' must be a class name or index, got {value!r}")
+        return None
+    if metric is not None and metric not in LABEL_METRICS:
+        problems.append(
+            f"{label}: 'label' selects a per-class score; {metric!r} has none "
+            f"(per-class metrics: {', '.join(LABEL_METRICS)})"
+        )
+    return str(value).strip()

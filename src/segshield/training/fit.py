@@ -93,7 +93,8 @@ def augment(
     """Random flips, 90-degree rotations and zoom-in, the same for each image and its mask.
 
     images: (N, C, H, W) float; masks: (N, K, H, W) float: {0, 1} per channel, or label
-    values (nearest-neighbour zoom keeps them). Shapes are kept.
+    values (nearest-neighbour zoom keeps them). Volumes (N, C, D, H, W) are flipped and
+    rotated in-plane, not zoomed. Shapes are kept.
     """
     out_i, out_m = [], []
     h, w = images.shape[-2:]
@@ -105,7 +106,7 @@ def augment(
         k = int(torch.randint(0, 4, (), generator=gen))
         img, msk = torch.rot90(img, k, (-2, -1)), torch.rot90(msk, k, (-2, -1))
         scale = 1.0 + float(torch.rand((), generator=gen)) * zoom
-        if scale > 1.01:
+        if scale > 1.01 and img.ndim == 3:  # zoom-in on images; volumes get flips/rotations
             ch, cw = round(h / scale), round(w / scale)
             y0 = int(torch.randint(0, h - ch + 1, (), generator=gen))
             x0 = int(torch.randint(0, w - cw + 1, (), generator=gen))

@@ -134,10 +134,11 @@ def _check_output(model: torch.nn.Module, x: torch.Tensor, out_channels: int, wh
 def _labels_of(data: Any, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, int, Any]:
     """(images, masks, output channels, task) of a dataset, checked."""
     images, masks = np.asarray(data.images, dtype=np.float32), np.asarray(data.masks)
-    if images.ndim != 4 or masks.ndim != 4 or masks.shape[0] != images.shape[0]:
+    if images.ndim not in (4, 5) or masks.ndim != images.ndim or len(masks) != len(images):
         raise SegShieldError(
-            f"training takes 2D images (N, C, H, W) with masks (N, K, H, W); got images "
-            f"{images.shape} and masks {masks.shape} (volumes: train on their slices)"
+            f"training takes images (N, C, H, W) with masks (N, K, H, W), or volumes "
+            f"(N, C, D, H, W) with masks (N, K, D, H, W); got images {images.shape} and masks "
+            f"{masks.shape}"
         )
     if masks.shape[1] > 1 and config.num_classes > 1:
         raise SegShieldError("multi-label masks (one channel per label) take no --num-classes")
