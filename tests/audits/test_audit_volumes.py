@@ -157,3 +157,35 @@ def test_slices_are_also_scored_per_volume_from_summed_counts(tmp_path: Path) ->
             tp, fp, fn = (sum(getattr(per_image, k)[i] for i in rows) for k in ("tp", "fp", "fn"))
             assert dice == pytest.approx(2 * tp / (2 * tp + fp + fn))
         assert ev.metrics.dice_per_volume_mean == pytest.approx(np.mean(per_volume.dice))
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from segshield.cli.main import app
+
+    return CliRunner().invoke(app, ["audit", "--engines", "pytorch", "--no-bench", *args])
+
+
+def test_cli_volumes_for_the_2d_bundled_model_exit_2_in_one_line(tmp_path: Path) -> None:
+    res = _cli("--dataset", "volumes", "--volume-mode", "volumes", "--out", str(tmp_path))
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert "3D volumes" in res.output and "--volume-mode slices" in res.output
+
+
+def test_cli_12_bit_ct_divided_by_65535_exits_2_naming_the_file(tmp_path: Path) -> None:
+    """The silent Dice 0.00 of 16-bit data scaled by the dtype's range is refused."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(2):
+        ct = rng.integers(0, 4096, size=(32, 32)).astype(np.uint16)  # 12-bit values
+        Image.fromarray(ct).save(tmp_path / "d" / "images" / f"ct{i}.png")
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:20, 8:20] = 255
+        Image.fromarray(mask).save(tmp_path / "d" / "masks" / f"ct{i}.png")
+    res = _cli("--data", str(tmp_path / "d"), "--size", "32", "--intensity", "dtype",
+               "--out", str(tmp_path / "o"))  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "ct0.png" in res.output and "--intensity percentile" in res.output

@@ -21,6 +21,7 @@ from segshield.data import (
     intensity_from_options,
     patch_classification_from_segmentation,
 )
+from segshield.data.labels import LabelGroups, label_map_classes, multi_hot, parse_label_groups
 from segshield.engines import ENGINE_SPECS
 from segshield.enums import TaskKind
 from segshield.errors import ModelOutputError, SegShieldError
@@ -81,26 +82,16 @@ def model_input_layout(model: torch.nn.Module) -> tuple[int, int] | None:
     return None
 
 
-def label_groups(config: AuditConfig) -> list[tuple[str, tuple[int, ...]]]:
+def label_groups(config: AuditConfig) -> LabelGroups:
     """``config.label_groups`` ("name=1,2,3") as (name, label values) pairs."""
-    groups = []
-    for text in config.label_groups:
-        name, _, values = str(text).partition("=")
-        groups.append((name.strip(), tuple(int(v) for v in values.split(","))))
-    return groups
-
-
-def multi_hot(masks: np.ndarray, groups: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
-    """Label maps (N, 1, *spatial) -> multi-label masks (N, K, *spatial) in {0, 1}: channel k
-    is 1 where the label is one of group k's values (groups may overlap)."""
-    return np.concatenate([np.isin(masks, values) for _, values in groups], axis=1).astype(np.uint8)
+    return parse_label_groups(config.label_groups)
 
 
 def _segmentation_data(config: AuditConfig, channels: int) -> SegDataset:
     size = (config.size, config.size)
     groups = label_groups(config)
     # label groups are read from a label map holding every value they name
-    classes = max(v for _, vals in groups for v in vals) + 1 if groups else config.num_classes
+    classes = label_map_classes(groups) if groups else config.num_classes
     options = {
         "intensity": intensity_from_options(config.intensity, config.window, config.percentiles),
         "volume_mode": config.volume_mode,

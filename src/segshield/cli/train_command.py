@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segshield.cli.audit_options import AuditDataset, VolumeMode, VolumeSize
+from segshield.cli.audit_options import AuditDataset, LabelGroups, VolumeMode, VolumeSize
 from segshield.cli.errors import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -55,6 +55,24 @@ def parse_volume_size(text: str) -> tuple[int, int, int]:
     if min(d, h, w) < 4:
         raise typer.BadParameter(f"--volume-size sides must be >= 4, got {text!r}")
     return d, h, w
+
+
+def _label_groups(text: str | None) -> list:
+    from segshield.data.labels import parse_label_groups
+
+    return parse_label_groups([g for g in (text or "").split(";") if g.strip()])
+
+
+def _multi_label(ds, groups: list):
+    """A label-map dataset as multi-label masks (N, K, ...), one channel per group."""
+    if ds is None:
+        return None
+    from dataclasses import replace
+
+    from segshield.data.labels import multi_hot
+
+    meta = {**ds.meta, "label_groups": {name: list(values) for name, values in groups}}
+    return replace(ds, masks=multi_hot(ds.masks, groups), meta=meta)
 
 
 def _dataset(
@@ -204,6 +222,7 @@ def train(
     num_classes: Annotated[
         int, _opt(MODEL, "1: binary masks; K > 1: label maps 0..K-1 (softmax).", min=1)
     ] = 1,
+    label_groups: LabelGroups = None,
     base_width: Annotated[int, _opt(MODEL, "Seed U-Net / CNN width.", min=1)] = 16,
     depth: Annotated[int, _opt(MODEL, "Seed U-Net depth.", min=1, max=6)] = 3,
     dataset: AuditDataset = "nuclei",
@@ -269,12 +288,18 @@ def train(
         check_out(out)
         kwargs = json_object(model_kwargs)
         volumes = {"volume_mode": volume_mode, "volume_size": parse_volume_size(volume_size)}
-        train_ds = _dataset(data, dataset, "train", size, num_classes, volumes)
+        from segshield.data.labels import label_map_classes
+
+        groups = _label_groups(label_groups)
+        read_classes = label_map_classes(groups) if groups else num_classes
+        train_ds = _dataset(data, dataset, "train", size, read_classes, volumes)
         test_ds = (
-            _dataset(test_data, dataset, "test", size, num_classes, volumes)
+            _dataset(test_data, dataset, "test", size, read_classes, volumes)
             if data is None or test_data
             else None
         )
+        if groups:  # multi-label: one {0, 1} channel per group, the classes named
+            train_ds, test_ds = (_multi_label(d, groups) for d in (train_ds, test_ds))
         if kind == "classification":
             cfg = {
                 "name": name, "epochs": epochs or 20, "batch_size": batch_size or 32, "lr": lr,
