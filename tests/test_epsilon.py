@@ -85,7 +85,8 @@ def test_parse_epsilons_lists_every_bad_item() -> None:
     [
         (4 / 255, "4/255"),
         (8 / 255 + 1e-9, "8/255"),
-        (1.0, "255/255"),
+        (1.0, "1"),  # ASMA's uncapped budget
+        (51 / 255, "0.2"),  # a short decimal: advunet's sweep reads 0.1, 0.2, ... 0.9
         (0, "0"),
         (0.0, "0"),
         (0.01, "0.01"),

@@ -109,13 +109,18 @@ def parse_epsilons(value: Any) -> tuple[float, ...]:
 
 
 def format_epsilon(eps: float | None) -> str:
-    """``4/255`` when ``eps * 255`` is within 1e-6 of an integer, ``0`` for zero, else the
-    float (``0.01``); ``—`` when missing (None, NaN, not a number)."""
+    """One way to write an ε everywhere: a short decimal when it has at most two decimal
+    places (``0.1``, ``0.25``, ``1``: a sweep such as advunet's 0.1 … 0.9 is never written
+    ``51/255`` next to ``0.1``), else ``4/255`` when ``eps * 255`` is within 1e-6 of an
+    integer, ``0`` for zero, else the float (``0.0123``); ``—`` when missing (None, NaN, not
+    a number)."""
     if eps is None or isinstance(eps, bool) or not isinstance(eps, (int, float)):
         return MISSING
     value = float(eps)
     if math.isnan(value):
         return MISSING
+    if math.isfinite(value) and abs(value * 100 - round(value * 100)) <= _EPS_INT_TOL:
+        return f"{round(value, 2):g}"
     steps = value * 255.0
     if math.isfinite(steps) and abs(steps - round(steps)) <= _EPS_INT_TOL:
         k = round(steps)
