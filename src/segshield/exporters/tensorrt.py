@@ -91,10 +91,7 @@ def tensorrt_engine_from_onnx(
     builder = trt.Builder(log)
     network, _parser = _parse_onnx(trt, builder, log, onnx_path)  # _parser: alive until built
     tensor = network.get_input(0)
-    # a dynamic-H/W export reads -1 here: the profile takes the audited images' shape
-    chw = tuple(int(d) for d in input_chw) if input_chw else tuple(int(d) for d in tensor.shape[1:])
-    if any(d < 1 for d in chw):
-        raise ExportError(f"TensorRT profile needs a fixed image shape; the ONNX input is {chw}")
+    chw = _profile_shape(tensor, input_chw)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile = builder.create_optimization_profile()
@@ -131,6 +128,15 @@ def tensorrt_engine_from_onnx(
         seconds=time.perf_counter() - start,
         calibration=calibration,
     )
+
+
+def _profile_shape(tensor: Any, input_chw: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The (C, H, W) of the optimisation profile: a dynamic-H/W export reads -1 from the
+    network input, so the audited images' shape (``input_chw``) is used when given."""
+    chw = tuple(int(d) for d in (input_chw or tensor.shape[1:]))
+    if any(d < 1 for d in chw):
+        raise ExportError(f"TensorRT profile needs a fixed image shape; the ONNX input is {chw}")
+    return chw
 
 
 def _parse_onnx(trt: Any, builder: Any, log: Any, onnx_path: Path) -> tuple[Any, Any]:
