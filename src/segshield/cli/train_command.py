@@ -76,11 +76,17 @@ def _multi_label(ds, groups: list):
 
 
 def _dataset(
-    data: Path | None, bundled: str, split: str, size: int, num_classes: int, volumes: dict
+    data: Path | None,
+    bundled: str,
+    split: str,
+    size: int,
+    num_classes: int = 1,
+    volumes: dict | None = None,
 ):
     """Training or test data; ``volumes``: volume_mode and volume_size for volume data."""
     from segshield.data import bundled_dataset, bundled_volumes_dataset, dataset_from_path
 
+    volumes = volumes or {}
     if data is not None:
         return dataset_from_path(data, size=(size, size), num_classes=num_classes, **volumes)
     if bundled == "volumes":

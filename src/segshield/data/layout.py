@@ -8,6 +8,7 @@ labelsTr/) and ``pairs`` (``X_image.nrrd`` + ``X_label.nrrd``).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from segshield.data.loaders import (
     IMAGE_SUFFIXES,
     _grey_in_rgb,
     _image_files,
+    _read_array,
     dataset_from_busi,
     dataset_from_folder,
 )
@@ -78,15 +80,20 @@ def _image_channels(files: list[Path]) -> int:
     rgb = []
     for p in files:
         try:
-            with Image.open(p) as im:
-                mode = im.mode
+            with warnings.catch_warnings():  # a bomb is refused here too, before any read
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(p) as im:
+                    mode = im.mode
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            _read_array(p)  # raises the loaders' one-line refusal, naming the file
+            raise
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"cannot read image {p}: {exc}") from exc
         if mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
             rgb.append(p)
     for p in rgb[:_RGB_PROBE]:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB"))
+        arr = _read_array(p)
+        arr = np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr[..., :3]
         if not _grey_in_rgb(arr):
             return 3
     return 1  # grey, or grey stored as RGB (converted without loss)
