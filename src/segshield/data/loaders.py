@@ -225,6 +225,28 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def matched_stems(
+    items: dict[str, Path],
+    labels: dict[str, Path],
+    item_dir: Path,
+    label_dir: Path,
+    words: tuple[str, str] = ("image", "mask"),
+) -> list[str]:
+    """The stems ``items`` and ``labels`` share, sorted; a DataError names the first item
+    without a label (and how many) or the first label without an item."""
+    item, label = words
+    missing = sorted(set(items) - set(labels))
+    if missing:
+        raise DataError(
+            f"{item} {items[missing[0]]} has no {label} in {label_dir} "
+            f"({len(missing)} {item}(s) without a {label})"
+        )
+    orphans = sorted(set(labels) - set(items))
+    if orphans:
+        raise DataError(f"{label} {labels[orphans[0]]} has no {item} in {item_dir}")
+    return sorted(items)
+
+
 def dataset_from_folder(
     root: str | Path,
     size: tuple[int, int] = DEFAULT_SIZE,
@@ -250,16 +272,8 @@ def dataset_from_folder(
     masks = {p.stem: p for p in _image_files(mask_dir)}
     if not images:
         raise DataError(f"no images in {img_dir} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise DataError(
-            f"image {images[missing[0]]} has no mask in {mask_dir} "
-            f"({len(missing)} image(s) without a mask)"
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise DataError(f"mask {masks[orphans[0]]} has no image in {img_dir}")
-    pairs = [(stem, images[stem], [masks[stem]]) for stem in sorted(images)]
+    stems = matched_stems(images, masks, img_dir, mask_dir)
+    pairs = [(stem, images[stem], [masks[stem]]) for stem in stems]
     return _stack(pairs, size, channels, str(root), num_classes, intensity)
 
 

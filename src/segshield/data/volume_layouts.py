@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from segshield.data.loaders import matched_stems
 from segshield.data.medical import is_volume_path, volume_stem
 from segshield.errors import DataError
 
@@ -73,16 +74,8 @@ def _by_stem(root: Path, img_dir: Path, mask_dir: Path) -> list[VolumePair]:
     images, masks = _entries(img_dir), _entries(mask_dir)
     if not images:
         raise DataError(f"no volumes in {img_dir} (.nii, .nii.gz, .nrrd or DICOM series folders)")
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise DataError(
-            f"volume {images[missing[0]]} has no label in {mask_dir} "
-            f"({len(missing)} volume(s) without a label)"
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise DataError(f"label {masks[orphans[0]]} has no volume in {img_dir}")
-    return [VolumePair(s, (images[s],), masks[s]) for s in sorted(images)]
+    stems = matched_stems(images, masks, img_dir, mask_dir, ("volume", "label"))
+    return [VolumePair(s, (images[s],), masks[s]) for s in stems]
 
 
 def _flat_pairs(root: Path) -> list[VolumePair]:
