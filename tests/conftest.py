@@ -124,3 +124,17 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def make_conv_net(dims: int = 2, out_channels: int = 1, seed: int = 0) -> nn.Module:
+    """A seeded two-layer conv net in eval mode: (N, 1, *spatial) -> (N, out_channels,
+    *spatial) logits, 2-D or 3-D (a stand-in for a user's U-Net on images or volumes)."""
+    conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    torch.manual_seed(seed)
+    return nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), conv(4, out_channels, 1)).eval()
+
+
+@pytest.fixture(scope="session")
+def conv_net():
+    """`make_conv_net(dims, out_channels, seed)` (tests must not import conftest)."""
+    return make_conv_net

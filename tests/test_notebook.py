@@ -9,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import segshield
 from segshield.audits.settings import SettingsError
 from segshield.errors import DataError, ModelLoadError, SegShieldError
 from segshield.notebook import AuditResult
-
-
-def make_tiny_unet() -> nn.Module:
-    """A seeded 2-D net, (N, 1, H, W) -> (N, 1, H, W) logits (a stand-in for a U-Net)."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
-
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -47,9 +39,9 @@ def _arrays(n: int = 3, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 @pytest.mark.slow
-def test_an_in_memory_module_and_arrays_are_audited(tmp_path: Path) -> None:
+def test_an_in_memory_module_and_arrays_are_audited(tmp_path: Path, conv_net) -> None:
     images, masks = _arrays()
-    result = segshield.audit(make_tiny_unet(), images, masks=masks, out_dir=tmp_path, **QUICK)
+    result = segshield.audit(conv_net(2), images, masks=masks, out_dir=tmp_path, **QUICK)
     assert isinstance(result, AuditResult)
     assert result.dataset["source"] == "in-memory"
     assert result.dataset["n_images"] == 3
@@ -70,13 +62,13 @@ def test_an_in_memory_module_and_arrays_are_audited(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_dataset_of_dicts_and_tensors_gives_the_same_numbers(tmp_path: Path) -> None:
+def test_a_dataset_of_dicts_and_tensors_gives_the_same_numbers(tmp_path: Path, conv_net) -> None:
     """A MONAI-style Dataset of {"image", "label"} tensors is the arrays it holds."""
     images, masks = _arrays()
     as_float = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
     dataset = [{"image": as_float[i], "label": torch.from_numpy(masks[i][None])} for i in range(3)]
-    a = segshield.audit(make_tiny_unet(), dataset, out_dir=tmp_path / "a", **QUICK)
-    b = segshield.audit(make_tiny_unet(), (images, masks), out_dir=tmp_path / "b", **QUICK)
+    a = segshield.audit(conv_net(2), dataset, out_dir=tmp_path / "a", **QUICK)
+    b = segshield.audit(conv_net(2), (images, masks), out_dir=tmp_path / "b", **QUICK)
     assert a.dataset["sha256"] == b.dataset["sha256"]
     dice_a = {k: e.metrics.dice for k, e in a.cells[0].engines.items()}
     dice_b = {k: e.metrics.dice for k, e in b.cells[0].engines.items()}
@@ -84,7 +76,7 @@ def test_a_dataset_of_dicts_and_tensors_gives_the_same_numbers(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_a_custom_loss_callable_is_attacked_with_and_recorded(tmp_path: Path) -> None:
+def test_a_custom_loss_callable_is_attacked_with_and_recorded(tmp_path: Path, conv_net) -> None:
     calls = []
 
     def mean_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -93,7 +85,7 @@ def test_a_custom_loss_callable_is_attacked_with_and_recorded(tmp_path: Path) ->
 
     images, masks = _arrays()
     result = segshield.audit(
-        make_tiny_unet(), images, masks=masks, out_dir=tmp_path, losses=[mean_logit], **QUICK
+        conv_net(2), images, masks=masks, out_dir=tmp_path, losses=[mean_logit], **QUICK
     )
     (cell,) = result.cells
     assert cell.loss.endswith(
@@ -102,16 +94,16 @@ def test_a_custom_loss_callable_is_attacked_with_and_recorded(tmp_path: Path) ->
     assert calls, "the attack never called the user's loss"
 
 
-def test_images_outside_the_unit_range_are_refused(tmp_path: Path) -> None:
+def test_images_outside_the_unit_range_are_refused(tmp_path: Path, conv_net) -> None:
     images, masks = _arrays()
     with pytest.raises(DataError, match=r"in \[0, 1\].*scale them first"):
-        segshield.audit(make_tiny_unet(), images * 2.0, masks=masks, out_dir=tmp_path)
+        segshield.audit(conv_net(2), images * 2.0, masks=masks, out_dir=tmp_path)
 
 
-def test_images_and_masks_of_different_sizes_name_both_shapes(tmp_path: Path) -> None:
+def test_images_and_masks_of_different_sizes_name_both_shapes(tmp_path: Path, conv_net) -> None:
     images, masks = _arrays()
     with pytest.raises(DataError, match=r"\(3, 1, 32, 32\).*\(3, 1, 16, 16\)"):
-        segshield.audit(make_tiny_unet(), images, masks=masks[:, :16, :16], out_dir=tmp_path)
+        segshield.audit(conv_net(2), images, masks=masks[:, :16, :16], out_dir=tmp_path)
 
 
 def test_a_factory_that_returns_no_module_is_refused(tmp_path: Path) -> None:
@@ -120,17 +112,17 @@ def test_a_factory_that_returns_no_module_is_refused(tmp_path: Path) -> None:
         segshield.audit(lambda: "not a model", images, masks=masks, out_dir=tmp_path)
 
 
-def test_options_are_validated_as_settings_are(tmp_path: Path) -> None:
+def test_options_are_validated_as_settings_are(tmp_path: Path, conv_net) -> None:
     images, masks = _arrays()
     with pytest.raises(SettingsError, match="steps"):
-        segshield.audit(make_tiny_unet(), images, masks=masks, out_dir=tmp_path, steps=0)
+        segshield.audit(conv_net(2), images, masks=masks, out_dir=tmp_path, steps=0)
     with pytest.raises(SegShieldError, match="unknown attack"):
-        segshield.audit(make_tiny_unet(), images, masks=masks, out_dir=tmp_path, attacks="nope")
+        segshield.audit(conv_net(2), images, masks=masks, out_dir=tmp_path, attacks="nope")
 
 
-def test_a_dataset_item_without_a_label_is_refused(tmp_path: Path) -> None:
+def test_a_dataset_item_without_a_label_is_refused(tmp_path: Path, conv_net) -> None:
     with pytest.raises(DataError, match="need image, label"):
-        segshield.audit(make_tiny_unet(), [{"image": np.zeros((1, 8, 8))}], out_dir=tmp_path)
+        segshield.audit(conv_net(2), [{"image": np.zeros((1, 8, 8))}], out_dir=tmp_path)
 
 
 def _readme_example() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from segshield.attacks import ATTACKS, get_attack, get_loss
 from segshield.attacks.layout import predict_like, prepare
@@ -45,25 +44,15 @@ def test_a_target_that_does_not_fit_names_both_volume_shapes() -> None:
         prepare(logits, torch.zeros(2, 1, 4, 6, 4))
 
 
-class _Conv3d(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 @pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "apgd", "segpgd", "cospgd", "dag"])
-def test_every_linf_attack_runs_on_volumes_within_its_budget(name: str) -> None:
+def test_every_linf_attack_runs_on_volumes_within_its_budget(name: str, conv_net) -> None:
     assert name in ATTACKS
     g = torch.Generator().manual_seed(1)
     images = torch.rand(2, 1, 4, 8, 8, generator=g)
     masks = (torch.rand(2, 1, 4, 8, 8, generator=g) > 0.5).float()
     eps = 8 / 255
     kwargs = {} if name == "fgsm" else {"steps": 3}
-    attack = get_attack(name, _Conv3d().eval(), "bce", eps, **kwargs)
+    attack = get_attack(name, conv_net(3), "bce", eps, **kwargs)
     adv = attack(images, masks)
     assert adv.shape == images.shape
     assert float((adv - images).abs().max()) <= eps + 1e-6

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch import nn
 
@@ -17,13 +16,6 @@ from segshield.audits.inputs import load_audit_data, model_input_layout, multi_h
 from segshield.enums import Status, TaskKind
 from segshield.errors import DataError
 from segshield.models import LoadedModel
-
-
-def make_tiny_unet() -> nn.Module:
-    """A seeded 2-D net, (N, 1, H, W) -> (N, 1, H, W) logits (a stand-in for a U-Net)."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
-
 
 FAST = {
     "attacks": ("fgsm",),
@@ -36,21 +28,9 @@ FAST = {
 }
 
 
-class TinyNet3d(nn.Module):
-    """(N, 1, D, H, W) -> (N, 1, D, H, W) logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def test_the_model_s_first_convolution_gives_channels_and_dims() -> None:
-    assert model_input_layout(TinyNet3d()) == (1, 3)
-    assert model_input_layout(make_tiny_unet()) == (1, 2)
+def test_the_model_s_first_convolution_gives_channels_and_dims(conv_net) -> None:
+    assert model_input_layout(conv_net(3)) == (1, 3)
+    assert model_input_layout(conv_net(2)) == (1, 2)
     assert model_input_layout(nn.Sequential(nn.Identity())) is None
 
 
@@ -62,11 +42,11 @@ def test_multi_hot_of_overlapping_groups() -> None:
 
 
 @pytest.mark.slow
-def test_a_3d_model_is_audited_on_whole_volumes(tmp_path: Path) -> None:
+def test_a_3d_model_is_audited_on_whole_volumes(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(
         out_dir=tmp_path, dataset="volumes", volume_mode="volumes", panels=1, **FAST
     )
-    report = run_audit(config, model=LoadedModel(TinyNet3d(), {"source": "test"}))
+    report = run_audit(config, model=LoadedModel(conv_net(3), {"source": "test"}))
     assert report is not None
     assert report.dataset["image_shape"] == [1, 32, 64, 64]
     assert report.dataset["n_images"] == 2  # the bundled test patients: brain2, lung1
@@ -80,25 +60,25 @@ def test_a_3d_model_is_audited_on_whole_volumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_2d_model_is_audited_on_slices_with_distances_in_mm(tmp_path: Path) -> None:
+def test_a_2d_model_is_audited_on_slices_with_distances_in_mm(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(out_dir=tmp_path, dataset="volumes", size=64, limit=3, panels=0, **FAST)
-    report = run_audit(config, model=LoadedModel(make_tiny_unet(), {"source": "test"}))
+    report = run_audit(config, model=LoadedModel(conv_net(2), {"source": "test"}))
     assert report is not None
     assert report.dataset["image_shape"] == [1, 64, 64]
     assert all(":" in name for name in report.dataset["names"])  # volume:slice
     assert report.clean["pytorch"].metrics.surface_unit == "mm"
 
 
-def test_volumes_for_a_2d_model_are_refused_naming_the_fix(tmp_path: Path) -> None:
+def test_volumes_for_a_2d_model_are_refused_naming_the_fix(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(out_dir=tmp_path, dataset="volumes", volume_mode="volumes", **FAST)
     with pytest.raises(DataError, match=r"3D volumes .* 2D model.*--volume-mode slices"):
-        load_audit_data(config, make_tiny_unet())
+        load_audit_data(config, conv_net(2))
 
 
-def test_slices_for_a_3d_model_are_refused_naming_the_fix(tmp_path: Path) -> None:
+def test_slices_for_a_3d_model_are_refused_naming_the_fix(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(out_dir=tmp_path, dataset="volumes", **FAST)
     with pytest.raises(DataError, match=r"2D images .* 3D model.*--volume-mode volumes"):
-        load_audit_data(config, TinyNet3d())
+        load_audit_data(config, conv_net(3))
 
 
 def _rgb_folder(root: Path) -> Path:
@@ -114,24 +94,24 @@ def _rgb_folder(root: Path) -> Path:
     return root
 
 
-def test_colour_data_for_a_grey_model_names_both_channel_counts(tmp_path: Path) -> None:
+def test_colour_data_for_a_grey_model_names_both_channel_counts(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(out_dir=tmp_path / "o", data=_rgb_folder(tmp_path / "d"), size=32, **FAST)
     with pytest.raises(DataError, match=r"3 channels \(RGB\).*takes 1.*--channels 1"):
-        load_audit_data(config, make_tiny_unet())
+        load_audit_data(config, conv_net(2))
     # --channels 1 converts to grey, and then the data fit
     data = load_audit_data(
         AuditConfig(out_dir=tmp_path / "o", data=tmp_path / "d", size=32, channels=1, **FAST),
-        make_tiny_unet(),
+        conv_net(2),
     )
     assert data.images.shape == (2, 1, 32, 32)
 
 
-def test_label_groups_make_a_multi_label_audit_data(tmp_path: Path) -> None:
+def test_label_groups_make_a_multi_label_audit_data(tmp_path: Path, conv_net) -> None:
     config = AuditConfig(
         out_dir=tmp_path, dataset="volumes", size=64, label_groups=("lesion=1",), **FAST
     )
     assert config.task_kind == TaskKind.MULTILABEL
-    data = load_audit_data(config, make_tiny_unet())
+    data = load_audit_data(config, conv_net(2))
     assert data.labels.shape[1] == 1 and data.class_names == ("lesion",)
     assert data.description["label_groups"] == {"lesion": (1,)}
 
@@ -142,10 +122,10 @@ def test_a_bad_label_group_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_slices_are_also_scored_per_volume_from_summed_counts(tmp_path: Path) -> None:
+def test_slices_are_also_scored_per_volume_from_summed_counts(tmp_path: Path, conv_net) -> None:
     """A volume's Dice is the Dice of its slices' summed counts (not a mean of slice Dice)."""
     config = AuditConfig(out_dir=tmp_path, dataset="volumes", size=64, panels=0, **FAST)
-    report = run_audit(config, model=LoadedModel(make_tiny_unet(), {"source": "test"}))
+    report = run_audit(config, model=LoadedModel(conv_net(2), {"source": "test"}))
     assert report is not None
     volumes = report.dataset["volume"]
     for ev in (report.clean["pytorch"], report.cells[0].engines["pytorch"]):

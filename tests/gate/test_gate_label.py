@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 from segshield.audits import AuditConfig, run_audit
 from segshield.errors import PolicyError
@@ -17,10 +15,9 @@ from segshield.models import LoadedModel
 
 
 @pytest.fixture(scope="module")
-def multilabel_report(tmp_path_factory: pytest.TempPathFactory):
+def multilabel_report(tmp_path_factory: pytest.TempPathFactory, conv_net):
     """A two-label audit of the bundled lesion slices (labels from the label map)."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    net = conv_net(2, out_channels=2)
     config = AuditConfig(
         out_dir=tmp_path_factory.mktemp("ml"), dataset="volumes", size=32, limit=3,
         label_groups=("lesion=1", "tissue=0"), attacks=("fgsm",), epsilons=(8 / 255,),
